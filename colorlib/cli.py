@@ -1,0 +1,105 @@
+"""Command line: `python -m colorlib COMMAND ...`, for machines without Jupyter.
+
+    python -m colorlib train --preset quick --data PATH --run-dir runs/quick
+    python -m colorlib train --run-dir runs/quick --resume --epochs 10
+    python -m colorlib figures --run-dir runs/quick --out figures/quick
+    python -m colorlib pack --data PATH --out cifar10.pt
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import rundir
+from .config import FIELD_NAMES, PRESETS, ConfigError, config_from_dict, make_config, parse_override
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--preset", default="quick", help=f"run size: {', '.join(PRESETS)} (default quick)")
+    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help=f"override any config field, repeatable; fields: {', '.join(FIELD_NAMES)}")
+
+
+def _config_overrides(args) -> dict:
+    overrides = dict(parse_override(s) for s in args.set)
+    for name in ("data", "epochs", "device", "seed"):
+        if getattr(args, name, None) is not None:
+            overrides[name] = getattr(args, name)
+    return overrides
+
+
+def cmd_train(args) -> int:
+    from .training import train
+    overrides = _config_overrides(args)
+    run_dir = args.run_dir or f"runs/{args.preset}"
+    if args.resume:  # the run's own config, with only what was asked for changed
+        cfg = None
+        if overrides and rundir.is_run_dir(run_dir):
+            cfg = config_from_dict({**rundir.read_config(run_dir).to_dict(), **overrides})
+    else:
+        cfg = make_config(args.preset, **overrides)
+    out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    print(f"run directory: {out}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    from .plots import save_figures
+    written = save_figures(args.run_dir, args.out)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_pack(args) -> int:
+    from .data import pack_folder
+    counts = pack_folder(args.data, args.out)
+    print(f"packed {counts} images into {args.out}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m colorlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a GAN colorizer into a run directory")
+    _add_config_args(p)
+    p.add_argument("--run-dir", help="where the run is written (default runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", required=True, help="folder for the PNG figures and provenance.json")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("pack", help="bundle a train/test image folder into one file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pack)
+    return parser
+
+
+def main(argv=None) -> int:
+    from .data import DataError
+    from .rundir import RunDirError
+    from .training import TrainingDiverged
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ConfigError, DataError, RunDirError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+        return 130

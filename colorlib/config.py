@@ -1,0 +1,160 @@
+"""Run configuration: every default lives here, presets override a few fields.
+
+A `Config` is a plain dataclass so it reads like nanoGPT's config block: one value per
+line, each overridable from the command line (`--set lr=2e-4`), from papermill
+parameters, or from Python (`make_config("quick", epochs=3)`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+DATA_ENV = "COLORLIB_DATA"  # where users point at their own copy of the data
+
+
+@dataclass
+class Config:
+    # --- data ---
+    data: Optional[str] = None  # folder / pack file; None: $COLORLIB_DATA, else torchvision CIFAR-10 in data_root
+    data_root: str = "data"  # where torchvision downloads the official CIFAR-10
+    train_size: Optional[int] = None  # random subset of the training split (None: all 50,000)
+    n_samples: int = 16  # fixed test images whose colorization is saved after every epoch
+
+    # --- models (paper Fig. 1 and Fig. 2; widths and depths are not given) ---
+    g_width: int = 64  # channels of the first encoder block, doubled per level
+    g_depth: int = 4  # stride-2 levels: 32 -> 16 -> 8 -> 4 -> 2
+    norm: str = "batch"  # generator normalization: batch | instance | fan | none
+    d_width: int = 64
+    d_depth: int = 3
+    d_norm: str = "batch"  # discriminator normalization: batch | instance | spectral | none
+
+    # --- losses (eq. 3-5) ---
+    lam: float = 100.0  # lambda of eq. (5); the paper gives none, see losses.py
+    content_loss: str = "cosine"  # cosine (the paper) | l1 (pix2pix-style baseline)
+    adv_weight: float = 1.0  # 0 turns the GAN off: a plain regression U-Net baseline
+
+    # --- optimisation (Sec. IV-B) ---
+    epochs: int = 100
+    batch_size: int = 50
+    d_steps: int = 2  # discriminator updates per generator update
+    lr: float = 1e-3  # torch.optim.Adam's default, as the paper says "default parameters"
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    # --- run mechanics ---
+    seed: int = 0
+    device: str = "auto"  # auto picks cuda > mps > cpu
+    checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
+    log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
+    channels_last: bool = True
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
+    cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
+
+    preset: str = "custom"  # recorded so every figure can say which preset made it
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds on a laptop CPU: the test suite and nbval run this
+    "smoke": dict(train_size=200, epochs=2, batch_size=50, g_width=8, g_depth=3,
+                  d_width=8, d_depth=2, n_samples=8, log_every=1),
+    # a few minutes on a 2-core CPU: the committed notebooks and figures/quick
+    "quick": dict(train_size=5000, epochs=5, g_width=32, g_depth=4, d_width=32, d_depth=3,
+                  log_every=10),
+    # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
+    "paper": dict(),
+}
+
+CHOICES = {
+    "norm": ("batch", "instance", "fan", "none"),
+    "d_norm": ("batch", "instance", "spectral", "none"),
+    "content_loss": ("cosine", "l1"),
+    "device": None,  # checked when resolved, see training.pick_device
+}
+
+FIELD_NAMES = tuple(f.name for f in fields(Config))
+
+
+class ConfigError(ValueError):
+    """A configuration a user asked for that cannot run; the message says how to fix it."""
+
+
+def validate(cfg: Config) -> None:
+    for name, allowed in CHOICES.items():
+        if allowed is not None and getattr(cfg, name) not in allowed:
+            raise ConfigError(f"{name}={getattr(cfg, name)!r} is not valid; choose one of {', '.join(allowed)}")
+    positive = ["n_samples", "g_width", "g_depth", "d_width", "d_depth", "batch_size", "d_steps",
+                "checkpoint_every", "log_every"]
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    if cfg.epochs < 0:
+        raise ConfigError(f"epochs must be 0 or more, got {cfg.epochs}")
+    if cfg.train_size is not None and cfg.train_size < cfg.batch_size:
+        raise ConfigError(f"train_size={cfg.train_size} is smaller than one batch ({cfg.batch_size})")
+    if cfg.g_depth > 5:
+        raise ConfigError(f"g_depth={cfg.g_depth}: a 32x32 image halves to 1x1 after 5 levels; use 1..5")
+    if cfg.d_depth > 5:
+        raise ConfigError(f"d_depth={cfg.d_depth}: use 1..5 for 32x32 images")
+    if cfg.lr <= 0 or cfg.lam < 0 or cfg.adv_weight < 0:
+        raise ConfigError("lr must be positive, lam and adv_weight non-negative")
+
+
+def make_config(preset: str = "quick", **overrides: Any) -> Config:
+    """The preset's config with `overrides` applied; unknown names are an error, never ignored."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {', '.join(PRESETS)}")
+    unknown = sorted(set(overrides) - set(FIELD_NAMES))
+    if unknown:
+        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(FIELD_NAMES)}")
+    values = {**PRESETS[preset], **overrides, "preset": preset}
+    return Config(**values)
+
+
+def config_from_dict(values: dict[str, Any]) -> Config:
+    """Rebuild a saved config; fields added in later versions keep their defaults."""
+    known = {k: v for k, v in values.items() if k in FIELD_NAMES}
+    return Config(**known)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`name=value` from the command line, the value cast to the field's type."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like name=value")
+    name, raw = text.split("=", 1)
+    name = name.strip().replace("-", "_")
+    if name not in FIELD_NAMES:
+        raise ConfigError(f"unknown config field {name!r}; valid fields: {', '.join(FIELD_NAMES)}")
+    default = getattr(Config(), name)
+    return name, _cast(name, raw.strip(), default)
+
+
+def _cast(name: str, raw: str, default: Any) -> Any:
+    if raw.lower() in ("none", "null") and name in ("data", "train_size"):
+        return None
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if isinstance(default, int) or name == "train_size":
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a value like {default!r}") from None
+    return raw
+
+
+def default_data() -> Optional[str]:
+    return os.environ.get(DATA_ENV) or None

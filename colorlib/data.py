@@ -1,0 +1,203 @@
+"""Data: CIFAR-10 (or any folder of photos) held in memory as one uint8 tensor.
+
+The paper feeds the generator a grayscale image and asks it for the colour original, both
+scaled to [-1, 1] (Sec. IV-A). We keep the dataset as uint8 [N, 3, 32, 32] (150 MB for all of
+CIFAR-10) and derive the grayscale input on the fly, on whatever device trains: a batch is
+`images[index]`, with no per-sample Python transform and no DataLoader.
+
+Sources, chosen by `Config.data` (or the COLORLIB_DATA environment variable):
+- unset or "cifar10": the official CIFAR-10 via torchvision, downloaded into `data_root`;
+- a folder in the image-folder layout `train/<class>/*.jpg`, `test/<class>/*.jpg`;
+- a folder of photos without that layout (resized and centre-cropped to 32x32), used for both splits;
+- a `.pt` pack written by `python -m colorlib pack` (the JPEG bytes of a folder in one file).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+import torchvision
+from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+
+from .config import DATA_ENV
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+PACK_FORMAT = "colorlib-jpeg-pack-v1"
+# ITU-R BT.601 luma, the weights behind PIL's "L" mode and OpenCV's RGB2GRAY
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+class DataError(RuntimeError):
+    """Data that cannot be found or read; the message names the remedy."""
+
+
+@dataclass
+class ImageSet:
+    images: torch.Tensor  # uint8 [N, 3, H, W]
+    labels: torch.Tensor  # int64 [N], -1 where the source has no classes
+    classes: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+def resolve_source(data: Optional[str]) -> str:
+    return data or os.environ.get(DATA_ENV) or "cifar10"
+
+
+def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed: int = 0,
+               data_root: str = "data", image_size: int = 32) -> ImageSet:
+    """Load `split` ("train" or "test") of a source, optionally a seeded random subset of `size`."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    source = resolve_source(data)
+    if source == "cifar10":
+        images, labels, classes = _load_torchvision_cifar10(split, data_root)
+        index = _subset(len(images), size, seed)
+        return ImageSet(images[index], labels[index], classes, f"CIFAR-10 (torchvision, {data_root})")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(
+            f"data source {str(path)!r} does not exist. Point --data (or ${DATA_ENV}) at a folder "
+            f"laid out as train/<class>/*.jpg and test/<class>/*.jpg, or at a .pt pack, or leave "
+            f"it unset to download the official CIFAR-10 (needs internet).")
+    if path.is_file():
+        return _load_pack(path, split, size, seed, image_size)
+    return _load_folder(path, split, size, seed, image_size)
+
+
+def _subset(n: int, size: Optional[int], seed: int) -> torch.Tensor:
+    if size is None or size >= n:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:size].sort().values
+
+
+def _load_torchvision_cifar10(split: str, root: str):
+    try:
+        ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=False)
+    except RuntimeError:
+        try:
+            ds = torchvision.datasets.CIFAR10(root, train=split == "train", download=True)
+        except Exception as exc:  # no network, proxy, full disk...
+            raise DataError(
+                f"CIFAR-10 is not in {root!r} and could not be downloaded ({type(exc).__name__}: {exc}). "
+                f"Either connect to the internet and run again, or point --data (or ${DATA_ENV}) at a "
+                f"local copy laid out as train/<class>/*.jpg and test/<class>/*.jpg.") from exc
+    images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
+    return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _folder_files(path: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
+    root = path / split if (path / split).is_dir() else path
+    classes = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in ("train", "test"))
+    if classes:
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            found = list_images(root / name)
+            files += found
+            labels += [label] * len(found)
+    else:
+        files, labels = list_images(root), []
+        labels = [-1] * len(files)
+    if not files:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {str(root)!r}. "
+                        f"Expected train/<class>/*.jpg and test/<class>/*.jpg, or a folder of photos.")
+    return files, labels, classes
+
+
+def _load_folder(path: Path, split: str, size, seed, image_size) -> ImageSet:
+    files, labels, classes = _folder_files(path, split)
+    index = _subset(len(files), size, seed)
+    blobs = [torchvision.io.read_file(str(files[i])) for i in index.tolist()]
+    images = _decode_all(blobs, image_size, names=[str(files[i]) for i in index.tolist()])
+    return ImageSet(images, torch.tensor(labels)[index], classes, str(path))
+
+
+def _decode_all(blobs: Sequence[torch.Tensor], image_size: int, names: Sequence[str]) -> torch.Tensor:
+    out = torch.empty(len(blobs), 3, image_size, image_size, dtype=torch.uint8)
+    try:  # one batched call decodes every JPEG in C++; fall back per image on anything else
+        decoded = decode_jpeg(list(blobs), mode=ImageReadMode.RGB)
+    except RuntimeError:
+        decoded = None
+    for i, blob in enumerate(blobs):
+        try:
+            img = decoded[i] if decoded is not None else decode_image(blob, mode=ImageReadMode.RGB)
+        except RuntimeError as exc:
+            raise DataError(f"cannot decode image {names[i]!r}: {exc}. Remove or replace the file.") from exc
+        out[i] = fit_square(img, image_size)
+    return out
+
+
+def fit_square(img: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the shorter side to `size` and centre-crop: CIFAR-sized images pass unchanged."""
+    if img.shape[-2:] == (size, size):
+        return img
+    from torchvision.transforms.v2 import functional as F
+    img = F.resize(img, size, antialias=True)
+    return F.center_crop(img, [size, size])
+
+
+def pack_folder(folder: str, out: str) -> dict:
+    """Bundle a train/test image folder's encoded bytes in one file (no re-encoding, no loss)."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(f"{folder!r} is not a folder")
+    pack = {"format": PACK_FORMAT}
+    for split in ("train", "test"):
+        files, labels, classes = _folder_files(path, split)
+        blobs = [torchvision.io.read_file(str(f)) for f in files]
+        lengths = torch.tensor([len(b) for b in blobs], dtype=torch.int64)
+        pack[split] = {"bytes": torch.cat(blobs), "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
+                       "labels": torch.tensor(labels, dtype=torch.int64)}
+        pack["classes"] = classes
+    from .rundir import atomic_save
+    atomic_save(pack, Path(out))
+    return {split: len(pack[split]["labels"]) for split in ("train", "test")}
+
+
+def _load_pack(path: Path, split, size, seed, image_size) -> ImageSet:
+    try:
+        pack = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{str(path)!r} is not a readable colorlib data pack ({exc}). "
+                        f"Make one with `python -m colorlib pack --data FOLDER --out FILE.pt`.") from exc
+    if not isinstance(pack, dict) or pack.get("format") != PACK_FORMAT:
+        raise DataError(f"{str(path)!r} is not a colorlib data pack; make one with `python -m colorlib pack`.")
+    part = pack[split]
+    index = _subset(len(part["labels"]), size, seed)
+    off = part["offsets"]
+    blobs = [part["bytes"][off[i]:off[i + 1]] for i in index.tolist()]
+    images = _decode_all(blobs, image_size, names=[f"{path}:{split}[{i}]" for i in index.tolist()])
+    return ImageSet(images, part["labels"][index], list(pack["classes"]), str(path))
+
+
+def to_model_range(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """uint8 RGB [B, 3, H, W] -> (gray, rgb) as float in [-1, 1], on the images' device.
+
+    The gray input is BT.601 luma of the same pixels, so the target's own luminance is exactly
+    what the generator sees.
+    """
+    rgb = images.float().div_(127.5).sub_(1.0)
+    r, g, b = rgb.unbind(1)  # Python-scalar weights: no host-to-device copy, CUDA-graph safe
+    gray = (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b).unsqueeze(1)
+    return gray, rgb
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float -> uint8 [0, 255], the inverse of the paper's scaling."""
+    return x.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def epoch_order(n: int, epoch: int, seed: int, device=None) -> torch.Tensor:
+    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resume is exact."""
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(n, generator=g).to(device)

@@ -1,0 +1,178 @@
+"""The generator (paper Fig. 1) and the discriminator (Fig. 2).
+
+The paper names the parts but not the layers, so we follow pix2pix (Isola et al. 2017), the
+U-Net GAN that the paper's description matches: 4x4 stride-2 convolutions down, 4x4 stride-2
+transposed convolutions up, encoder features concatenated onto the decoder at each level,
+LeakyReLU(0.2) in the encoder, ReLU in the decoder, tanh to 3 channels, DCGAN weight init.
+
+Feature-aware normalization. The title promises it and Sec. II-D cites it ([10]) next to
+Instance Norm and AdaIN, but the method never says where or how it is used. We read it as a
+normalization whose scale and shift are *predicted from the input image* rather than learned
+as constants: SPADE (Park et al. 2019) with the grayscale image as the semantic map. Every
+generator block normalizes its features without affine parameters, then modulates them with
+per-pixel gamma and beta computed from the grayscale image resized to the block's resolution:
+
+    h' = BN(h) * (1 + gamma(X)) + beta(X)
+
+so the luminance layout steers where features (and so colours) are strengthened, which is the
+"feature-aware" behaviour the cited work describes. `norm="batch"` (the most likely reading of
+an unspecified U-Net) and `norm="instance"` (named in Sec. II-D) are the alternatives.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import Config
+
+
+class FeatureAwareNorm(nn.Module):
+    """SPADE-style normalization modulated by the grayscale input (see module docstring)."""
+
+    def __init__(self, channels: int, hidden: int = 32):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.shared = nn.Sequential(nn.Conv2d(1, hidden, 3, padding=1), nn.ReLU(inplace=True))
+        self.gamma = nn.Conv2d(hidden, channels, 3, padding=1)
+        self.beta = nn.Conv2d(hidden, channels, 3, padding=1)
+
+    def forward(self, h: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+        g = F.interpolate(gray, size=h.shape[-2:], mode="area")
+        a = self.shared(g)
+        return self.norm(h) * (1 + self.gamma(a)) + self.beta(a)
+
+
+class PlainNorm(nn.Module):
+    """Batch / instance / no normalization behind the same (h, gray) interface as FAN."""
+
+    def __init__(self, kind: str, channels: int):
+        super().__init__()
+        if kind == "batch":
+            self.norm = nn.BatchNorm2d(channels)
+        elif kind == "instance":
+            self.norm = nn.InstanceNorm2d(channels, affine=True)
+        else:
+            self.norm = nn.Identity()
+
+    def forward(self, h: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+        return self.norm(h)
+
+
+def make_norm(kind: str, channels: int) -> nn.Module:
+    return FeatureAwareNorm(channels) if kind == "fan" else PlainNorm(kind, channels)
+
+
+class Down(nn.Module):
+    def __init__(self, cin: int, cout: int, norm: str):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=norm == "none")
+        self.norm = make_norm(norm, cout)
+
+    def forward(self, h, gray):
+        return F.leaky_relu(self.norm(self.conv(h), gray), 0.2)
+
+
+class Up(nn.Module):
+    def __init__(self, cin: int, cout: int, norm: str):
+        super().__init__()
+        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=norm == "none")
+        self.norm = make_norm(norm, cout)
+
+    def forward(self, h, gray):
+        return F.relu(self.norm(self.conv(h), gray))
+
+
+class Generator(nn.Module):
+    """U-Net: grayscale [B, 1, 32, 32] in [-1, 1] -> colour [B, 3, 32, 32] in [-1, 1] (eq. 1)."""
+
+    def __init__(self, width: int = 64, depth: int = 4, norm: str = "batch"):
+        super().__init__()
+        chans = [width * 2 ** min(i, 3) for i in range(depth)]  # 64, 128, 256, 512, 512 ...
+        # the outermost block has no norm (pix2pix); the innermost has none either, since
+        # at 1x1 or 2x2 instance statistics are degenerate
+        self.stem = nn.Conv2d(1, chans[0], 4, stride=2, padding=1)
+        self.down = nn.ModuleList(
+            Down(chans[i - 1], chans[i], "none" if i == depth - 1 else norm) for i in range(1, depth))
+        ups = []
+        for i in range(depth - 1, 0, -1):  # from the bottleneck up to the second level
+            cin = chans[i] if i == depth - 1 else chans[i] * 2  # skip concat doubles the input
+            ups.append(Up(cin, chans[i - 1], norm))
+        self.up = nn.ModuleList(ups)
+        self.head = nn.ConvTranspose2d(chans[0] * 2 if depth > 1 else chans[0], 3, 4, stride=2, padding=1)
+
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        h = F.leaky_relu(self.stem(gray), 0.2)
+        skips = [h]
+        for block in self.down:
+            h = block(h, gray)
+            skips.append(h)
+        skips.pop()  # the bottleneck is the decoder's input, not a skip
+        for block in self.up:
+            h = block(h, gray)
+            h = torch.cat([h, skips.pop()], dim=1)
+        return torch.tanh(self.head(h))
+
+
+class Discriminator(nn.Module):
+    """Conditional CNN: (gray, colour) stacked to 4 channels -> one real/fake logit per image.
+
+    Eq. (2) says D outputs a probability; we return the logit and apply the sigmoid inside
+    the BCE loss (`binary_cross_entropy_with_logits`), which is the same function, computed
+    without the overflow of log(sigmoid(.)).
+    """
+
+    def __init__(self, width: int = 64, depth: int = 3, norm: str = "batch", image_size: int = 32):
+        super().__init__()
+        layers: list[nn.Module] = []
+        cin = 4
+        for i in range(depth):
+            cout = width * 2 ** min(i, 3)
+            conv = nn.Conv2d(cin, cout, 4, stride=2, padding=1, bias=i == 0 or norm in ("none", "spectral"))
+            if norm == "spectral":
+                conv = nn.utils.parametrizations.spectral_norm(conv)
+            layers.append(conv)
+            if i > 0 and norm == "batch":
+                layers.append(nn.BatchNorm2d(cout))
+            elif i > 0 and norm == "instance":
+                layers.append(nn.InstanceNorm2d(cout, affine=True))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            cin = cout
+        side = image_size // 2 ** depth
+        final = nn.Conv2d(cin, 1, side)  # one logit from the whole remaining map
+        if norm == "spectral":
+            final = nn.utils.parametrizations.spectral_norm(final)
+        layers.append(final)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, gray: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([gray, color], dim=1)).flatten(1).squeeze(1)
+
+
+def init_weights(module: nn.Module) -> None:
+    """DCGAN / pix2pix init: conv weights N(0, 0.02), norm scales N(1, 0.02), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def build_generator(cfg: Config) -> Generator:
+    g = Generator(cfg.g_width, cfg.g_depth, cfg.norm)
+    init_weights(g)
+    return g
+
+
+def build_discriminator(cfg: Config) -> Discriminator:
+    d = Discriminator(cfg.d_width, cfg.d_depth, cfg.d_norm)
+    init_weights(d)
+    return d
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,145 @@
+"""The paper's figures, drawn from a run directory alone (no model, no retraining).
+
+- Fig. 3: generator and discriminator loss over iterations, raw and smoothed;
+- Figs. 4-7: a sample grid after one epoch: grayscale / generated / ground-truth rows;
+- Fig. 8: the same test images reconstructed after each chosen epoch, one row per epoch.
+
+Each function returns a `matplotlib.figure.Figure` built without pyplot's global state, so
+notebooks display it once and batch jobs can save hundreds without leaking memory.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from matplotlib.figure import Figure
+
+from . import rundir
+
+
+def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
+    """Trailing moving average; the first points average over what exists so far."""
+    v = values.double()
+    if window <= 1 or v.numel() == 0:
+        return v
+    c = torch.cat([torch.zeros(1, dtype=v.dtype), v.cumsum(0)])
+    idx = torch.arange(1, v.numel() + 1)
+    lo = (idx - window).clamp(min=0)
+    return (c[idx] - c[lo]) / (idx - lo)
+
+
+def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
+    """Fig. 3: G and D losses per iteration (faint) with their moving average (bold)."""
+    h = rundir.read_history(run_dir)
+    cfg = rundir.read_config(run_dir)
+    it = h["iteration"].numpy()
+    n = len(it)
+    window = window or max(1, n // 50)
+    fig = Figure(figsize=(11, 3.8), layout="constrained")
+    ax_gd, ax_parts = fig.subplots(1, 2)
+    d_total = h["d_real"] + h["d_fake"]
+    for values, label, color in ((h["g_total"], "generator (eq. 5)", "tab:blue"),
+                                 (d_total, "discriminator (real + fake)", "tab:red")):
+        ax_gd.plot(it, values.numpy(), color=color, alpha=0.25, lw=0.6)
+        ax_gd.plot(it, smooth(values, window).numpy(), color=color, lw=1.8, label=label)
+    ax_gd.set(xlabel="iteration", ylabel="loss", title="Generator and discriminator loss (Fig. 3)")
+    ax_gd.set_yscale("log")
+    ax_gd.legend()
+    parts = ((h["g_adv"], "G adversarial", "tab:blue"), (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
+             (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red"))
+    for values, label, color in parts:
+        ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
+    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iterations)")
+    ax_parts.set_yscale("log")
+    ax_parts.legend(fontsize=8)
+    if n:
+        per_epoch = int((h["epoch"] == h["epoch"][0]).sum())
+        for ax in (ax_gd, ax_parts):
+            sec = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
+            sec.set_xlabel("epoch")
+    return fig
+
+
+def _image_row(ax, images: torch.Tensor, label: str) -> None:
+    strip = torch.cat(list(images), dim=2).permute(1, 2, 0).numpy()
+    ax.imshow(strip, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+
+
+def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None) -> Figure:
+    """Figs. 4-7: grayscale input, generated colour and ground truth after `epoch` (default: last)."""
+    gray, truth, by_epoch = rundir.read_samples(run_dir)
+    if not by_epoch:
+        raise rundir.RunDirError(f"{run_dir} has no per-epoch samples yet: train at least one epoch")
+    epoch = max(by_epoch) if epoch is None else epoch
+    if epoch not in by_epoch:
+        raise rundir.RunDirError(f"no samples for epoch {epoch}; available: {sorted(by_epoch)}")
+    n = n or gray.shape[0]
+    fig = Figure(figsize=(0.75 * n + 1.2, 2.6), layout="constrained")
+    axes = fig.subplots(3, 1)
+    for ax, images, label in zip(axes, (gray, by_epoch[epoch], truth), ("grayscale", "generated", "ground truth")):
+        _image_row(ax, images[:n], label)
+    fig.suptitle(f"Output at epoch {epoch}")
+    return fig
+
+
+def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
+    """`count` epochs spread evenly from the first to the last available one."""
+    available = sorted(available)
+    if len(available) <= count:
+        return available
+    picks = {available[round(i * (len(available) - 1) / (count - 1))] for i in range(count)}
+    return sorted(picks)
+
+
+def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None) -> Figure:
+    """Fig. 8: one row per chosen epoch, between the grayscale input and the ground truth."""
+    gray, truth, by_epoch = rundir.read_samples(run_dir)
+    epochs = list(epochs) if epochs is not None else pick_epochs(list(by_epoch))
+    missing = [e for e in epochs if e not in by_epoch]
+    if missing:
+        raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {sorted(by_epoch)}")
+    n = n or gray.shape[0]
+    rows = [("grayscale", gray)] + [(f"epoch {e}", by_epoch[e]) for e in epochs] + [("ground truth", truth)]
+    fig = Figure(figsize=(0.75 * n + 1.2, 0.85 * len(rows) + 0.3), layout="constrained")
+    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
+    for ax, (label, images) in zip(axes, rows):
+        _image_row(ax, images[:n], label)
+    fig.suptitle("Reconstructions across epochs")
+    return fig
+
+
+def provenance(run_dir) -> dict:
+    """What produced a run's figures: preset and every parameter, data, device, time, commit."""
+    info = rundir.read_run_info(run_dir)
+    return {"run_dir": str(run_dir), "preset": rundir.read_config(run_dir).preset,
+            "config": rundir.read_config(run_dir).to_dict(),
+            **{k: info.get(k) for k in ("status", "epochs_done", "iterations_done", "data_source", "train_images",
+                                        "device", "device_name", "world_size", "torch", "python",
+                                        "wall_time_s", "git_commit")}}
+
+
+def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) -> list[Path]:
+    """Write every figure of a run as PNG plus provenance.json into `out`; returns the paths."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig: Figure, name: str) -> None:
+        path = out / name
+        fig.savefig(path, dpi=130)
+        written.append(path)
+
+    save(loss_curves(run_dir), "loss_curves.png")
+    epochs = rundir.sample_epochs(run_dir)
+    for e in (sample_epochs or pick_epochs(epochs, 4)):
+        save(sample_grid(run_dir, e), f"samples_epoch_{e:04d}.png")
+    save(across_epochs(run_dir), "across_epochs.png")
+    prov = out / "provenance.json"
+    rundir.write_json(prov, provenance(run_dir))
+    written.append(prov)
+    return written

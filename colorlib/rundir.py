@@ -1,0 +1,164 @@
+"""The run directory: the one format the trainer writes and notebooks, figures and CLI read.
+
+    RUN/config.json            every Config field of the run
+    RUN/run.json               status, epochs done, device, versions, wall time
+    RUN/history.csv            one row per iteration: the five losses of Fig. 3
+    RUN/samples/gray.png       the fixed test images as the generator sees them (one strip)
+    RUN/samples/truth.png      ... and their ground-truth colours
+    RUN/samples/epoch_NNNN.png the generator's colorization of them after epoch NNNN
+    RUN/checkpoints/last.pt    networks + optimizers, for resuming
+    RUN/checkpoints/generator.pt  the final generator alone, for colorizing and evaluation
+
+Every file is written to a temporary name and renamed into place, so a crash or a Ctrl-C
+leaves the previous version intact, never half a file.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torchvision
+
+from .config import Config, config_from_dict
+
+HISTORY_COLUMNS = ("iteration", "epoch", "g_total", "g_adv", "g_content", "d_real", "d_fake")
+CHECKPOINT_FORMAT = "colorlib-checkpoint-v1"
+GENERATOR_FORMAT = "colorlib-generator-v1"
+
+
+class RunDirError(RuntimeError):
+    """A run directory or checkpoint that cannot be used; the message says what to do."""
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, text.encode())
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    _atomic_write_bytes(path, buf.getvalue())
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise RunDirError(f"{path} is missing: is {Path(path).parent} a colorlib run directory?") from None
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path} is not valid JSON ({exc}); the run directory is damaged.") from None
+
+
+def read_config(run_dir) -> Config:
+    return config_from_dict(read_json(Path(run_dir) / "config.json"))
+
+
+def read_run_info(run_dir) -> dict:
+    return read_json(Path(run_dir) / "run.json")
+
+
+def is_run_dir(run_dir) -> bool:
+    return (Path(run_dir) / "config.json").exists()
+
+
+# ---------------------------------------------------------------- history
+def write_history(run_dir, rows: torch.Tensor) -> None:
+    """rows: float tensor [N, 7] in HISTORY_COLUMNS order."""
+    out = io.StringIO()
+    out.write(",".join(HISTORY_COLUMNS) + "\n")
+    for r in rows.tolist():
+        out.write(f"{int(r[0])},{int(r[1])}," + ",".join(f"{v:.6g}" for v in r[2:]) + "\n")
+    atomic_write_text(Path(run_dir) / "history.csv", out.getvalue())
+
+
+def read_history(run_dir) -> dict[str, torch.Tensor]:
+    """The history as one 1-D tensor per column (empty tensors for a run with no iterations)."""
+    path = Path(run_dir) / "history.csv"
+    if not path.exists():
+        return {c: torch.empty(0) for c in HISTORY_COLUMNS}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if tuple(header or ()) != HISTORY_COLUMNS:
+            raise RunDirError(f"{path} has columns {header}, expected {HISTORY_COLUMNS}")
+        rows = [[float(v) for v in row] for row in reader]
+    table = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS))
+    return {c: table[:, i] for i, c in enumerate(HISTORY_COLUMNS)}
+
+
+def history_tensor(run_dir) -> torch.Tensor:
+    h = read_history(run_dir)
+    return torch.stack([h[c] for c in HISTORY_COLUMNS], dim=1).float()
+
+
+# ---------------------------------------------------------------- samples
+def save_strip(path: Path, images: torch.Tensor) -> None:
+    """uint8 [N, 3, H, W] -> one PNG strip, lossless, viewable in any image viewer."""
+    strip = torch.cat(list(images.cpu()), dim=2)  # side by side
+    _atomic_write_bytes(path, torchvision.io.encode_png(strip).numpy().tobytes())
+
+
+def load_strip(path: Path, image_size: int = 32) -> torch.Tensor:
+    img = torchvision.io.decode_png(torchvision.io.read_file(str(path)), mode=torchvision.io.ImageReadMode.RGB)
+    return torch.stack(img.split(image_size, dim=2))
+
+
+def sample_epochs(run_dir) -> list[int]:
+    folder = Path(run_dir) / "samples"
+    return sorted(int(m.group(1)) for p in folder.glob("epoch_*.png")
+                  if (m := re.fullmatch(r"epoch_(\d+)\.png", p.name)))
+
+
+def read_samples(run_dir) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
+    """(gray, truth, {epoch: colorized}) as uint8 [N, 3, 32, 32] tensors."""
+    folder = Path(run_dir) / "samples"
+    if not (folder / "truth.png").exists():
+        raise RunDirError(f"{folder} holds no samples: was {run_dir} written by `colorlib train`?")
+    gray, truth = load_strip(folder / "gray.png"), load_strip(folder / "truth.png")
+    return gray, truth, {e: load_strip(folder / f"epoch_{e:04d}.png") for e in sample_epochs(run_dir)}
+
+
+# ---------------------------------------------------------------- checkpoints
+def load_checkpoint(path, expected_format: Optional[str] = None) -> dict:
+    """torch.load with weights_only=True and a clear message for missing or damaged files."""
+    path = Path(path)
+    if not path.exists():
+        raise RunDirError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise RunDirError(
+            f"checkpoint {str(path)!r} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0][:200]}). Use another checkpoint or retrain.") from None
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if fmt not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT) or (expected_format and fmt != expected_format
+                                                            and expected_format != GENERATOR_FORMAT):
+        raise RunDirError(f"{str(path)!r} is not a colorlib checkpoint (format {fmt!r}).")
+    return ckpt

@@ -1,0 +1,436 @@
+"""Training: the paper's schedule (Sec. III-D, IV-B), fast, resumable and safe to interrupt.
+
+One iteration, as in the paper: the generator colorizes a batch of 50 grayscale images once;
+the discriminator is updated twice on (gray, real colour) vs (gray, generated colour); then
+the generator is updated once on eq. (5). Adam keeps PyTorch's defaults (lr 1e-3, betas
+0.9/0.999), the paper's "default parameters".
+
+Speed without changing the maths: the whole dataset sits on the training device as uint8
+and batches are gathered by a shuffled index; on CUDA we add bf16 autocast, channels_last,
+fused Adam, and capture one entire iteration (three optimizer steps) as a CUDA graph, so a
+100-epoch run is bounded by the GPU, not by Python. The host only synchronises when the
+progress bar is updated and at the end of each epoch.
+
+Resuming is exact: the epoch order is a pure function of (seed, epoch), and a checkpoint
+holds both networks and both optimizers, so a run stopped after epoch k and resumed ends
+with the same weights and history as one that never stopped.
+
+Distributed: under `torchrun` each rank trains on its shard of every global batch with
+DistributedDataParallel; batch norm statistics are synchronised across ranks (SyncBatchNorm)
+so that N processes compute what one process does on the whole batch. Only rank 0 writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+from . import rundir
+from .config import Config, ConfigError, config_from_dict
+from .data import epoch_order, load_split, to_model_range, to_uint8
+from .losses import discriminator_loss, generator_loss
+from .models import build_discriminator, build_generator
+
+# fields that may change when a run is resumed: they change speed or bookkeeping, not the maths
+RESUMABLE_FIELDS = {"epochs", "device", "log_every", "checkpoint_every", "amp", "compile",
+                    "cuda_graphs", "channels_last", "data", "data_root"}
+LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda was asked for but no CUDA GPU is available; use device=auto or cpu")
+    return device
+
+
+def set_requires_grad(module: nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+@dataclass
+class Dist:
+    """This process's place in a torchrun job (world_size 1 without torchrun)."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+
+class Trainer:
+    """Owns the networks, optimizers, data and run directory of one training run."""
+
+    def __init__(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
+                 dist: Optional[Dist] = None):
+        self.dist = dist or Dist.from_env()
+        self.run_dir = Path(run_dir)
+        self.progress = progress and self.dist.is_main
+        self.cfg = self._prepare_run_dir(cfg, resume)
+        cfg = self.cfg
+        self.device = pick_device(cfg.device)
+        if self.dist.world_size > 1:
+            self._init_process_group()
+
+        torch.manual_seed(cfg.seed)
+        self.G = build_generator(cfg)
+        self.D = build_discriminator(cfg)
+        if self.dist.world_size > 1:
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.G.to(self.device, memory_format=self.memory_format)
+        self.D.to(self.device, memory_format=self.memory_format)
+        cuda = self.device.type == "cuda"
+        self.use_graphs = cuda and cfg.cuda_graphs and self.dist.world_size == 1
+        opt_kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        if cuda:
+            opt_kw.update(fused=True, capturable=self.use_graphs)
+        self.g_opt = torch.optim.Adam(self.G.parameters(), **opt_kw)
+        self.d_opt = torch.optim.Adam(self.D.parameters(), **opt_kw)
+        if cuda:
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False)) \
+            if cuda and cfg.amp else contextlib.nullcontext
+
+        self.epoch = 0  # epochs completed
+        self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
+        self.wall_time = 0.0
+        if resume:
+            self._load(self.run_dir / "checkpoints" / "last.pt")
+
+        # the networks the step calls: DDP- and compile-wrapped views of self.G / self.D,
+        # which stay the plain modules whose state_dict is saved
+        self.g_step, self.d_step = self.G, self.D
+        if self.dist.world_size > 1:
+            ids = [self.device.index] if cuda else None
+            self.g_step = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.d_step = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+        if cfg.compile:
+            self.g_step, self.d_step = torch.compile(self.g_step), torch.compile(self.d_step)
+
+        train = load_split(cfg.data, "train", cfg.train_size, cfg.seed, cfg.data_root)
+        self.data_source = train.source
+        self.images = train.images.to(self.device)
+        samples = load_split(cfg.data, "test", cfg.n_samples, cfg.seed, cfg.data_root)
+        self.sample_gray, self.sample_rgb = (t.to(self.device) for t in to_model_range(samples.images))
+        if self.dist.is_main and not (self.run_dir / "samples" / "truth.png").exists():
+            rundir.save_strip(self.run_dir / "samples" / "truth.png", samples.images)
+            rundir.save_strip(self.run_dir / "samples" / "gray.png", to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
+        self.graph = None
+        self.step_calls = 0
+
+    # ------------------------------------------------------------ setup
+    def _prepare_run_dir(self, cfg: Config, resume: bool) -> Config:
+        exists = rundir.is_run_dir(self.run_dir)
+        if resume:
+            if not exists:
+                raise rundir.RunDirError(f"cannot resume: {self.run_dir} holds no run (no config.json). "
+                                         f"Start a new run there without --resume.")
+            saved = rundir.read_config(self.run_dir)
+            if cfg is not None:
+                changed = sorted(k for k, v in cfg.to_dict().items()
+                                 if k != "preset" and v != getattr(saved, k) and k not in RESUMABLE_FIELDS)
+                if changed:
+                    raise ConfigError(f"cannot resume {self.run_dir} with different {', '.join(changed)}: "
+                                      f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change. "
+                                      f"Start a new run directory for a different configuration.")
+                saved = config_from_dict({**saved.to_dict(), **{k: getattr(cfg, k) for k in RESUMABLE_FIELDS}})
+            cfg = saved
+        elif exists:
+            info = rundir.read_json(self.run_dir / "run.json") if (self.run_dir / "run.json").exists() else {}
+            raise rundir.RunDirError(
+                f"{self.run_dir} already holds a run ({info.get('epochs_done', '?')} of "
+                f"{info.get('epochs', '?')} epochs, status {info.get('status', 'unknown')}). Pass --resume "
+                f"(resume=True) to continue it, or choose another run directory; nothing was overwritten.")
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
+        return cfg
+
+    def _init_process_group(self) -> None:
+        import torch.distributed as td
+        if not td.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            if self.device.type == "cuda":
+                self.device = torch.device("cuda", self.dist.local_rank)
+                torch.cuda.set_device(self.device)
+            td.init_process_group(backend)
+        if self.cfg.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size={self.cfg.batch_size} must divide evenly over "
+                              f"{self.dist.world_size} processes")
+
+    def _load(self, path: Path) -> None:
+        ckpt = rundir.load_checkpoint(path, rundir.CHECKPOINT_FORMAT)
+        try:
+            self.G.load_state_dict(ckpt["generator"])
+            self.D.load_state_dict(ckpt["discriminator"])
+            self.g_opt.load_state_dict(ckpt["g_opt"])
+            self.d_opt.load_state_dict(ckpt["d_opt"])
+        except (KeyError, RuntimeError) as exc:
+            raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
+                                     f"({str(exc).splitlines()[0][:200]})") from None
+        self.epoch = int(ckpt["epoch"])
+        self.wall_time = float(ckpt.get("wall_time", 0.0))
+        history = rundir.history_tensor(self.run_dir)
+        self.history = history[: self.epoch * self.iterations_per_epoch_for(self.cfg)]
+
+    @staticmethod
+    def iterations_per_epoch_for(cfg: Config) -> int:
+        n = cfg.train_size if cfg.train_size is not None else 50_000
+        return n // cfg.batch_size
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return self.images.shape[0] // self.cfg.batch_size
+
+    # ------------------------------------------------------------ one iteration
+    def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """Two D updates and one G update on one batch; returns the five losses (on device)."""
+        cfg = self.cfg
+        with self.autocast():
+            fake = self.g_step(gray)
+        d_real_sum = d_fake_sum = torch.zeros((), device=gray.device)
+        if cfg.adv_weight > 0:
+            for _ in range(cfg.d_steps):
+                self.d_opt.zero_grad(set_to_none=True)
+                with self.autocast():
+                    real_logits = self.d_step(gray, rgb)
+                    fake_logits = self.d_step(gray, fake.detach())
+                d_real, d_fake = discriminator_loss(real_logits.float(), fake_logits.float())
+                (d_real + d_fake).backward()
+                self.d_opt.step()
+                d_real_sum = d_real_sum + d_real.detach()
+                d_fake_sum = d_fake_sum + d_fake.detach()
+            set_requires_grad(self.D, False)  # the G step needs gradients through D, not for D
+            with self.autocast():
+                fake_logits = self.d_step(gray, fake)
+        else:  # regression baseline: no discriminator at all
+            fake_logits = torch.zeros(gray.shape[0], device=gray.device)
+        self.g_opt.zero_grad(set_to_none=True)
+        total, adv, content = generator_loss(fake_logits.float(), fake, rgb, cfg.lam, cfg.content_loss,
+                                             cfg.adv_weight)
+        total.backward()
+        self.g_opt.step()
+        set_requires_grad(self.D, True)
+        steps = max(cfg.d_steps, 1)
+        return torch.stack([total.detach(), adv.detach(), content.detach(),
+                            d_real_sum / steps, d_fake_sum / steps])
+
+    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gray, rgb = to_model_range(self.images.index_select(0, index))
+        return (gray.contiguous(memory_format=self.memory_format),
+                rgb.contiguous(memory_format=self.memory_format))
+
+    def _step_index(self, index: torch.Tensor) -> torch.Tensor:
+        self.step_calls += 1
+        if not self.use_graphs:
+            return self.step(*self._batch(index))
+        if self.graph is None and self.step_calls > 3:
+            self._capture(index)
+        if self.graph is None:  # warm-up iterations on a side stream, as CUDA graphs require
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                out = self.step(*self._batch(index))
+            torch.cuda.current_stream().wait_stream(stream)
+            return out
+        self.static_index.copy_(index)
+        self.graph.replay()
+        return self.static_out.clone()
+
+    def _capture(self, index: torch.Tensor) -> None:
+        self.static_index = index.clone()
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self.static_out = self.step(*self._batch(self.static_index))
+        except Exception as exc:  # any op that cannot be captured: stay correct, run eagerly
+            print(f"colorlib: CUDA graph capture failed ({type(exc).__name__}: {exc}); training eagerly",
+                  file=sys.stderr)
+            self.use_graphs = False
+            torch.cuda.synchronize()
+            return
+        self.graph = graph
+
+    # ------------------------------------------------------------ the loop
+    def fit(self) -> Path:
+        cfg, dist = self.cfg, self.dist
+        iters = self.iterations_per_epoch
+        if iters == 0:
+            raise ConfigError(f"{self.images.shape[0]} training images make no batch of {cfg.batch_size}")
+        local = cfg.batch_size // dist.world_size
+        bar = None
+        if self.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=cfg.epochs * iters, initial=self.epoch * iters, unit="it",
+                       desc=f"{cfg.preset} on {self.device.type}", dynamic_ncols=True)
+        self._write_run_info("running")
+        started = time.perf_counter()
+        try:
+            for epoch in range(self.epoch, cfg.epochs):
+                order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
+                losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
+                for it in range(iters):
+                    batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
+                    losses[it] = self._step_index(batch[dist.rank * local:(dist.rank + 1) * local])
+                    if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
+                        self._check_and_report(losses[it], epoch, it, bar)
+                losses = losses.cpu()
+                if not torch.isfinite(losses).all():
+                    bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
+                    self._diverged(epoch, bad, losses[bad])
+                self._end_epoch(epoch, losses, started)
+                started = time.perf_counter()
+        except KeyboardInterrupt:
+            self._write_run_info("interrupted")
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
+        if self.epoch == cfg.epochs:
+            self._write_run_info("finished")
+        return self.run_dir
+
+    def _check_and_report(self, last: torch.Tensor, epoch: int, it: int, bar) -> None:
+        values = last.tolist()  # the one host sync per log_every iterations
+        if not all(math.isfinite(v) for v in values):
+            self._diverged(epoch, it, last.cpu())
+        if bar is not None:
+            bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
+            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
+
+    def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
+        detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
+        msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
+               f"The last good checkpoint (after epoch {self.epoch}) is kept in {self.run_dir / 'checkpoints'}. "
+               f"Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
+        self._write_run_info("diverged", error=msg)
+        raise TrainingDiverged(msg)
+
+    def _end_epoch(self, epoch: int, losses: torch.Tensor, started: float) -> None:
+        iters = losses.shape[0]
+        first = epoch * iters
+        cols = torch.stack([torch.arange(first + 1, first + iters + 1, dtype=torch.float32),
+                            torch.full((iters,), float(epoch + 1))], dim=1)
+        self.history = torch.cat([self.history, torch.cat([cols, losses.float()], dim=1)])
+        self.epoch = epoch + 1
+        self.wall_time += time.perf_counter() - started
+        if not self.dist.is_main:
+            return
+        rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
+        if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
+            self.save_checkpoint()
+
+    @torch.inference_mode()
+    def colorize_samples(self) -> torch.Tensor:
+        self.G.eval()
+        with self.autocast():
+            out = self.G(self.sample_gray.contiguous(memory_format=self.memory_format))
+        self.G.train()
+        return to_uint8(out)
+
+    def save_checkpoint(self) -> None:
+        """History first, then the checkpoint that points at it: a crash between the two leaves
+        a longer history, which resume trims to the checkpoint's epoch."""
+        rundir.write_history(self.run_dir, self.history)
+        ckpt_dir = self.run_dir / "checkpoints"
+        rundir.atomic_save({
+            "format": rundir.CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
+            "wall_time": self.wall_time, "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
+            "d_opt": self.d_opt.state_dict()}, ckpt_dir / "last.pt")
+        if self.epoch == self.cfg.epochs:
+            rundir.atomic_save({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
+                                "epoch": self.epoch, "generator": self.G.state_dict()},
+                               ckpt_dir / "generator.pt")
+        self._write_run_info("running" if self.epoch < self.cfg.epochs else "finished")
+
+    def _write_run_info(self, status: str, error: Optional[str] = None) -> None:
+        if not self.dist.is_main:
+            return
+        info = {
+            "status": status, "epochs_done": self.epoch, "epochs": self.cfg.epochs,
+            "iterations_done": int(self.history.shape[0]), "wall_time_s": round(self.wall_time, 2),
+            "device": str(self.device), "device_name": device_name(self.device),
+            "world_size": self.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
+            "data_source": getattr(self, "data_source", None), "train_images": int(self.images.shape[0])
+            if hasattr(self, "images") else None, "git_commit": git_commit(),
+        }
+        if error:
+            info["error"] = error
+        rundir.write_json(self.run_dir / "run.json", info)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def train(cfg: Optional[Config], run_dir, resume: bool = False, progress: bool = True) -> Path:
+    """Train `cfg` into `run_dir` (or continue the run there with resume=True)."""
+    return Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
+
+
+def load_generator(path, device: str | torch.device = "cpu"):
+    """A trained generator (eval mode) and its Config, from generator.pt, last.pt or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("generator.pt", "last.pt"):
+            if (path / "checkpoints" / name).exists():
+                path = path / "checkpoints" / name
+                break
+        else:
+            raise rundir.RunDirError(f"{path} holds no checkpoint (checkpoints/generator.pt or last.pt)")
+    ckpt = rundir.load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    G = build_generator(cfg)
+    try:
+        G.load_state_dict(ckpt["generator"])
+    except RuntimeError as exc:
+        raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
+                                 f"({str(exc).splitlines()[0][:200]})") from None
+    return G.to(device).eval(), cfg
