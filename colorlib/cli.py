@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_pack)
+
+    # commands that live with their concept's module register themselves here
+    for module in ("colorize", "metrics", "bench"):
+        try:
+            mod = __import__(f"colorlib.{module}", fromlist=["register_cli"])
+        except ModuleNotFoundError as exc:
+            if exc.name != f"colorlib.{module}":
+                raise
+            continue
+        mod.register_cli(sub)
     return parser
 
 

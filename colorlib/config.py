@@ -67,7 +67,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": dict(train_size=200, epochs=2, batch_size=50, g_width=8, g_depth=3,
                   d_width=8, d_depth=2, n_samples=8, log_every=1),
     # a few minutes on a 2-core CPU: the committed notebooks and figures/quick
-    "quick": dict(train_size=5000, epochs=5, g_width=32, g_depth=4, d_width=32, d_depth=3,
+    "quick": dict(train_size=10000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
                   log_every=10),
     # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
     "paper": dict(),

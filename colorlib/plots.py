@@ -67,7 +67,7 @@ def _image_row(ax, images: torch.Tensor, label: str) -> None:
     ax.imshow(strip, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=10)
+    ax.set_title(label, loc="left", fontsize=9, pad=2)
 
 
 def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None) -> Figure:
@@ -79,7 +79,7 @@ def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None) -
     if epoch not in by_epoch:
         raise rundir.RunDirError(f"no samples for epoch {epoch}; available: {sorted(by_epoch)}")
     n = n or gray.shape[0]
-    fig = Figure(figsize=(0.75 * n + 1.2, 2.6), layout="constrained")
+    fig = Figure(figsize=(0.75 * n + 0.4, 3.0), layout="constrained")
     axes = fig.subplots(3, 1)
     for ax, images, label in zip(axes, (gray, by_epoch[epoch], truth), ("grayscale", "generated", "ground truth")):
         _image_row(ax, images[:n], label)
@@ -105,7 +105,7 @@ def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[i
         raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {sorted(by_epoch)}")
     n = n or gray.shape[0]
     rows = [("grayscale", gray)] + [(f"epoch {e}", by_epoch[e]) for e in epochs] + [("ground truth", truth)]
-    fig = Figure(figsize=(0.75 * n + 1.2, 0.85 * len(rows) + 0.3), layout="constrained")
+    fig = Figure(figsize=(0.75 * n + 0.4, 1.0 * len(rows) + 0.3), layout="constrained")
     axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
     for ax, (label, images) in zip(axes, rows):
         _image_row(ax, images[:n], label)
