@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def cmd_train(args) -> int:
     else:
         cfg = make_config(args.preset, **overrides)
     out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
-    print(f"run directory: {out}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run directory: {out}")
     return 0
 
 

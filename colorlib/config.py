@@ -70,7 +70,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(train_size=10000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
                   log_every=10),
     # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
-    "paper": dict(),
+    "paper": dict(checkpoint_every=5, log_every=200),
 }
 
 CHOICES = {

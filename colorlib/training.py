@@ -16,8 +16,11 @@ holds both networks and both optimizers, so a run stopped after epoch k and resu
 with the same weights and history as one that never stopped.
 
 Distributed: under `torchrun` each rank trains on its shard of every global batch with
-DistributedDataParallel; batch norm statistics are synchronised across ranks (SyncBatchNorm)
-so that N processes compute what one process does on the whole batch. Only rank 0 writes.
+DistributedDataParallel; on GPUs batch norm statistics are synchronised across ranks
+(SyncBatchNorm) so that N processes compute what one process does on the whole batch. PyTorch's
+SyncBatchNorm has no CPU kernel, so multi-process CPU runs (gloo, for testing) keep per-rank
+statistics, which is plain DDP's behaviour; with instance or no normalization the N-process
+step equals the one-process step. Only rank 0 writes the run directory.
 """
 from __future__ import annotations
 
@@ -106,7 +109,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.G = build_generator(cfg)
         self.D = build_discriminator(cfg)
-        if self.dist.world_size > 1:
+        if self.dist.world_size > 1 and self.device.type == "cuda":
+            # PyTorch's SyncBatchNorm runs on GPUs only; on CPU (gloo) each rank normalizes
+            # with its own shard's statistics, as plain DDP does (see module docstring)
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
@@ -134,13 +139,16 @@ class Trainer:
 
         # the networks the step calls: DDP- and compile-wrapped views of self.G / self.D,
         # which stay the plain modules whose state_dict is saved
-        self.g_step, self.d_step = self.G, self.D
+        # The generator step runs D as a frozen function of the fake images, so it calls the
+        # plain module: under DDP the D wrapper would wait for D gradients that never come.
+        self.g_step, self.d_step, self.d_frozen = self.G, self.D, self.D
         if self.dist.world_size > 1:
             ids = [self.device.index] if cuda else None
             self.g_step = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
             self.d_step = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
         if cfg.compile:
             self.g_step, self.d_step = torch.compile(self.g_step), torch.compile(self.d_step)
+            self.d_frozen = torch.compile(self.d_frozen) if self.dist.world_size > 1 else self.d_step
 
         train = load_split(cfg.data, "train", cfg.train_size, cfg.seed, cfg.data_root)
         self.data_source = train.source
@@ -170,7 +178,7 @@ class Trainer:
                                       f"Start a new run directory for a different configuration.")
                 saved = config_from_dict({**saved.to_dict(), **{k: getattr(cfg, k) for k in RESUMABLE_FIELDS}})
             cfg = saved
-        elif exists:
+        elif exists and self.dist.is_main:
             info = rundir.read_json(self.run_dir / "run.json") if (self.run_dir / "run.json").exists() else {}
             raise rundir.RunDirError(
                 f"{self.run_dir} already holds a run ({info.get('epochs_done', '?')} of "
@@ -237,7 +245,7 @@ class Trainer:
                 d_fake_sum = d_fake_sum + d_fake.detach()
             set_requires_grad(self.D, False)  # the G step needs gradients through D, not for D
             with self.autocast():
-                fake_logits = self.d_step(gray, fake)
+                fake_logits = self.d_frozen(gray, fake)
         else:  # regression baseline: no discriminator at all
             fake_logits = torch.zeros(gray.shape[0], device=gray.device)
         self.g_opt.zero_grad(set_to_none=True)
@@ -247,8 +255,12 @@ class Trainer:
         self.g_opt.step()
         set_requires_grad(self.D, True)
         steps = max(cfg.d_steps, 1)
-        return torch.stack([total.detach(), adv.detach(), content.detach(),
-                            d_real_sum / steps, d_fake_sum / steps])
+        out = torch.stack([total.detach(), adv.detach(), content.detach(), d_real_sum / steps, d_fake_sum / steps])
+        if self.dist.world_size > 1:  # log the global batch's losses, not this rank's shard
+            import torch.distributed as td
+            td.all_reduce(out)  # SUM: gloo has no AVG
+            out /= self.dist.world_size
+        return out
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gray, rgb = to_model_range(self.images.index_select(0, index))
@@ -274,6 +286,8 @@ class Trainer:
 
     def _capture(self, index: torch.Tensor) -> None:
         self.static_index = index.clone()
+        self.g_opt.zero_grad(set_to_none=True)  # gradients are then allocated in the graph's pool
+        self.d_opt.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         try:
             with torch.cuda.graph(graph):

@@ -1,0 +1,235 @@
+"""Benchmark: colorlib's trainer against the loop most tutorials write, side by side, one run.
+
+    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--out bench.json]
+
+Both loops train the same networks (the preset's), with the same batch size, data and
+algorithm (two D updates then one G update on eq. 5). The reference is written the usual way:
+a torchvision ImageFolder / CIFAR10 dataset with per-sample PIL transforms behind a DataLoader,
+float32, contiguous tensors, plain Adam, eager execution. The trainer is `colorlib.Trainer` as
+the `train` command runs it. Reported: training images/s of each and their ratio, generator
+inference images/s, peak memory, and the projected wall time of the paper's 100 epochs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import resource
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .config import PRESETS, make_config
+from .data import resolve_source
+from .losses import discriminator_loss, generator_loss
+from .models import build_discriminator, build_generator
+from .training import Trainer, device_name, pick_device, set_requires_grad
+
+PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # process peak, kilobytes on Linux
+    return kb / 1024
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def naive_dataset(source: str, data_root: str):
+    """The tutorial dataset: PIL images, per-sample Grayscale/ToTensor/Normalize transforms."""
+    from torchvision import datasets, transforms
+
+    to_rgb = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
+    to_gray = transforms.Compose([transforms.Grayscale(1), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+
+    class Pairs(torch.utils.data.Dataset):
+        def __init__(self, base):
+            self.base = base
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            img, _ = self.base[i]
+            return to_gray(img), to_rgb(img)
+
+    if source == "cifar10":
+        return Pairs(datasets.CIFAR10(data_root, train=True, download=False))
+    if Path(source).is_file():  # a colorlib pack: decode each sample's JPEG bytes with PIL
+        return Pairs(PackedJPEGs(source))
+    root = Path(source) / "train" if (Path(source) / "train").is_dir() else Path(source)
+    return Pairs(datasets.ImageFolder(str(root)))
+
+
+class PackedJPEGs(torch.utils.data.Dataset):
+    """The train split of a pack, served like ImageFolder: (PIL image, label) per index."""
+
+    def __init__(self, path: str):
+        part = torch.load(path, map_location="cpu", weights_only=True)["train"]
+        self.bytes, self.offsets, self.labels = part["bytes"].numpy(), part["offsets"].tolist(), part["labels"]
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        from PIL import Image
+        blob = self.bytes[self.offsets[i]:self.offsets[i + 1]].tobytes()
+        return Image.open(io.BytesIO(blob)).convert("RGB"), int(self.labels[i])
+
+
+def time_naive(cfg, source: str, device: torch.device, iters: int, warmup: int) -> tuple[float, float]:
+    """Images/s and peak memory of the reference loop."""
+    torch.manual_seed(cfg.seed)
+    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
+    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    loader = torch.utils.data.DataLoader(naive_dataset(source, cfg.data_root), batch_size=cfg.batch_size,
+                                         shuffle=True, drop_last=True, num_workers=2,
+                                         pin_memory=device.type == "cuda", persistent_workers=True)
+    _reset_peak(device)
+    batches = iter(loader)
+    done, start = 0, None
+    while done < warmup + iters:
+        if done == warmup:
+            _sync(device)
+            start = time.perf_counter()
+        try:
+            gray, rgb = next(batches)
+        except StopIteration:
+            batches = iter(loader)
+            continue
+        gray, rgb = gray.to(device), rgb.to(device)
+        fake = G(gray)
+        for _ in range(cfg.d_steps):
+            d_opt.zero_grad()
+            d_real, d_fake = discriminator_loss(D(gray, rgb), D(gray, fake.detach()))
+            (d_real + d_fake).backward()
+            d_opt.step()
+        set_requires_grad(D, False)
+        g_opt.zero_grad()
+        total, _, _ = generator_loss(D(gray, fake), fake, rgb, cfg.lam, cfg.content_loss, cfg.adv_weight)
+        total.backward()
+        g_opt.step()
+        set_requires_grad(D, True)
+        done += 1
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return iters * cfg.batch_size / seconds, _peak_memory_mb(device)
+
+
+def time_trainer(cfg, device: torch.device, iters: int, warmup: int) -> tuple[float, float, Trainer]:
+    """Images/s and peak memory of colorlib's trainer, driving its own iteration."""
+    with tempfile.TemporaryDirectory(prefix="colorlib-bench-") as run_dir:
+        trainer = Trainer(cfg, Path(run_dir) / "run", progress=False)
+    _reset_peak(device)
+    n = trainer.images.shape[0]
+    done, start, epoch = 0, None, 0
+    while done < warmup + iters:
+        order = torch.randperm(n, device=trainer.device)
+        for it in range(n // cfg.batch_size):
+            if done == warmup:
+                _sync(device)
+                start = time.perf_counter()
+            if done == warmup + iters:
+                break
+            trainer._step_index(order[it * cfg.batch_size:(it + 1) * cfg.batch_size])
+            done += 1
+        epoch += 1
+    _sync(device)
+    seconds = time.perf_counter() - start
+    return iters * cfg.batch_size / seconds, _peak_memory_mb(device), trainer
+
+
+@torch.inference_mode()
+def time_inference(trainer: Trainer, batch: int, iters: int) -> float:
+    G = trainer.G.eval()
+    gray = torch.zeros(batch, 1, 32, 32, device=trainer.device).contiguous(memory_format=trainer.memory_format)
+    with trainer.autocast():
+        for _ in range(3):
+            G(gray)
+        _sync(trainer.device)
+        start = time.perf_counter()
+        for _ in range(iters):
+            G(gray)
+        _sync(trainer.device)
+    G.train()
+    return iters * batch / (time.perf_counter() - start)
+
+
+def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Optional[int] = None,
+                  device: str = "auto", train_size: int = 5000, overrides: Optional[dict] = None) -> dict:
+    dev = pick_device(device)
+    iters = iters or (300 if dev.type == "cuda" else 20)
+    warmup = 10 if dev.type == "cuda" else 3
+    source = resolve_source(data)
+    cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
+    naive_ips, naive_mem = time_naive(cfg, source, dev, iters, warmup)
+    ours_ips, ours_mem, trainer = time_trainer(cfg, dev, iters, warmup)
+    infer_ips = time_inference(trainer, 500, 20 if dev.type == "cuda" else 3)
+    paper_iters = PAPER_EPOCHS * (PAPER_IMAGES // cfg.batch_size)
+    result = {
+        "preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "iterations_timed": iters,
+        "networks": {k: getattr(cfg, k) for k in ("g_width", "g_depth", "norm", "d_width", "d_depth", "d_norm")},
+        "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
+        "naive_train_images_per_s": round(naive_ips, 1), "colorlib_train_images_per_s": round(ours_ips, 1),
+        "speedup": round(ours_ips / naive_ips, 2), "generator_inference_images_per_s": round(infer_ips, 1),
+        "naive_peak_memory_mb": round(naive_mem, 1), "colorlib_peak_memory_mb": round(ours_mem, 1),
+        "memory_measure": "CUDA max allocated" if dev.type == "cuda" else "process peak RSS",
+        "paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / ours_ips / 60, 1),
+        "naive_paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / naive_ips / 60, 1),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    return result
+
+
+def format_table(r: dict) -> str:
+    rows = [
+        ("training images/s, tutorial loop", f"{r['naive_train_images_per_s']:.0f}"),
+        ("training images/s, colorlib", f"{r['colorlib_train_images_per_s']:.0f}"),
+        ("speed-up", f"{r['speedup']:.2f}x"),
+        ("generator inference images/s (32x32)", f"{r['generator_inference_images_per_s']:.0f}"),
+        (f"peak memory MB, tutorial / colorlib ({r['memory_measure']})",
+         f"{r['naive_peak_memory_mb']:.0f} / {r['colorlib_peak_memory_mb']:.0f}"),
+        ("paper preset (100 epochs x 50,000), projected", f"{r['paper_preset_projected_minutes']:.1f} min "
+         f"(tutorial loop {r['naive_paper_preset_projected_minutes']:.1f} min)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    head = f"{r['preset']} networks, batch {r['batch_size']}, {r['device_name']} ({r['device']}), torch {r['torch']}"
+    return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+def cmd_bench(args) -> int:
+    from .config import parse_override
+    overrides = dict(parse_override(s) for s in args.set)
+    result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides)
+    print(format_table(result))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out}")
+    return 0
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("bench", help="training/inference speed of colorlib vs a tutorial-style loop")
+    p.add_argument("--preset", default="paper", help=f"whose networks to time: {', '.join(PRESETS)}")
+    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
+    p.add_argument("--iters", type=int, help="timed iterations per loop (default 300 on GPU, 20 on CPU)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--train-size", type=int, default=5000, help="training images held in memory")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--out", default="bench.json")
+    p.set_defaults(func=cmd_bench)
