@@ -1,0 +1,305 @@
+"""A fixed CIFAR-10 classifier: the judge behind "semantic accuracy" and the feature distance.
+
+Zhang et al. (2016) score a colorizer by asking a classifier trained on real colour photos to
+recognise its colorizations: if the colours are plausible, accuracy stays close to what the
+classifier gets on the true colours; if they are grey or wrong, it falls towards its accuracy on
+grayscale. That needs one classifier, trained once and then never changed, so every method is
+judged by the same network. This module trains it (`python -m colorlib train-classifier`) and
+loads it (`load_classifier`).
+
+The network is a small VGG/ResNet-9-style CNN in the spirit of the fast CIFAR-10 training
+recipes (DAWNBench ResNet-9, airbench): a stem convolution, then three groups of
+conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU halving the resolution 32 -> 16 -> 8 -> 4,
+a global max-pool and a linear layer. With widths 64/256/256 it has about 2 M parameters
+(a 4 MB half-precision checkpoint) and passes 90% top-1 on the CIFAR-10 test set in well under
+a minute on one modern GPU.
+
+Training recipe (standard, nothing tuned on the test set): the whole dataset on the device as
+uint8; random crops (reflect-padded by 4) and horizontal flips drawn per image, batched on the
+device; SGD with Nesterov momentum 0.9, weight decay 5e-4, batch 512; a one-cycle learning rate
+(linear up to 0.4 over the first quarter, linear down to ~0); label smoothing 0.2; bf16
+autocast and channels_last on CUDA.
+
+Interface: the module takes RGB batches [B, 3, H, W] either as uint8 in [0, 255] or as float
+in [0, 1], and normalises them itself, so callers never need to know its statistics. A
+colorizer's [-1, 1] output goes in as `(x + 1) / 2`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+CLASSIFIER_FORMAT = "colorlib-classifier-v1"
+DEFAULT_WIDTHS = (64, 256, 256)
+# per-channel statistics of the CIFAR-10 training images, in [0, 1]
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+LOGIT_SCALE = 0.125  # keeps early logits small so label-smoothed CE starts near uniform
+
+
+class ClassifierError(RuntimeError):
+    """A classifier checkpoint that cannot be used; the message says what to do."""
+
+
+def conv_bn_gelu(cin: int, cout: int, pool: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+    if pool:  # pooling before BN is cheaper and normalises what the next layer actually sees
+        layers.append(nn.MaxPool2d(2))
+    return layers + [nn.BatchNorm2d(cout), nn.GELU()]
+
+
+class CifarClassifier(nn.Module):
+    """Small CNN for 32x32 images; `features` is the pooled penultimate vector."""
+
+    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, num_classes: int = 10, stem: int = 32):
+        super().__init__()
+        self.widths = tuple(int(w) for w in widths)
+        layers = conv_bn_gelu(3, stem)
+        cin = stem
+        for w in self.widths:
+            layers += conv_bn_gelu(cin, w, pool=True) + conv_bn_gelu(w, w)
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes, bias=False)
+        self.feature_dim = cin
+        # not saved in the state dict: they are part of the interface, not learned
+        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(images.shape)}")
+        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        return (x - self.mean) / self.std
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, feature_dim]: global max-pool of the last block, the input of the linear head."""
+        h = self.body(self.normalize(images))
+        return torch.amax(h, dim=(2, 3)).float()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images)) * LOGIT_SCALE
+
+
+# ---------------------------------------------------------------- augmentation
+def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """Per-image random translation (reflect padding) and horizontal flip, as one batched gather.
+
+    images: uint8 or float [B, C, H, W] -> float [B, C, H, W] in [0, 1].
+    """
+    x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+    b, c, h, w = x.shape
+    dev = x.device
+    padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
+    flip = torch.rand(b, generator=generator).to(dev) < 0.5
+    rows = dy[:, None] + torch.arange(h, device=dev)  # [B, H]
+    cols = dx[:, None] + torch.arange(w, device=dev)  # [B, W]
+    # flipping is reading the chosen columns right to left
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    bi = torch.arange(b, device=dev)[:, None, None, None]
+    ci = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+# ---------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 1000, device=None) -> torch.Tensor:
+    """Predicted class indices (int64, on CPU) for uint8 / [0, 1] float images, batched."""
+    device = device or next(model.parameters()).device
+    cuda = torch.device(device).type == "cuda"
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+            out.append(model(x).argmax(1).cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    was_training = model.training
+    model.eval()
+    pred = predict(model, images, batch_size)
+    model.train(was_training)
+    return (pred == labels.cpu()).float().mean().item()
+
+
+# ---------------------------------------------------------------- checkpoint
+def _half_state_dict(model: nn.Module) -> dict:
+    """Float tensors stored as float16: halves the file, costs nothing measurable in accuracy."""
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+            for k, v in model.state_dict().items()}
+
+
+def load_classifier(path, device="cpu") -> CifarClassifier:
+    """The trained classifier, in eval mode, in float32 on `device`.
+
+    Attributes set from the checkpoint: `classes` (names in label order), `test_accuracy`.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ClassifierError(f"classifier checkpoint {str(path)!r} does not exist. Train one with "
+                              f"`python -m colorlib train-classifier --data PATH --out {path}`.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ClassifierError(f"{str(path)!r} is damaged or not a PyTorch file ({type(exc).__name__}). "
+                              f"Train a new one with `python -m colorlib train-classifier`.") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT:
+        raise ClassifierError(f"{str(path)!r} is not a colorlib classifier (format "
+                              f"{ckpt.get('format') if isinstance(ckpt, dict) else None!r}); "
+                              f"train one with `python -m colorlib train-classifier`.")
+    arch = ckpt["arch"]
+    model = CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    model.classes = list(ckpt.get("classes", []))
+    model.test_accuracy = ckpt.get("test_accuracy")
+    return model.to(device).eval()
+
+
+# ---------------------------------------------------------------- training
+def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int = 512, lr: float = 0.4,
+                     widths: Sequence[int] = DEFAULT_WIDTHS, train_size: Optional[int] = None,
+                     test_size: Optional[int] = None, device: str = "auto", seed: int = 0,
+                     log=print) -> dict:
+    """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
+    from .data import load_split
+    from .rundir import atomic_save
+    from .training import pick_device
+
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    dev = pick_device(device)
+    cuda = dev.type == "cuda"
+    torch.manual_seed(seed)
+    t0 = time.time()
+    train = load_split(data, "train", train_size, seed)
+    test = load_split(data, "test", test_size, seed)
+    if (train.labels < 0).any() or not train.classes:
+        raise ValueError(f"{train.source} has no class folders; the classifier needs train/<class>/*.jpg")
+    if test.classes != train.classes:
+        raise ValueError(f"train and test classes differ: {train.classes} vs {test.classes}")
+    log(f"data: {len(train)} train / {len(test)} test images, {len(train.classes)} classes "
+        f"(loaded in {time.time() - t0:.1f}s), device {dev}")
+
+    images, labels = train.images.to(dev), train.labels.to(dev)
+    test_images, test_labels = test.images.to(dev), test.labels.to(dev)
+    model = CifarClassifier(widths, len(train.classes))
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    model.to(dev, memory_format=memory_format)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    steps_per_epoch = max(1, len(train) // batch_size)  # drop the ragged last batch
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25, anneal_strategy="linear",
+        div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    gen = torch.Generator().manual_seed(seed)
+    bs = min(batch_size, len(train))
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"model: widths {list(model.widths)}, {n_params / 1e6:.2f} M parameters; "
+        f"{epochs} epochs x {steps_per_epoch} steps of {bs}")
+
+    t_train = time.time()
+    for epoch in range(1, epochs + 1):
+        model.train()
+        order = torch.randperm(len(train), generator=gen).to(dev)
+        total = torch.zeros((), device=dev)
+        for step in range(steps_per_epoch):
+            idx = order[step * bs:(step + 1) * bs]
+            x = random_crop_flip(images[idx], generator=gen).contiguous(memory_format=memory_format)
+            with autocast():
+                loss = loss_fn(model(x), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.detach()
+        mean_loss = (total / steps_per_epoch).item()  # one host sync per epoch
+        if not math.isfinite(mean_loss):
+            raise RuntimeError(f"classifier training diverged at epoch {epoch} (loss {mean_loss}); "
+                               f"try a smaller --lr")
+        acc = accuracy(model, test_images, test_labels)
+        log(f"epoch {epoch:3d}/{epochs}  loss {mean_loss:.4f}  test top-1 {100 * acc:.2f}%  "
+            f"({time.time() - t_train:.1f}s)")
+
+    # measure the weights exactly as they will be saved (float16), so the number is the file's
+    state = _half_state_dict(model)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    final_acc = accuracy(model, test_images, test_labels)
+    ckpt = {
+        "format": CLASSIFIER_FORMAT,
+        "arch": {"name": "cifar-cnn", "widths": list(model.widths), "stem": 32,
+                 "num_classes": len(train.classes), "input": "RGB uint8 [0,255] or float [0,1]"},
+        "state_dict": state,
+        "classes": list(train.classes),
+        "test_accuracy": final_acc,
+        "test_images": len(test),
+        "train_images": len(train),
+        "epochs": epochs,
+        "batch_size": bs,
+        "lr": lr,
+        "seed": seed,
+        "data": Path(train.source).name,  # the folder's name only: no local paths in shared files
+        "train_seconds": round(time.time() - t_train, 1),
+        "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
+        "torch": str(torch.__version__),
+    }
+    atomic_save(ckpt, Path(out))
+    log(f"saved {out}: test top-1 {100 * final_acc:.2f}% on {len(test)} images (float16 weights), "
+        f"{Path(out).stat().st_size / 1e6:.1f} MB, training {ckpt['train_seconds']}s")
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def _widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--widths must be comma-separated integers, got {text!r}") from None
+    if len(widths) != 3 or min(widths) < 1:
+        raise argparse.ArgumentTypeError(f"--widths needs three positive integers (32->16->8->4), got {text!r}")
+    return widths
+
+
+def cmd_train_classifier(args) -> int:
+    from .data import DataError
+    try:
+        train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                         widths=args.widths, train_size=args.train_size, test_size=args.test_size,
+                         device=args.device, seed=args.seed)
+    except (ValueError, RuntimeError) as exc:
+        if isinstance(exc, DataError):
+            raise  # the CLI prints data errors itself
+        print(f"error: {exc}")
+        return 1
+    return 0
+
+
+def add_train_parser(sub) -> None:
+    p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy",
+                       description="Train the small CNN used to score colorizations (semantic accuracy, "
+                                   "feature distance) and save it for `evaluate --classifier`.")
+    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=0.4, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--widths", type=_widths, default=DEFAULT_WIDTHS, help="channels of the 3 blocks (64,256,256)")
+    p.add_argument("--train-size", type=int, help="random subset of the training split (for quick tests)")
+    p.add_argument("--test-size", type=int, help="random subset of the test split (for quick tests)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_classifier)
