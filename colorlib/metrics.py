@@ -1,7 +1,515 @@
-"""Metrics for colorizations; the command-line entry points of the evaluation suite."""
+"""Numbers for colorizations: the paper shows only pictures and loss curves, so we measure.
+
+Every metric compares 8-bit RGB images [B, 3, H, W] (uint8), the images a user would save: a
+colorizer's [-1, 1] output is quantised first (`data.to_uint8`), the ground truth is the
+dataset's pixels. All are computed batch by batch, on CPU or GPU, and summed over the test set.
+
+- PSNR (dB) on RGB: `psnr_mean_db` is the mean of per-image PSNRs; `psnr_dataset_db` comes from
+  the mean squared error over all pixels of all images. Identical images would score +infinity;
+  we cap every PSNR at PSNR_CAP_DB = 100 dB so that averages stay finite. No two different 8-bit
+  images of fewer than 155,000 values (about 227x227 RGB) reach the cap: a 32x32 RGB pair that
+  differs by one level in one value scores 82.9 dB.
+- SSIM (torchmetrics, Gaussian window 11, sigma 1.5, data range 255), mean over images.
+- Colourfulness (Hasler & Suesstrunk 2003): sigma_rgyb + 0.3 * mu_rgyb of the opponent channels
+  rg = R - G and yb = (R + G) / 2 - B on 0..255 values, per image, averaged; reported for the
+  outputs and the ground truth, and the gap between them. A gray image scores exactly 0.
+- Pixel accuracy (Nazeri, Ng & Ebrahimi 2018): the fraction of pixels whose CIE Lab values,
+  rounded to integers, are all within 2% of each channel's range of the ground truth: |dL| <= 2
+  (L in [0, 100]) and |da|, |db| <= 4.4 (a, b taken in [-110, 110], as in the authors' code).
+- Semantic accuracy (Zhang, Isola & Efros 2016): top-1 accuracy of a fixed classifier
+  (`colorlib.classifier`) on the colorizations; compared with its accuracy on the true colours
+  and on gray images (the "gray" method below).
+- Classifier-feature FD: the Frechet distance between Gaussians fitted to the classifier's
+  penultimate features (256-d) of the true and the colorized test images, computed by
+  torchmetrics' FrechetInceptionDistance with that classifier as feature extractor. It is NOT
+  comparable with Inception FID numbers elsewhere; it is meaningful only with many more images
+  than feature dimensions (use the whole test set). With a local Inception weights file the
+  standard FID is reported too (`--inception-weights`, needs torch-fidelity).
+
+Commands: `python -m colorlib evaluate --run-dir DIR` (writes DIR/metrics.json),
+`python -m colorlib compare RUN_DIR... --out DIR` (a Markdown table and a bar chart),
+`python -m colorlib train-classifier ...` (see classifier.py).
+"""
 from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Callable, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+
+PSNR_CAP_DB = 100.0
+NAZERI_THRESHOLD = 0.02  # 2% of each Lab channel's range
+LAB_RANGES = (100.0, 220.0, 220.0)  # L in [0, 100]; a, b in [-110, 110] (Nazeri et al.'s code)
+METRICS_FORMAT = "colorlib-metrics-v1"
+DEFAULT_CLASSIFIER = Path("checkpoints") / "cifar10-classifier.pt"
+FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
+GRAY_METHOD = "gray (copied to RGB)"
+
+
+class MetricsError(RuntimeError):
+    """Inputs the metrics cannot use; the message says what to do."""
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
+        raise MetricsError(f"expected two RGB batches [B, 3, H, W] of the same shape, got "
+                           f"{tuple(pred.shape)} and {tuple(target.shape)}")
+
+
+# ---------------------------------------------------------------- PSNR
+def mse_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error per image on the 0..255 scale, float64 [B]."""
+    _check_pair(pred, target)
+    diff = pred.double() - target.double()
+    return diff.square().flatten(1).mean(1)
+
+
+def psnr_from_mse(mse: torch.Tensor, peak: float = 255.0) -> torch.Tensor:
+    """10 log10(peak^2 / MSE), capped at PSNR_CAP_DB (so MSE = 0 gives the cap, not infinity)."""
+    mse = torch.as_tensor(mse, dtype=torch.float64)
+    psnr = 10.0 * torch.log10(peak ** 2 / mse)  # +inf where mse == 0
+    return psnr.clamp(max=PSNR_CAP_DB)
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image PSNR in dB of 8-bit RGB images, float64 [B]."""
+    return psnr_from_mse(mse_per_image(pred, target))
+
+
+# ---------------------------------------------------------------- SSIM
+def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image SSIM of 8-bit RGB images (torchmetrics' Gaussian-window SSIM), float [B]."""
+    _check_pair(pred, target)
+    try:
+        from torchmetrics.functional.image import structural_similarity_index_measure
+    except ImportError as exc:
+        raise MetricsError("SSIM needs torchmetrics: pip install torchmetrics") from exc
+    return structural_similarity_index_measure(pred.float(), target.float(), data_range=255.0,
+                                               reduction="none").double()
+
+
+# ---------------------------------------------------------------- colourfulness
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Hasler & Suesstrunk (2003) colourfulness of each RGB image on the 0..255 scale, float64 [B].
+
+    M = sqrt(var(rg) + var(yb)) + 0.3 * sqrt(mean(rg)^2 + mean(yb)^2), rg = R - G,
+    yb = (R + G) / 2 - B, with statistics over the pixels of one image (population variance).
+    """
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise MetricsError(f"expected RGB images [B, 3, H, W], got {tuple(images.shape)}")
+    r, g, b = images.double().flatten(2).unbind(1)
+    rg = r - g
+    yb = 0.5 * (r + g) - b
+    sigma = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
+    mu = (rg.mean(1).square() + yb.mean(1).square()).sqrt()
+    return sigma + 0.3 * mu
+
+
+# ---------------------------------------------------------------- Lab and pixel accuracy
+# sRGB (IEC 61966-2-1) primaries to CIE XYZ, and the D65 reference white: the same constants
+# as skimage.color.rgb2lab and OpenCV
+SRGB_TO_XYZ = ((0.412453, 0.357580, 0.180423),
+               (0.212671, 0.715160, 0.072169),
+               (0.019334, 0.119193, 0.950227))
+D65_WHITE = (0.950456, 1.0, 1.088754)
+
+
+def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB -> CIE L*a*b* (D65). rgb: uint8 [..., 3, H, W] or float in [0, 1]; returns float64.
+
+    Three steps: undo the sRGB transfer curve (linear light), a 3x3 matrix to XYZ, then the
+    CIE cube-root compression relative to the white point. White gives L=100, a=b=0.
+    """
+    x = rgb.double() / 255.0 if rgb.dtype == torch.uint8 else rgb.double()
+    linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    m = torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=x.device)
+    xyz = torch.einsum("ij,...jhw->...ihw", m, linear)
+    xyz = xyz / torch.tensor(D65_WHITE, dtype=torch.float64, device=x.device).view(3, 1, 1)
+    eps = (6.0 / 29.0) ** 3
+    f = torch.where(xyz > eps, xyz.clamp(min=eps) ** (1.0 / 3.0), xyz / (3 * (6.0 / 29.0) ** 2) + 4.0 / 29.0)
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116.0 * fy - 16.0, 500.0 * (fx - fy), 200.0 * (fy - fz)], dim=-3)
+
+
+def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = NAZERI_THRESHOLD) -> torch.Tensor:
+    """Per image, the fraction of pixels whose rounded Lab values are all within `threshold`
+    of each channel's range of the ground truth (Nazeri et al. 2018), float64 [B]."""
+    _check_pair(pred, target)
+    diff = (srgb_to_lab(pred).round() - srgb_to_lab(target).round()).abs()
+    limits = torch.tensor(LAB_RANGES, dtype=torch.float64, device=diff.device).view(1, 3, 1, 1) * threshold
+    # a tiny tolerance: 2.2 * 2 is 4.4000000000000004 in floating point
+    right = (diff <= limits + 1e-9).all(dim=1)
+    return right.flatten(1).double().mean(1)
+
+
+# ---------------------------------------------------------------- classifier-based metrics
+class ClassifierFeatures(nn.Module):
+    """The classifier's penultimate features as a torchmetrics feature extractor (always eval)."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+        self.num_features = classifier.feature_dim
+
+    def train(self, mode: bool = True) -> "ClassifierFeatures":
+        return super().train(False)  # torchmetrics must never switch batch norm to training
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier.features(images).double()
+
+
+def feature_distance_metric(classifier: nn.Module):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    return FrechetInceptionDistance(feature=ClassifierFeatures(classifier), normalize=False)
+
+
+def inception_fid_metric(weights_path: str):
+    """The standard Inception FID, from a local weights file (torch-fidelity's pt_inception)."""
+    try:
+        from torchmetrics.image.fid import FrechetInceptionDistance
+        return FrechetInceptionDistance(feature=2048, normalize=False, feature_extractor_weights_path=weights_path)
+    except (ModuleNotFoundError, ImportError) as exc:
+        raise MetricsError(f"Inception FID needs torch-fidelity (pip install torch-fidelity): {exc}") from exc
+
+
+# ---------------------------------------------------------------- accumulation
+class MethodScores:
+    """Running sums of every metric for one method over the batches of a test set."""
+
+    def __init__(self, classifier: Optional[nn.Module] = None, inception_weights: Optional[str] = None,
+                 device=None):
+        self.n = 0
+        self.pixels = 0
+        self.sums = {k: 0.0 for k in ("psnr", "sq_err", "ssim", "colourfulness", "pixel_accuracy", "correct")}
+        self.classifier = classifier
+        self.fd = feature_distance_metric(classifier).to(device) if classifier is not None else None
+        self.fid = inception_fid_metric(inception_weights).to(device) if inception_weights else None
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, truth: torch.Tensor, labels: Optional[torch.Tensor] = None,
+               with_ssim: bool = True) -> None:
+        mse = mse_per_image(pred, truth)
+        self.n += pred.shape[0]
+        self.pixels += pred[0].numel() * pred.shape[0]
+        self.sums["psnr"] += psnr_from_mse(mse).sum().item()
+        self.sums["sq_err"] += (mse * pred[0].numel()).sum().item()
+        if with_ssim:
+            self.sums["ssim"] += ssim(pred, truth).sum().item()
+        self.sums["colourfulness"] += colourfulness(pred).sum().item()
+        self.sums["pixel_accuracy"] += pixel_accuracy(pred, truth).sum().item()
+        if self.classifier is not None:
+            if labels is not None:
+                self.sums["correct"] += (self.classifier(pred).argmax(1) == labels).sum().item()
+            self.fd.update(truth, real=True)
+            self.fd.update(pred, real=False)
+        if self.fid is not None:
+            self.fid.update(truth, real=True)
+            self.fid.update(pred, real=False)
+
+    def result(self, truth_colourfulness: float, with_labels: bool) -> dict:
+        n = max(self.n, 1)
+        dataset_mse = self.sums["sq_err"] / max(self.pixels, 1)
+        out = {
+            "images": self.n,
+            "psnr_mean_db": self.sums["psnr"] / n,
+            "psnr_dataset_db": psnr_from_mse(torch.tensor(dataset_mse)).item(),
+            "ssim": self.sums["ssim"] / n,
+            "colourfulness": self.sums["colourfulness"] / n,
+            "colourfulness_gap": self.sums["colourfulness"] / n - truth_colourfulness,
+            "colourfulness_gap_pct": 100.0 * (self.sums["colourfulness"] / n - truth_colourfulness)
+            / truth_colourfulness if truth_colourfulness > 0 else None,
+            "pixel_accuracy": self.sums["pixel_accuracy"] / n,
+            "semantic_accuracy": self.sums["correct"] / n if self.classifier is not None and with_labels else None,
+            "feature_fd": _finite(self.fd.compute().item()) if self.fd is not None and self.n > 1 else None,
+        }
+        if self.fid is not None and self.n > 1:
+            out["inception_fid"] = _finite(self.fid.compute().item())
+        return out
+
+
+def _finite(value: float) -> Optional[float]:
+    return value if math.isfinite(value) else None
+
+
+# A method maps the gray input in [-1, 1] [B, 1, H, W] to RGB, in [-1, 1] float or uint8
+Method = Callable[[torch.Tensor], torch.Tensor]
+
+
+def gray_baseline(gray: torch.Tensor) -> torch.Tensor:
+    """The no-model baseline: the grayscale input copied into R, G and B."""
+    return gray.expand(-1, 3, -1, -1)
+
+
+def generator_method(G: nn.Module) -> Method:
+    G.eval()
+
+    def colorize(gray: torch.Tensor) -> torch.Tensor:
+        return G(gray)
+    return colorize
+
+
+@torch.no_grad()
+def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels: Optional[torch.Tensor] = None,
+                     classifier: Optional[nn.Module] = None, batch_size: int = 500, device="cpu",
+                     inception_weights: Optional[str] = None, progress: bool = False) -> dict:
+    """Score each method's colorizations of `images` (uint8 [N, 3, H, W]) against them.
+
+    Returns {"ground_truth": {...}, "methods": {name: {...}}}.
+    """
+    from .data import to_model_range, to_uint8
+    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+        raise MetricsError(f"expected uint8 RGB images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
+    if images.shape[0] == 0:
+        raise MetricsError("no images to evaluate")
+    with_labels = labels is not None and bool((labels >= 0).all())
+    device = torch.device(device)
+    if classifier is not None:
+        classifier = classifier.to(device).eval()
+    scores = {name: MethodScores(classifier, inception_weights, device) for name in methods}
+    truth_colourfulness, truth_correct = 0.0, 0
+    batches = range(0, images.shape[0], batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+        batches = tqdm(batches, desc="evaluating", unit="batch")
+    # SSIM's 11x11 window does not fit smaller images: skip it there rather than fail
+    with_ssim = min(images.shape[-2:]) >= 11
+    for start in batches:
+        truth = images[start:start + batch_size].to(device)
+        y = labels[start:start + batch_size].to(device) if with_labels else None
+        gray, _ = to_model_range(truth)
+        truth_colourfulness += colourfulness(truth).sum().item()
+        if classifier is not None and with_labels:
+            truth_correct += (classifier(truth).argmax(1) == y).sum().item()
+        for name, method in methods.items():
+            out = method(gray)
+            out = out if out.dtype == torch.uint8 else to_uint8(out)
+            if out.shape != truth.shape:
+                raise MetricsError(f"method {name!r} returned {tuple(out.shape)} for {tuple(truth.shape)} images")
+            scores[name].update(out, truth, y, with_ssim=with_ssim)
+    n = images.shape[0]
+    truth_mean = truth_colourfulness / n
+    return {
+        "ground_truth": {"images": n, "colourfulness": truth_mean,
+                         "semantic_accuracy": truth_correct / n if classifier is not None and with_labels else None},
+        "methods": {name: s.result(truth_mean, with_labels) | ({} if with_ssim else {"ssim": None})
+                    for name, s in scores.items()},
+    }
+
+
+def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
+                       limit: Optional[int] = None, batch_size: int = 500, device="cpu", name: str = "generator",
+                       include_gray: bool = True, inception_weights: Optional[str] = None,
+                       progress: bool = False) -> dict:
+    """Run generator `G` over the test split of `data` (first `limit` images in a seeded random
+    subset) and score it, next to the gray baseline; see `evaluate_methods`."""
+    from .data import load_split
+    test = load_split(data, "test", limit, seed=0)
+    methods: dict[str, Method] = {GRAY_METHOD: gray_baseline} if include_gray else {}
+    G = G.to(device)
+    methods[name] = generator_method(G)
+    result = evaluate_methods(methods, test.images, test.labels, classifier, batch_size, device,
+                              inception_weights, progress)
+    result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
+    return result
+
+
+# ---------------------------------------------------------------- evaluate command
+def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
+                 device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
+                 progress: bool = True, log=print) -> dict:
+    """Evaluate a run directory's generator on the test split; writes RUN/metrics.json."""
+    from . import rundir
+    from .classifier import load_classifier
+    from .training import load_generator, pick_device
+
+    run_dir = Path(run_dir)
+    dev = pick_device(device)
+    G, cfg = load_generator(run_dir, dev)
+    clf, clf_info = None, None
+    clf_path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
+    if clf_path.exists() or classifier_path:
+        clf = load_classifier(clf_path, dev)
+        clf_info = {"file": clf_path.name, "test_accuracy_at_training": clf.test_accuracy}
+    else:
+        log(f"note: no classifier at {clf_path}; semantic accuracy and feature FD are skipped "
+            f"(train one with `python -m colorlib train-classifier --out {clf_path}`)")
+    started = time.time()
+    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=run_dir.name,
+                                inception_weights=inception_weights, progress=progress)
+    info = rundir.read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
+    config = cfg.to_dict()
+    if config.get("data"):  # the data's name, not a local path: metrics files get shared
+        config["data"] = Path(config["data"]).name
+    report = {
+        "format": METRICS_FORMAT,
+        "run": {"name": run_dir.name, "preset": cfg.preset, "epochs_done": info.get("epochs_done"),
+                "config": config},
+        "method": run_dir.name,
+        "classifier": clf_info,
+        "feature_fd_label": FD_LABEL,
+        "psnr_cap_db": PSNR_CAP_DB,
+        "pixel_accuracy_threshold": NAZERI_THRESHOLD,
+        "device": str(dev),
+        "seconds": round(time.time() - started, 1),
+        **result,
+    }
+    rundir.write_json(run_dir / "metrics.json", report)
+    return report
+
+
+# ---------------------------------------------------------------- compare command
+TABLE_COLUMNS = (  # key, header, format
+    ("psnr_mean_db", "PSNR mean (dB)", "{:.2f}"),
+    ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("colourfulness", "Colourfulness", "{:.1f}"),
+    ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}"),
+    ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}"),
+    ("semantic_accuracy", "Semantic acc.", "{:.2%}"),
+    ("feature_fd", "Classifier-feature FD", "{:.2f}"),
+)
+
+
+def _fmt(value, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def read_metrics(run_dir) -> dict:
+    from . import rundir
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        raise rundir.RunDirError(f"{path} does not exist: run `python -m colorlib evaluate --run-dir {run_dir}` first")
+    report = rundir.read_json(path)
+    if report.get("format") != METRICS_FORMAT:
+        raise rundir.RunDirError(f"{path} is not a colorlib metrics file (format {report.get('format')!r})")
+    return report
+
+
+def comparison_rows(reports: Sequence[dict]) -> tuple[list[tuple[str, dict]], dict]:
+    """(method name, metrics) rows: the gray baseline once, then each run; plus the ground truth."""
+    first = reports[0]
+    truth = first["ground_truth"]
+    rows = []
+    if GRAY_METHOD in first["methods"]:
+        rows.append((GRAY_METHOD, first["methods"][GRAY_METHOD]))
+    for rep in reports:
+        rows.append((rep.get("label", rep["method"]), rep["methods"][rep["method"]]))
+    return rows, truth
+
+
+def markdown_table(reports: Sequence[dict]) -> str:
+    rows, truth = comparison_rows(reports)
+    data = reports[0]["data"]
+    lines = [f"Test split of `{data['source']}`, {data['images']} images. "
+             f"Ground truth: colourfulness {_fmt(truth['colourfulness'], '{:.1f}')}, classifier "
+             f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}.", ""]
+    lines.append("| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |")
+    lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
+    lines.append("| ground truth | " + " | ".join(
+        {"colourfulness": _fmt(truth["colourfulness"], "{:.1f}"),
+         "semantic_accuracy": _fmt(truth["semantic_accuracy"], "{:.2%}"),
+         "psnr_mean_db": "-", "psnr_dataset_db": "-", "ssim": "1", "colourfulness_gap_pct": "0",
+         "pixel_accuracy": "100%", "feature_fd": "0"}[k] for k, _, _ in TABLE_COLUMNS) + " |")
+    for name, m in rows:
+        lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f in TABLE_COLUMNS) + " |")
+    runs = [f"- {rep.get('label', rep['method'])}: preset {rep['run']['preset']}, {rep['run']['epochs_done']} epochs, "
+            f"content loss {rep['run']['config']['content_loss']}, lambda {rep['run']['config']['lam']}, "
+            f"adversarial weight {rep['run']['config']['adv_weight']}, norm {rep['run']['config']['norm']}"
+            for rep in reports]
+    return "\n".join(lines + ["", "Runs:"] + runs) + "\n"
+
+
+def comparison_figure(reports: Sequence[dict]):
+    from matplotlib.figure import Figure
+    rows, truth = comparison_rows(reports)
+    panels = [("psnr_mean_db", "PSNR mean (dB)"), ("ssim", "SSIM"), ("colourfulness", "Colourfulness"),
+              ("pixel_accuracy", "Pixel accuracy"), ("semantic_accuracy", "Semantic accuracy"),
+              ("feature_fd", "Classifier-feature FD")]
+    fig = Figure(figsize=(14, 7), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    names = [name for name, _ in rows]
+    colors = [f"C{i}" for i in range(len(rows))]
+    for ax, (key, title) in zip(axes, panels):
+        values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
+        ax.bar(range(len(rows)), values, color=colors)
+        reference = truth.get(key)
+        if reference is not None:  # where the ground truth has a value, show it as the target
+            ax.axhline(reference, color="black", ls="--", lw=1, label="ground truth")
+            ax.legend(fontsize=8)
+        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_title(title)
+    fig.suptitle(f"Colorization metrics on {reports[0]['data']['images']} test images of {reports[0]['data']['source']}")
+    return fig
+
+
+def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
+    """Write OUT/metrics.md and OUT/metrics.png comparing the runs' metrics.json files."""
+    from .rundir import RunDirError, atomic_write_text
+    reports = [read_metrics(d) for d in run_dirs]
+    labels = [Path(d).name for d in run_dirs]
+    for d, rep in zip(run_dirs, reports):  # rows are named by folder, by path where names repeat
+        rep["label"] = Path(d).name if labels.count(Path(d).name) == 1 else str(d)
+    first = reports[0]["data"]
+    for d, rep in zip(run_dirs, reports):
+        if (rep["data"]["source"], rep["data"]["images"]) != (first["source"], first["images"]):
+            raise RunDirError(f"{d} was evaluated on {rep['data']['images']} images of {rep['data']['source']}, "
+                              f"the first run on {first['images']} of {first['source']}: evaluate every run "
+                              f"on the same data and --limit before comparing")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "metrics.md", markdown_table(reports))
+    comparison_figure(reports).savefig(out / "metrics.png", dpi=120)
+    return [out / "metrics.md", out / "metrics.png"]
+
+
+# ---------------------------------------------------------------- CLI
+def _print_summary(report: dict) -> None:
+    truth = report["ground_truth"]
+    print(f"{report['data']['images']} test images; ground truth colourfulness {truth['colourfulness']:.1f}, "
+          f"classifier accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}")
+    for name, m in report["methods"].items():
+        print(f"  {name}: " + ", ".join(f"{h} {_fmt(m.get(k), f)}" for k, h, f in TABLE_COLUMNS))
+
+
+def cmd_evaluate(args) -> int:
+    from .classifier import ClassifierError
+    try:
+        report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
+                              args.inception_weights, progress=not args.no_progress)
+    except (ClassifierError, MetricsError) as exc:
+        print(f"error: {exc}")
+        return 2
+    _print_summary(report)
+    print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    for path in compare_runs(args.run_dirs, args.out):
+        print(path)
+    return 0
 
 
 def register_cli(sub) -> None:
     from .classifier import add_train_parser
+    p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
+                                        f"(default {DEFAULT_CLASSIFIER} if it exists)")
+    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA)")
+    p.add_argument("--limit", type=int, help="a seeded random subset of the test split (default: all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--inception-weights", help="local torch-fidelity Inception weights: adds the standard FID")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="a Markdown table and bar chart from several evaluated runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="folder for metrics.md and metrics.png")
+    p.set_defaults(func=cmd_compare)
+
     add_train_parser(sub)
