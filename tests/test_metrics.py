@@ -1,0 +1,224 @@
+"""Metrics against hand-computed values, the classifier's save/load contract, evaluate and compare."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from colorlib.classifier import (CLASSIFIER_FORMAT, CifarClassifier, ClassifierError, load_classifier,
+                                 random_crop_flip, train_classifier)
+from colorlib.cli import main as cli_main
+from colorlib.metrics import (GRAY_METHOD, PSNR_CAP_DB, MethodScores, colourfulness, evaluate_methods,
+                              gray_baseline, mse_per_image, pixel_accuracy, psnr, psnr_from_mse, srgb_to_lab,
+                              ssim)
+
+
+def pixels(*rgb) -> torch.Tensor:
+    """uint8 image [1, 3, 1, len(rgb)] from (r, g, b) tuples."""
+    return torch.tensor(rgb, dtype=torch.uint8).T.reshape(1, 3, 1, len(rgb))
+
+
+def random_images(n=4, size=16, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+# ---------------------------------------------------------------- PSNR
+def test_psnr_of_identical_images_is_capped():
+    x = random_images()
+    assert psnr(x, x).tolist() == [PSNR_CAP_DB] * 4
+
+
+def test_psnr_of_a_known_mse():
+    target = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    pred = torch.full_like(target, 5)  # every value off by 5: MSE = 25
+    assert mse_per_image(pred, target).tolist() == [25.0, 25.0]
+    expected = 10 * math.log10(255 ** 2 / 25)  # 34.151 dB
+    assert psnr(pred, target).tolist() == pytest.approx([expected, expected])
+
+
+def test_smallest_error_of_a_32x32_image_stays_below_the_cap():
+    target = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
+    pred = target.clone()
+    pred[0, 0, 0, 0] = 1  # MSE = 1 / 3072
+    assert psnr(pred, target).item() == pytest.approx(10 * math.log10(255 ** 2 * 3072))  # 82.9 dB
+    assert psnr(pred, target).item() < PSNR_CAP_DB
+
+
+def test_dataset_psnr_comes_from_the_total_mse_not_the_mean_of_psnrs():
+    target = torch.zeros(2, 3, 4, 4, dtype=torch.uint8)
+    pred = target.clone()
+    pred[0] = 1   # MSE 1
+    pred[1] = 10  # MSE 100
+    scores = MethodScores()
+    scores.update(pred, target, with_ssim=False)
+    result = scores.result(truth_colourfulness=1.0, with_labels=False)
+    mean_of_psnrs = (10 * math.log10(255 ** 2 / 1) + 10 * math.log10(255 ** 2 / 100)) / 2
+    assert result["psnr_mean_db"] == pytest.approx(mean_of_psnrs)
+    assert result["psnr_dataset_db"] == pytest.approx(10 * math.log10(255 ** 2 / 50.5))
+    assert psnr_from_mse(torch.tensor(0.0)).item() == PSNR_CAP_DB
+
+
+# ---------------------------------------------------------------- SSIM
+def test_ssim_is_one_for_identical_images_and_lower_otherwise():
+    x = random_images(size=32)
+    assert ssim(x, x).tolist() == pytest.approx([1.0] * 4)
+    assert (ssim(x, random_images(size=32, seed=1)) < 0.2).all()
+
+
+# ---------------------------------------------------------------- colourfulness
+def test_colourfulness_of_gray_images_is_zero():
+    gray = torch.randint(0, 256, (3, 1, 8, 8), dtype=torch.uint8).expand(-1, 3, -1, -1)
+    assert colourfulness(gray).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_colourfulness_by_hand():
+    # one red and one blue pixel: rg = (255, 0), yb = (127.5, -255)
+    # var(rg) = 127.5^2, var(yb) = 191.25^2, mean(rg) = 127.5, mean(yb) = -63.75
+    sigma = math.sqrt(127.5 ** 2 + 191.25 ** 2)
+    mu = math.sqrt(127.5 ** 2 + 63.75 ** 2)
+    assert colourfulness(pixels((255, 0, 0), (0, 0, 255))).item() == pytest.approx(sigma + 0.3 * mu)
+    # a flat red image has no spread, only the mean term: rg = 255, yb = 127.5
+    assert colourfulness(pixels((255, 0, 0), (255, 0, 0))).item() == pytest.approx(0.3 * math.hypot(255, 127.5))
+
+
+# ---------------------------------------------------------------- Lab and pixel accuracy
+@pytest.mark.parametrize("rgb, lab", [
+    ((255, 255, 255), (100.0, 0.0, 0.0)),
+    ((0, 0, 0), (0.0, 0.0, 0.0)),
+    ((128, 128, 128), (53.59, 0.0, 0.0)),
+    ((255, 0, 0), (53.24, 80.09, 67.20)),   # the standard sRGB (D65) values, e.g. skimage.color.rgb2lab
+    ((0, 255, 0), (87.74, -86.18, 83.18)),
+    ((0, 0, 255), (32.30, 79.19, -107.86)),
+])
+def test_srgb_to_lab_of_known_colours(rgb, lab):
+    got = srgb_to_lab(pixels(rgb)).flatten().tolist()
+    assert got == pytest.approx(lab, abs=0.01)
+    # float input in [0, 1] means the same colour
+    as_float = srgb_to_lab(pixels(rgb).float() / 255).flatten().tolist()
+    assert as_float == pytest.approx(got, abs=1e-4)  # float32 input rounding
+
+
+def test_pixel_accuracy():
+    x = random_images()
+    assert pixel_accuracy(x, x).tolist() == [1.0] * 4
+    black, white = pixels((0, 0, 0), (0, 0, 0)), pixels((255, 255, 255), (0, 0, 0))
+    assert pixel_accuracy(white, black).item() == 0.5  # one of the two pixels is right
+    # one 8-bit level changes L by well under 2 units of 100: still right
+    near = pixels((120, 120, 120), (10, 200, 90))
+    assert pixel_accuracy(near + 1, near).item() == 1.0
+    # mid-gray vs a saturated red of the same luminance is wrong
+    assert pixel_accuracy(pixels((128, 128, 128)), pixels((200, 90, 90))).item() == 0.0
+
+
+def test_metrics_refuse_mismatched_shapes():
+    from colorlib.metrics import MetricsError
+    with pytest.raises(MetricsError, match="same shape"):
+        psnr(random_images(size=8), random_images(size=16))
+
+
+# ---------------------------------------------------------------- a perfect and a gray method
+def test_perfect_colorization_scores_perfectly():
+    x = random_images(n=8, size=32)
+    scores = MethodScores()
+    scores.update(x, x)
+    r = scores.result(colourfulness(x).mean().item(), with_labels=False)
+    assert r["psnr_mean_db"] == PSNR_CAP_DB and r["psnr_dataset_db"] == PSNR_CAP_DB
+    assert r["ssim"] == pytest.approx(1.0) and r["pixel_accuracy"] == 1.0
+    assert r["colourfulness_gap"] == pytest.approx(0.0, abs=1e-9)
+
+
+# ---------------------------------------------------------------- classifier
+def test_random_crop_flip_keeps_shape_and_content():
+    flat = torch.full((6, 3, 32, 32), 51, dtype=torch.uint8)
+    out = random_crop_flip(flat, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32
+    assert torch.allclose(out, torch.full_like(out, 51 / 255))
+    # every output row is a (possibly mirrored) window of the reflect-padded input row
+    ramp = torch.arange(32, dtype=torch.uint8).view(1, 1, 1, 32).expand(4, 3, 32, 32).contiguous()
+    out = (random_crop_flip(ramp, generator=torch.Generator().manual_seed(1)) * 255).round()
+    steps = out[:, 0, 0, 1:] - out[:, 0, 0, :-1]
+    assert ((steps.abs() == 1) | (steps == 0)).all()
+
+
+def test_classifier_accepts_uint8_and_unit_float_alike():
+    model = CifarClassifier(widths=(8, 16, 16)).eval()
+    x = random_images(n=3, size=32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), model(x.float() / 255), atol=1e-6)
+        assert model(x).shape == (3, 10) and model.features(x).shape == (3, 16)
+
+
+@pytest.fixture(scope="module")
+def tiny_classifier(small_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    info = train_classifier(str(small_folder), out, epochs=2, widths=(8, 16, 16), device="cpu", log=lambda *_: None)
+    return out, info
+
+
+def test_classifier_trains_saves_and_loads_with_weights_only(tiny_classifier):
+    path, info = tiny_classifier
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    assert ckpt["format"] == CLASSIFIER_FORMAT and ckpt["epochs"] == 2
+    assert ckpt["arch"]["widths"] == [8, 16, 16] and len(ckpt["classes"]) == 10
+    assert 0.0 <= ckpt["test_accuracy"] <= 1.0 and ckpt["test_accuracy"] == info["test_accuracy"]
+    assert all(v.dtype != torch.float32 for v in ckpt["state_dict"].values())  # stored as float16
+    model = load_classifier(path)
+    assert not model.training and model.classes == ckpt["classes"]
+    assert model(random_images(n=2, size=32)).shape == (2, 10)
+
+
+def test_load_classifier_explains_bad_files(tmp_path):
+    with pytest.raises(ClassifierError, match="train-classifier"):
+        load_classifier(tmp_path / "missing.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(ClassifierError, match="not a colorlib classifier"):
+        load_classifier(tmp_path / "other.pt")
+
+
+def test_train_classifier_cli_tiny_run(small_folder, tmp_path, capsys):
+    out = tmp_path / "c.pt"
+    assert cli_main(["train-classifier", "--data", str(small_folder), "--out", str(out), "--epochs", "1",
+                     "--train-size", "50", "--widths", "8,8,8", "--device", "cpu"]) == 0
+    assert "test top-1" in capsys.readouterr().out and out.exists()
+
+
+# ---------------------------------------------------------------- evaluate and compare
+def test_gray_baseline_has_no_colour_and_classifier_sees_it(small_folder, tiny_classifier):
+    from colorlib.data import load_split
+    test = load_split(str(small_folder), "test")
+    result = evaluate_methods({GRAY_METHOD: gray_baseline}, test.images, test.labels,
+                              load_classifier(tiny_classifier[0]), batch_size=7)
+    gray = result["methods"][GRAY_METHOD]
+    assert gray["images"] == len(test) == 20
+    assert gray["colourfulness"] == 0.0 and gray["colourfulness_gap_pct"] == -100.0
+    assert 15 < gray["psnr_mean_db"] < 40 and 0 <= gray["semantic_accuracy"] <= 1
+    assert gray["feature_fd"] is not None and gray["feature_fd"] >= 0
+    assert result["ground_truth"]["colourfulness"] > 0
+
+
+def test_evaluate_and_compare_on_a_smoke_run(smoke_run_copy, small_folder, tiny_classifier, tmp_path):
+    code = cli_main(["evaluate", "--run-dir", str(smoke_run_copy), "--classifier", str(tiny_classifier[0]),
+                     "--data", str(small_folder), "--device", "cpu", "--no-progress"])
+    assert code == 0
+    report = json.loads((smoke_run_copy / "metrics.json").read_text())
+    assert report["data"]["images"] == 20 and report["classifier"]["file"] == "classifier.pt"
+    assert set(report["methods"]) == {GRAY_METHOD, smoke_run_copy.name}
+    model = report["methods"][smoke_run_copy.name]
+    for key in ("psnr_mean_db", "psnr_dataset_db", "ssim", "colourfulness", "pixel_accuracy",
+                "semantic_accuracy", "feature_fd"):
+        assert isinstance(model[key], float), key
+    assert str(small_folder) not in (smoke_run_copy / "metrics.json").read_text()  # no local paths
+
+    out = tmp_path / "compare"
+    assert cli_main(["compare", str(smoke_run_copy), "--out", str(out)]) == 0
+    table = (out / "metrics.md").read_text()
+    assert "| ground truth |" in table and f"| {GRAY_METHOD} |" in table and smoke_run_copy.name in table
+    assert (out / "metrics.png").stat().st_size > 10_000
+
+
+def test_compare_needs_evaluated_runs(tmp_path, capsys):
+    assert cli_main(["compare", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    assert "colorlib evaluate" in capsys.readouterr().err
