@@ -1,0 +1,521 @@
+"""Colorize real photos of any size: keep the photo's own luminance, predict only its colour.
+
+The generator was trained on 32x32 images, so it cannot see a 12-megapixel photo's detail,
+and it need not: the detail is in the luminance, which the photo already has. As in Zhang
+et al. (2016) and DeOldify, we
+
+1. take the photo's luminance at full resolution (BT.601 luma, the gray the generator was
+   trained on, see `data.to_model_range`);
+2. downscale it to a working resolution (`render_size` on the short side, aspect kept; the
+   generator is fully convolutional) and let the generator colour it;
+3. keep only the colour (chroma) of the prediction, upsample it to the photo's size (colour
+   varies slowly, so a smooth upsampling loses little), and
+4. put it back together with the untouched full-resolution luminance.
+
+The network never sees more than `render_size` pixels on the short side, so the cost of a
+large photo is decoding, one chroma upsampling and encoding: all linear in the pixels.
+
+Colour space: YCbCr (ITU-R BT.601, full range, as in JPEG). Its Y is exactly the luma the
+generator is trained to read, so "the output's luminance equals the input's" means the same
+quantity the model sees; the transform is linear, so it inverts exactly; and because Y is
+unchanged along the line from a colour to its gray, an out-of-gamut colour can be pulled
+back into [0, 1] by shrinking its chroma, without touching the luminance. CIE Lab would
+interpolate chroma more perceptually evenly, but its L is not the model's luma, it needs a
+non-linear sRGB conversion (scikit-image or kornia: one more dependency), and clipping an
+out-of-gamut Lab colour changes its lightness.
+
+    python -m colorlib colorize old_photos/ -o colorized/
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .config import ConfigError
+from .data import LUMA_WEIGHTS
+from .rundir import RunDirError
+
+# the trained generator that ships with the package (a colorlib-generator-v1 file)
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "generator.pt"
+# what a folder given to the command line is searched for (files named explicitly are always tried)
+PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+METHODS = ("chroma", "naive")
+
+KR, KG, KB = LUMA_WEIGHTS  # BT.601: Y = 0.299 R + 0.587 G + 0.114 B
+# Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE put both in [-0.5, 0.5] (JPEG's YCbCr)
+CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
+# how much one unit of Cb and Cr moves R, G and B: the columns of the inverse transform
+CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
+                              [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
+                              [CB_SCALE, 0.0]])
+
+
+class ImageReadError(ValueError):
+    """One input file that cannot be colorized; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------- colour space
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
+    r, g, b = rgb.unbind(-3)
+    y = KR * r + KG * g + KB * b
+    return torch.stack([y, (b - y) / CB_SCALE, (r - y) / CR_SCALE], dim=-3)
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `combine` for the gamut)."""
+    y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
+    return y + torch.einsum("ck,...khw->...chw", CHROMA_TO_RGB.to(ycbcr), cbcr)
+
+
+def combine(luma: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+    """Luma [H, W] and chroma [2, H, W] -> RGB [3, H, W] in [0, 1], with the luma kept exactly.
+
+    Where luma + chroma leaves the RGB cube, the chroma is shrunk towards gray just enough to
+    fit. Every point on that line has the same Y, so the luminance is never altered; clipping
+    the channels instead would darken or brighten the pixel.
+    """
+    offset = torch.einsum("ck,khw->chw", CHROMA_TO_RGB.to(cbcr), cbcr)  # RGB - Y, which has luma 0
+    # Y is a weighted mean of R, G, B, so min <= Y <= max and both ratios are >= 1 exactly when
+    # the colour is inside [0, 1]: the largest chroma factor that keeps it there is
+    low, high = offset.amin(0), offset.amax(0)
+    scale = torch.minimum(luma / (-low).clamp_min(1e-12), (1 - luma) / high.clamp_min(1e-12))
+    return offset.mul_(scale.clamp_(max=1.0)).add_(luma).clamp_(0, 1)  # the clamp only removes float dust
+
+
+# ---------------------------------------------------------------- reading photos
+@dataclass
+class GrayPhoto:
+    """What the colorizer takes from a photo."""
+    luma: torch.Tensor  # float32 [H, W] in [0, 1]: the full-resolution BT.601 luminance
+    alpha: Optional[torch.Tensor] = None  # uint8 [H, W] transparency, carried to the output
+    was_color: bool = False  # the input already had colour (it is replaced)
+    bits: int = 8  # bit depth of the input's gray levels
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.luma.shape[1], self.luma.shape[0]  # (width, height), like PIL
+
+
+def luma_of_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 or float RGB [3, H, W] -> float32 luma [H, W] in [0, 1], BT.601 like the training data."""
+    scale = 255.0 if rgb.dtype == torch.uint8 else 1.0
+    r, g, b = (c.float() for c in rgb.unbind(0))
+    return (KR * r + KG * g + KB * b).div_(scale)
+
+
+def _has_color(img: Image.Image) -> bool:
+    """True if more than 0.1% of pixels differ between channels by more than 8 of 255 levels:
+    a gray picture stored as RGB (also after JPEG) stays well below, a sepia print does not.
+    Looked at on a ~256-pixel reduction: fast, and a colour region survives averaging."""
+    factor = max(1, min(img.size) // 256)
+    rgb = np.asarray((img.reduce(factor) if factor > 1 else img).convert("RGB")).astype(np.int16)
+    spread = rgb.max(axis=2) - rgb.min(axis=2)
+    return bool((spread > 8).mean() > 1e-3)
+
+
+def gray_from_pil(img: Image.Image) -> GrayPhoto:
+    """Any Pillow image -> its luminance (and alpha); colour is dropped, and reported."""
+    if img.mode == "P":  # a palette: look the colours up (and the transparent index, if any)
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode in ("PA", "RGBa"):  # palette + alpha, premultiplied alpha
+        img = img.convert("RGBA")
+    elif img.mode in ("L", "RGB") and "transparency" in img.info:  # one colour keyed transparent
+        img = img.convert("LA" if img.mode == "L" else "RGBA")
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):  # 16-bit gray (PNG, TIFF)
+        values = np.asarray(img)
+        if values.max(initial=0) > 65535 or values.min(initial=0) < 0:
+            raise ImageReadError("a 32-bit integer image; only 8- and 16-bit images are supported. "
+                                 "Convert it to 16-bit first.")
+        return GrayPhoto(torch.from_numpy(values.astype(np.float32) / 65535.0), bits=16)
+    if img.mode == "F":
+        raise ImageReadError("a 32-bit floating-point image; convert it to an 8- or 16-bit image first.")
+    alpha = torch.from_numpy(np.array(img.getchannel("A"))) if "A" in img.getbands() else None
+    was_color = False
+    if img.mode not in ("1", "L", "LA"):  # a colour mode: RGB, RGBA, CMYK, YCbCr, LAB, HSV...
+        was_color = _has_color(img)
+        if img.mode not in ("RGB", "RGBA"):
+            img = img.convert("RGB")
+    # Pillow's L is BT.601 luma rounded to 8 bits, the gray the generator was trained on
+    luma = torch.from_numpy(np.array(img.convert("L"))).float().div_(255)
+    return GrayPhoto(luma, alpha, was_color)
+
+
+def read_photo(source) -> GrayPhoto:
+    """Read a photo file (a path, or its bytes, e.g. from an upload) upright, as a `GrayPhoto`.
+
+    Anything Pillow decodes is accepted; the EXIF orientation of camera photos is applied. Every
+    way a file can be unusable becomes an `ImageReadError` whose message says what is wrong
+    with it. Images over Pillow's decompression-bomb limit (`PIL.Image.MAX_IMAGE_PIXELS`, about
+    89 megapixels; `--max-pixels` on the command line) are refused before decoding.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        size, suffix, opened = len(source), "", io.BytesIO(source)
+    else:
+        path = Path(source)
+        try:
+            size, suffix, opened = path.stat().st_size, path.suffix, path
+        except FileNotFoundError:
+            raise ImageReadError("no such file") from None
+    if size == 0:
+        raise ImageReadError("the file is empty (0 bytes); there is no picture in it")
+    with warnings.catch_warnings():
+        # Pillow warns between 1x and 2x its limit and raises above; refuse both the same way
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(opened) as img:
+                img.load()  # decode now, so a truncated file fails here and not half-way
+                return gray_from_pil(ImageOps.exif_transpose(img))
+        except ImageReadError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageReadError(
+                f"too many pixels: {exc} If you trust this file, raise the limit with --max-pixels "
+                f"(PIL.Image.MAX_IMAGE_PIXELS in Python).") from None
+        except UnidentifiedImageError:
+            named = f", although it is named {suffix}" if suffix else ""
+            raise ImageReadError(f"not an image that Pillow can read{named}; is it really a picture?") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's errors for bad data
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ImageReadError(f"the image data is damaged or incomplete ({detail}); "
+                                 f"the file may be truncated: copy it again from its source") from None
+        except MemoryError:
+            raise ImageReadError("not enough memory to decode this image") from None
+
+
+# ---------------------------------------------------------------- the model
+def load_model(checkpoint=None, device: Union[str, torch.device] = "cpu"):
+    """(generator, config) from a generator.pt, a last.pt or a run directory.
+
+    None means the generator that ships with colorlib (colorlib/weights/generator.pt).
+    Raises `RunDirError` with what to do when the file is missing or is not a colorlib
+    generator.
+    """
+    from .training import load_generator
+    if checkpoint is None:
+        if not DEFAULT_CHECKPOINT.exists():
+            raise RunDirError(
+                f"no trained generator ships with this copy of colorlib ({DEFAULT_CHECKPOINT} is "
+                f"missing). Train one (`python -m colorlib train --preset quick --run-dir runs/quick`) "
+                f"and pass it with --checkpoint runs/quick.")
+        checkpoint = DEFAULT_CHECKPOINT
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise RunDirError(f"checkpoint {str(checkpoint)!r} does not exist. Pass a generator.pt written by "
+                          f"`python -m colorlib train` (RUN/checkpoints/generator.pt) or its run directory.")
+    try:
+        return load_generator(checkpoint, device)
+    except RunDirError as exc:
+        raise RunDirError(f"{exc} colorize needs a generator written by `python -m colorlib train` "
+                          f"(RUN/checkpoints/generator.pt, last.pt or the run directory).") from None
+
+
+def size_multiple(model: torch.nn.Module) -> int:
+    """The generator halves its input g_depth times, so sides must be multiples of 2**g_depth."""
+    return 2 ** (len(model.down) + 1)
+
+
+def render_shape(height: int, width: int, render_size: int, multiple: int) -> tuple[int, int]:
+    """The working resolution: `render_size` on the short side, the long side in proportion,
+    rounded to the generator's multiple (so the aspect ratio changes by at most half of it)."""
+    if render_size < multiple or render_size % multiple:
+        raise ConfigError(f"render_size={render_size} must be a positive multiple of {multiple} for this "
+                          f"generator (it halves the image {multiple.bit_length() - 1} times); "
+                          f"try {max(multiple, round(render_size / multiple) * multiple)}")
+    short, long = sorted((height, width))
+    long_side = max(multiple, round(render_size * long / short / multiple) * multiple)
+    return (render_size, long_side) if height <= width else (long_side, render_size)
+
+
+@torch.inference_mode()
+def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = 32) -> torch.Tensor:
+    """The generator's colour picture [3, h, w] in [0, 1] of `luma` at the working resolution."""
+    shape = render_shape(*luma.shape, render_size, size_multiple(model))
+    device = next(model.parameters()).device
+    small = F.interpolate(luma[None, None], size=shape, mode="bilinear", antialias=True, align_corners=False)
+    was_training = model.training
+    model.eval()  # batch norm with its running statistics, whatever mode the caller left it in
+    try:
+        out = model(small.to(device).mul(2).sub(1))  # [0, 1] -> the model's [-1, 1]
+    finally:
+        model.train(was_training)
+    return out[0].float().cpu().add(1).div(2).clamp(0, 1)
+
+
+@torch.inference_mode()
+def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int = 32,
+                  method: str = "chroma") -> torch.Tensor:
+    """Full-resolution luma [H, W] in [0, 1] -> colour uint8 [3, H, W].
+
+    method="chroma": the generator's chroma, upsampled, on the input's own luminance.
+    method="naive": the generator's RGB output upsampled as it is (blurry; for comparison).
+    """
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r}; choose one of {', '.join(METHODS)}")
+    small = predict_rgb(model, luma, render_size)
+    size = tuple(luma.shape)
+    if method == "naive":
+        return _to_uint8(F.interpolate(small[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1))
+    # bicubic: at 30-100x magnification bilinear leaves visible diamond-shaped facets.
+    # (antialias only changes downsampling; upsampling needs none.)
+    cbcr = F.interpolate(rgb_to_ycbcr(small)[None, 1:], size=size, mode="bicubic", align_corners=False)[0]
+    # stored height x width x 3 (returned as a [3, H, W] view) so Pillow can take it without a copy
+    out = torch.empty(*size, 3, dtype=torch.uint8).permute(2, 0, 1)
+    for top in range(0, size[0], 512):  # in strips, so temporaries stay small on huge photos
+        rows = slice(top, top + 512)
+        out[:, rows] = _to_uint8(combine(luma[rows], cbcr[:, rows]))
+    return out
+
+
+def _to_uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def colorize(image, model, render_size: int = 32, method: str = "chroma") -> Image.Image:
+    """Colorize one photo of any size and aspect ratio; returns a Pillow image of the same size.
+
+    image: a Pillow image (any mode; colour is dropped first), a path, or a luma tensor
+    [H, W] / [1, H, W] (float in [0, 1] or uint8). model: a generator (see `load_model`) or a
+    checkpoint path. The output has the input's luminance (up to 8-bit rounding) and, for a
+    Pillow image or file with transparency, its alpha channel.
+    """
+    if isinstance(model, (str, os.PathLike)):
+        model = load_model(model)[0]
+    if isinstance(image, (str, os.PathLike)):
+        photo = read_photo(image)
+    elif isinstance(image, Image.Image):
+        photo = gray_from_pil(image)
+    elif isinstance(image, torch.Tensor):
+        luma = image.squeeze(0) if image.dim() == 3 else image
+        if luma.dim() != 2:
+            raise ValueError(f"a luma tensor must be [H, W] or [1, H, W], got {tuple(image.shape)}")
+        photo = GrayPhoto(luma.float() / 255 if luma.dtype == torch.uint8 else luma.float())
+    else:
+        raise TypeError(f"colorize takes a Pillow image, a path or a tensor, not {type(image).__name__}")
+    return to_pil(colorize_luma(photo.luma, model, render_size, method), photo.alpha)
+
+
+def to_pil(rgb: torch.Tensor, alpha: Optional[torch.Tensor] = None) -> Image.Image:
+    """uint8 [3, H, W] (and uint8 [H, W] alpha) -> a Pillow RGB (RGBA) image."""
+    img = Image.fromarray(rgb.permute(1, 2, 0).contiguous().numpy())
+    if alpha is not None:
+        img.putalpha(Image.fromarray(alpha.numpy()))
+    return img
+
+
+# ---------------------------------------------------------------- files and folders
+def output_format(path: Path, has_alpha: bool) -> tuple[str, str]:
+    """(extension, Pillow format): JPEG in, JPEG out; everything else, and transparency, PNG."""
+    if path.suffix.lower() in (".jpg", ".jpeg") and not has_alpha:
+        return path.suffix, "JPEG"
+    return ".png", "PNG"
+
+
+def encode(img: Image.Image, fmt: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "JPEG":
+        img.save(buf, format="JPEG", quality=95)
+    else:
+        img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it into place: a crash, a full
+    disk or Ctrl-C leaves either the complete file or nothing, never part of one."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the photo from other users
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@dataclass
+class Job:
+    source: Path
+    relative: Path  # where under the output folder its result goes (without the extension)
+
+
+def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tuple[str, str]]]:
+    """The photos named by `inputs` (files, or folders searched recursively) and, separately,
+    (input, problem) for inputs that name nothing usable. When the output folder lies inside an
+    input folder, its files are left out, so a second run does not colorize the first's outputs."""
+    jobs, problems = [], []
+    out_resolved = out_dir.resolve()
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            inside = out_resolved != path.resolve()  # out_dir == the folder itself is refused later
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
+                           and not p.name.startswith(".")
+                           and not (inside and out_resolved in p.resolve().parents))
+            if not found:
+                problems.append((name, f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in this folder"))
+            jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
+        elif path.is_file():
+            jobs.append(Job(path, Path(path.stem)))
+        else:
+            problems.append((name, "no such file or folder"))
+    return jobs, problems
+
+
+def _describe_problem(exc: BaseException) -> str:
+    if isinstance(exc, ImageReadError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"could not write the output ({exc.strerror or exc}); nothing was written"
+    return f"unexpected error ({type(exc).__name__}: {exc})"
+
+
+def _target(out_dir: Path, job: Job, has_alpha: bool) -> tuple[Path, str]:
+    ext, fmt = output_format(job.source, has_alpha)
+    return out_dir / job.relative.with_suffix(ext), fmt
+
+
+def _refuse_overwriting_inputs(jobs: list[Job], out_dir: Path) -> Optional[str]:
+    input_files = {j.source.resolve() for j in jobs}
+    for job in jobs:
+        for has_alpha in (False, True):
+            target = _target(out_dir, job, has_alpha)[0]
+            if target.resolve() in input_files:
+                return (f"refusing to write into {out_dir}: the output {target} would overwrite an input "
+                        f"photo. Choose an output folder that holds none of the inputs.")
+    return None
+
+
+def _prepare_output_folder(out_dir: Path) -> Optional[str]:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        return (f"cannot write to the output folder {out_dir} ({exc.strerror or exc}). "
+                f"Choose a folder you can write to with -o.")
+    return None
+
+
+def cmd_colorize(args) -> int:
+    pillow_limit = Image.MAX_IMAGE_PIXELS
+    if args.max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = args.max_pixels if args.max_pixels > 0 else None
+    try:
+        return _colorize_files(args)
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit  # a process-wide setting: leave it as it was
+
+
+def _colorize_files(args) -> int:
+    from tqdm import tqdm
+
+    from .training import pick_device
+
+    out_dir = Path(args.output)
+    jobs, failed = collect_jobs(args.inputs, out_dir)
+    for name, problem in failed:
+        print(f"FAILED {name}: {problem}", file=sys.stderr)
+    # everything that would spoil the whole batch is checked before the first photo
+    try:
+        refusal = _refuse_overwriting_inputs(jobs, out_dir)
+        if refusal is None:
+            model, _ = load_model(args.checkpoint, pick_device(args.device))
+            render_shape(32, 32, args.render_size, size_multiple(model))
+            refusal = _prepare_output_folder(out_dir)
+    except (RunDirError, ConfigError) as exc:
+        refusal = str(exc)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+
+    done = skipped = colour_inputs = 0
+    claimed: dict[Path, Job] = {}  # output -> the input that writes it
+
+    def claim(target: Path, job: Job) -> None:
+        if claimed.setdefault(target, job) is not job:
+            raise ImageReadError(f"its output {target} would be the output of {claimed[target].source} "
+                                 f"too; colorize photos of the same name into separate folders")
+
+    bar = tqdm(jobs, unit="photo", desc="colorize", disable=args.no_progress or None, file=sys.stderr)
+    for job in bar:
+        try:
+            target, _ = _target(out_dir, job, has_alpha=False)
+            claim(target, job)
+            if target.exists() and not args.overwrite:  # before decoding: reruns are cheap
+                tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
+                           file=sys.stderr)
+                skipped += 1
+                continue
+            photo = read_photo(job.source)
+            target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
+            claim(target, job)
+            if photo.was_color:
+                if colour_inputs == 0:
+                    tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
+                               f"gray first and get new colours (this note is not repeated; the summary "
+                               f"counts them)", file=sys.stderr)
+                colour_inputs += 1
+            image = to_pil(colorize_luma(photo.luma, model, args.render_size), photo.alpha)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, encode(image, fmt), overwrite=args.overwrite)
+            done += 1
+        except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
+            failed.append((str(job.source), _describe_problem(exc)))
+            tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
+    bar.close()
+
+    summary = f"colorized {done} of {len(jobs)} photo(s) into {out_dir}"
+    if skipped:
+        summary += f", {skipped} skipped (output exists)"
+    if colour_inputs:
+        summary += f", {colour_inputs} already in colour (converted to gray first)"
+    summary += f"; {len(failed)} failed" if failed else "; none failed"
+    print(summary)
+    return 1 if failed else 0
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
+                       description="Colorize photos of any size with a trained generator: the photo's own "
+                                   "full-resolution luminance is kept and only its colour is predicted. "
+                                   "Outputs never overwrite inputs and are written atomically. Exit status: 0 "
+                                   "all colorized, 1 some photos failed, 2 nothing was done.")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, or folders searched recursively")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                   help="folder for the colorized photos (created if needed; JPEG in, JPEG out; else PNG)")
+    p.add_argument("--checkpoint", default=None,
+                   help="generator.pt or run directory (default: the generator shipped with colorlib)")
+    p.add_argument("--render-size", type=int, default=32,
+                   help="short side of the working resolution the generator sees (default 32, its "
+                        "training size; a multiple of 2**g_depth)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}; 0: no limit)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_colorize)
