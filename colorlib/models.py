@@ -132,9 +132,10 @@ class Discriminator(nn.Module):
             if norm == "spectral":
                 conv = nn.utils.parametrizations.spectral_norm(conv)
             layers.append(conv)
+            side_out = image_size // 2 ** (i + 1)
             if i > 0 and norm == "batch":
                 layers.append(nn.BatchNorm2d(cout))
-            elif i > 0 and norm == "instance":
+            elif i > 0 and norm == "instance" and side_out > 1:  # one value per channel: nothing to normalize
                 layers.append(nn.InstanceNorm2d(cout, affine=True))
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             cin = cout

@@ -151,6 +151,12 @@ def read_samples(run_dir) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.T
 
 
 # ---------------------------------------------------------------- checkpoints
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The start of an exception's message, for one-line errors (some exceptions have no message)."""
+    lines = str(exc).splitlines()
+    return lines[0][:limit] if lines else "no message"
+
+
 def load_checkpoint(path, expected_format: Optional[str] = None) -> dict:
     """torch.load with weights_only=True and a clear message for missing or damaged files."""
     path = Path(path)
@@ -161,7 +167,7 @@ def load_checkpoint(path, expected_format: Optional[str] = None) -> dict:
     except Exception as exc:
         raise RunDirError(
             f"checkpoint {str(path)!r} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0][:200]}). Use another checkpoint or retrain.") from None
+            f"{first_line(exc)}). Use another checkpoint or retrain.") from None
     fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
     if fmt not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT) or (expected_format and fmt != expected_format
                                                             and expected_format != GENERATOR_FORMAT):

@@ -1,0 +1,113 @@
+"""Generator and discriminator: shapes, ranges and wiring, for the paper's configuration and every norm."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from colorlib.config import CHOICES, make_config
+from colorlib.models import (Discriminator, FeatureAwareNorm, Generator, build_discriminator,
+                             build_generator, count_parameters)
+
+
+def gray_batch(n: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def rgb_batch(n: int, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def test_paper_generator_maps_gray_to_colour_in_range():
+    torch.manual_seed(0)
+    G = build_generator(make_config("paper"))
+    out = G(gray_batch(4))
+    assert out.shape == (4, 3, 32, 32)
+    assert out.dtype == torch.float32
+    assert out.min() >= -1 and out.max() <= 1
+    assert out.std() > 0  # not a constant image
+
+
+def test_paper_discriminator_gives_one_logit_per_image():
+    torch.manual_seed(0)
+    D = build_discriminator(make_config("paper"))
+    logits = D(gray_batch(4), rgb_batch(4))
+    assert logits.shape == (4,)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("norm", CHOICES["norm"])
+@pytest.mark.parametrize("depth", [1, 3, 5])
+def test_generator_shapes_for_every_norm_and_depth(norm, depth):
+    torch.manual_seed(0)
+    G = Generator(width=8, depth=depth, norm=norm)
+    out = G(gray_batch(3))
+    assert out.shape == (3, 3, 32, 32)
+    assert out.min() >= -1 and out.max() <= 1
+
+
+@pytest.mark.parametrize("norm", CHOICES["norm"])
+def test_every_generator_parameter_gets_a_gradient(norm):
+    # an unused parameter would be dead weight and breaks DistributedDataParallel
+    torch.manual_seed(0)
+    G = build_generator(make_config("smoke", norm=norm))
+    G(gray_batch(4)).square().mean().backward()
+    missing = [name for name, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
+
+
+@pytest.mark.parametrize("d_norm", CHOICES["d_norm"])
+@pytest.mark.parametrize("depth", [1, 2, 5])
+def test_discriminator_shapes_for_every_norm_and_depth(d_norm, depth):
+    torch.manual_seed(0)
+    D = Discriminator(width=8, depth=depth, norm=d_norm)
+    logits = D(gray_batch(3), rgb_batch(3))
+    assert logits.shape == (3,)
+    assert torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("d_norm", CHOICES["d_norm"])
+def test_discriminator_logit_depends_on_its_own_image_only(d_norm):
+    # eval mode, so batch norm uses running statistics and images do not see each other
+    torch.manual_seed(0)
+    D = build_discriminator(make_config("smoke", d_norm=d_norm)).eval()
+    gray, rgb = gray_batch(4), rgb_batch(4)
+    before = D(gray, rgb)
+    rgb2 = rgb.clone()
+    rgb2[0] = -rgb2[0]
+    after = D(gray, rgb2)
+    assert after[0] != before[0]
+    torch.testing.assert_close(after[1:], before[1:], rtol=0, atol=1e-6)
+
+
+def test_discriminator_is_conditional_on_the_gray_input():
+    torch.manual_seed(0)
+    D = build_discriminator(make_config("smoke")).eval()
+    rgb = rgb_batch(2)
+    assert not torch.equal(D(gray_batch(2, seed=0), rgb), D(gray_batch(2, seed=5), rgb))
+
+
+def test_feature_aware_norm_is_modulated_by_the_gray_image():
+    torch.manual_seed(0)
+    fan = FeatureAwareNorm(channels=4).eval()
+    h = torch.randn(2, 4, 8, 8)
+    # same features, different grayscale images: FAN's scale and shift differ, so does the output
+    assert not torch.allclose(fan(h, gray_batch(2, seed=0)), fan(h, gray_batch(2, seed=3)))
+    # a plain normalization would ignore the second argument
+    from colorlib.models import PlainNorm
+    plain = PlainNorm("batch", 4).eval()
+    assert torch.equal(plain(h, gray_batch(2, seed=0)), plain(h, gray_batch(2, seed=3)))
+
+
+def test_build_uses_dcgan_init():
+    torch.manual_seed(0)
+    G = build_generator(make_config("paper"))
+    conv_weights = torch.cat([m.weight.detach().flatten() for m in G.modules()
+                              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
+    assert abs(conv_weights.mean().item()) < 1e-3
+    assert conv_weights.std().item() == pytest.approx(0.02, rel=0.05)
+
+
+def test_wider_config_has_more_parameters():
+    small = build_generator(make_config("smoke"))
+    paper = build_generator(make_config("paper"))
+    assert 0 < count_parameters(small) < count_parameters(paper)
