@@ -173,6 +173,9 @@ def inception_fid_metric(weights_path: str):
         return FrechetInceptionDistance(feature=2048, normalize=False, feature_extractor_weights_path=weights_path)
     except (ModuleNotFoundError, ImportError) as exc:
         raise MetricsError(f"Inception FID needs torch-fidelity (pip install torch-fidelity): {exc}") from exc
+    except TypeError as exc:  # torchmetrics releases before the weights-path argument
+        raise MetricsError(f"Inception FID from a local weights file needs a newer torchmetrics "
+                           f"(pip install -U torchmetrics): {exc}") from exc
 
 
 # ---------------------------------------------------------------- accumulation
