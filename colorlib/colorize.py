@@ -28,7 +28,6 @@ out-of-gamut Lab colour changes its lightness.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import os
 import sys
@@ -189,8 +188,8 @@ def read_photo(source) -> GrayPhoto:
             raise ImageReadError(f"not an image that Pillow can read{named}; is it really a picture?") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's errors for bad data
             detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise ImageReadError(f"the image data is damaged or incomplete ({detail}); "
-                                 f"the file may be truncated: copy it again from its source") from None
+            raise ImageReadError(f"the image data is damaged or incomplete (Pillow: {detail}); "
+                                 f"copy the file again from its source") from None
         except MemoryError:
             raise ImageReadError("not enough memory to decode this image") from None
 
