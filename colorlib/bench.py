@@ -11,6 +11,7 @@ inference images/s, peak memory, and the projected wall time of the paper's 100 
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import resource
@@ -97,7 +98,7 @@ def time_naive(cfg, source: str, device: torch.device, iters: int, warmup: int) 
     d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     loader = torch.utils.data.DataLoader(naive_dataset(source, cfg.data_root), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=True, num_workers=2,
-                                         pin_memory=device.type == "cuda", persistent_workers=True)
+                                         pin_memory=device.type == "cuda")
     _reset_peak(device)
     batches = iter(loader)
     done, start = 0, None
@@ -126,6 +127,7 @@ def time_naive(cfg, source: str, device: torch.device, iters: int, warmup: int) 
         done += 1
     _sync(device)
     seconds = time.perf_counter() - start
+    del batches  # shuts the workers (and the pin-memory thread) down before the next timing
     return iters * cfg.batch_size / seconds, _peak_memory_mb(device)
 
 
@@ -150,6 +152,26 @@ def time_trainer(cfg, device: torch.device, iters: int, warmup: int) -> tuple[fl
     _sync(device)
     seconds = time.perf_counter() - start
     return iters * cfg.batch_size / seconds, _peak_memory_mb(device), trainer
+
+
+def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], iters: int = 20,
+                       train_size: int = 1000) -> dict[str, float]:
+    """Train `iters` identical steps per variant of the speed options; report each variant's
+    generator weights' relative distance from the first (reference) variant's.
+
+    The speed options must not change the maths: float32 variants should agree to rounding,
+    bf16 autocast within its precision."""
+    weights = {}
+    for name, options in variants.items():
+        c = dataclasses.replace(cfg, train_size=train_size, **options)
+        with tempfile.TemporaryDirectory(prefix="colorlib-drift-") as run_dir:
+            trainer = Trainer(c, Path(run_dir) / "run", progress=False)
+            for it in range(iters):
+                index = torch.arange(it * c.batch_size, (it + 1) * c.batch_size, device=trainer.device)
+                trainer._step_index(index % trainer.images.shape[0])
+            weights[name] = torch.cat([p.detach().float().flatten().cpu() for p in trainer.G.parameters()])
+    reference = next(iter(weights.values()))
+    return {name: float((w - reference).norm() / reference.norm()) for name, w in weights.items()}
 
 
 @torch.inference_mode()
@@ -178,6 +200,14 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     naive_ips, naive_mem = time_naive(cfg, source, dev, iters, warmup)
     ours_ips, ours_mem, trainer = time_trainer(cfg, dev, iters, warmup)
     infer_ips = time_inference(trainer, 500, 20 if dev.type == "cuda" else 3)
+    if dev.type == "cuda":  # the GPU-only options, checked against plain float32 eager steps
+        drift = speed_option_drift(cfg, dev, {
+            "fp32 eager": dict(amp=False, cuda_graphs=False, channels_last=False),
+            "fp32 + CUDA graph + channels_last": dict(amp=False, cuda_graphs=True, channels_last=True),
+            "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)})
+    else:
+        drift = speed_option_drift(cfg, dev, {"contiguous": dict(channels_last=False),
+                                              "channels_last": dict(channels_last=True)}, iters=3, train_size=200)
     paper_iters = PAPER_EPOCHS * (PAPER_IMAGES // cfg.batch_size)
     result = {
         "preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
@@ -190,6 +220,7 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
         "memory_measure": "CUDA max allocated" if dev.type == "cuda" else "process peak RSS",
         "paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / ours_ips / 60, 1),
         "naive_paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / naive_ips / 60, 1),
+        "speed_option_drift_vs_reference": drift,
         "date": time.strftime("%Y-%m-%d"),
     }
     return result
@@ -206,6 +237,7 @@ def format_table(r: dict) -> str:
         ("paper preset (100 epochs x 50,000), projected", f"{r['paper_preset_projected_minutes']:.1f} min "
          f"(tutorial loop {r['naive_paper_preset_projected_minutes']:.1f} min)"),
     ]
+    rows += [(f"weights drift after steps: {k}", f"{v:.1e}") for k, v in r["speed_option_drift_vs_reference"].items()]
     width = max(len(k) for k, _ in rows)
     head = f"{r['preset']} networks, batch {r['batch_size']}, {r['device_name']} ({r['device']}), torch {r['torch']}"
     return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])

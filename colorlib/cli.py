@@ -44,7 +44,7 @@ def cmd_train(args) -> int:
             cfg = config_from_dict({**rundir.read_config(run_dir).to_dict(), **overrides})
     else:
         cfg = make_config(args.preset, **overrides)
-    out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress)
+    out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, epoch_lines=args.no_progress)
     if os.environ.get("RANK", "0") == "0":
         print(f"run directory: {out}")
     return 0
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     p.add_argument("--run-dir", help="where the run is written (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar (batch logs)")
+    p.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining")

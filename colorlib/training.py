@@ -96,10 +96,11 @@ class Trainer:
     """Owns the networks, optimizers, data and run directory of one training run."""
 
     def __init__(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
-                 dist: Optional[Dist] = None):
+                 dist: Optional[Dist] = None, epoch_lines: bool = False):
         self.dist = dist or Dist.from_env()
         self.run_dir = Path(run_dir)
         self.progress = progress and self.dist.is_main
+        self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
         self.cfg = self._prepare_run_dir(cfg, resume)
         cfg = self.cfg
         self.device = pick_device(cfg.device)
@@ -290,7 +291,9 @@ class Trainer:
         self.d_opt.zero_grad(set_to_none=True)
         graph = torch.cuda.CUDAGraph()
         try:
-            with torch.cuda.graph(graph):
+            # thread_local: CUDA calls from other threads (e.g. a DataLoader's pin-memory
+            # thread) must not invalidate this capture
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 self.static_out = self.step(*self._batch(self.static_index))
         except Exception as exc:  # any op that cannot be captured: stay correct, run eagerly
             print(f"colorlib: CUDA graph capture failed ({type(exc).__name__}: {exc}); training eagerly",
@@ -328,6 +331,10 @@ class Trainer:
                     bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
                     self._diverged(epoch, bad, losses[bad])
                 self._end_epoch(epoch, losses, started)
+                if self.epoch_lines:
+                    means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
+                    print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - started:.1f} s)",
+                          flush=True)
                 started = time.perf_counter()
         except KeyboardInterrupt:
             self._write_run_info("interrupted")
@@ -424,9 +431,10 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def train(cfg: Optional[Config], run_dir, resume: bool = False, progress: bool = True) -> Path:
+def train(cfg: Optional[Config], run_dir, resume: bool = False, progress: bool = True,
+          epoch_lines: bool = False) -> Path:
     """Train `cfg` into `run_dir` (or continue the run there with resume=True)."""
-    return Trainer(cfg, run_dir, resume=resume, progress=progress).fit()
+    return Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines).fit()
 
 
 def load_generator(path, device: str | torch.device = "cpu"):
