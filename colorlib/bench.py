@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ def _sync(device: torch.device) -> None:
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource  # POSIX only; imported here so the CLI still starts on Windows
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # process peak, kilobytes on Linux
     return kb / 1024
 

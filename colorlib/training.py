@@ -156,6 +156,9 @@ class Trainer:
         self.images = train.images.to(self.device)
         samples = load_split(cfg.data, "test", cfg.n_samples, cfg.seed, cfg.data_root)
         self.sample_gray, self.sample_rgb = (t.to(self.device) for t in to_model_range(samples.images))
+        if self.dist.is_main:  # only now that the data loaded: a failed start leaves no run behind
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
         if self.dist.is_main and not (self.run_dir / "samples" / "truth.png").exists():
             rundir.save_strip(self.run_dir / "samples" / "truth.png", samples.images)
             rundir.save_strip(self.run_dir / "samples" / "gray.png", to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
@@ -185,9 +188,6 @@ class Trainer:
                 f"{self.run_dir} already holds a run ({info.get('epochs_done', '?')} of "
                 f"{info.get('epochs', '?')} epochs, status {info.get('status', 'unknown')}). Pass --resume "
                 f"(resume=True) to continue it, or choose another run directory; nothing was overwritten.")
-        if self.dist.is_main:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
         return cfg
 
     def _init_process_group(self) -> None:
@@ -211,16 +211,11 @@ class Trainer:
             self.d_opt.load_state_dict(ckpt["d_opt"])
         except (KeyError, RuntimeError) as exc:
             raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
-                                     f"({str(exc).splitlines()[0][:200]})") from None
+                                     f"({state_dict_mismatch(exc)})") from None
         self.epoch = int(ckpt["epoch"])
         self.wall_time = float(ckpt.get("wall_time", 0.0))
         history = rundir.history_tensor(self.run_dir)
-        self.history = history[: self.epoch * self.iterations_per_epoch_for(self.cfg)]
-
-    @staticmethod
-    def iterations_per_epoch_for(cfg: Config) -> int:
-        n = cfg.train_size if cfg.train_size is not None else 50_000
-        return n // cfg.batch_size
+        self.history = history[history[:, 1] <= self.epoch]  # rows after the checkpoint are redone
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -356,9 +351,10 @@ class Trainer:
 
     def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
         detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
+        kept = (f"The last good checkpoint (after epoch {self.epoch}) is kept in {self.run_dir / 'checkpoints'}."
+                if (self.run_dir / "checkpoints" / "last.pt").exists() else "No checkpoint had been written yet.")
         msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
-               f"The last good checkpoint (after epoch {self.epoch}) is kept in {self.run_dir / 'checkpoints'}. "
-               f"Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
+               f"{kept} Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
         self._write_run_info("diverged", error=msg)
         raise TrainingDiverged(msg)
 
@@ -416,6 +412,12 @@ class Trainer:
         rundir.write_json(self.run_dir / "run.json", info)
 
 
+def state_dict_mismatch(exc: Exception) -> str:
+    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
+    lines = [l.strip() for l in str(exc).splitlines()[1:3] if l.strip()]
+    return "; ".join(lines)[:300] or rundir.first_line(exc)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
@@ -454,5 +456,5 @@ def load_generator(path, device: str | torch.device = "cpu"):
         G.load_state_dict(ckpt["generator"])
     except RuntimeError as exc:
         raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
-                                 f"({str(exc).splitlines()[0][:200]})") from None
+                                 f"({state_dict_mismatch(exc)})") from None
     return G.to(device).eval(), cfg

@@ -42,7 +42,7 @@ def assert_close_states(a, b, atol):
                                        msg=lambda m: f"{net}.{name}: {m}")
 
 
-def test_two_process_step_matches_single_process(cifar_dir, tmp_path):
+def test_two_process_step_matches_single_process(data_dir, tmp_path):
     # train_size=50: exactly one iteration, one global batch of 50 split 25 / 25
     torchrun(tmp_path / "ddp", "--set", "train_size=50", "--epochs", "1")
     single(tmp_path / "one", train_size=50, epochs=1)
@@ -51,7 +51,7 @@ def test_two_process_step_matches_single_process(cifar_dir, tmp_path):
                                atol=1e-4, rtol=1e-4)
 
 
-def test_resume_under_torchrun(cifar_dir, tmp_path):
+def test_resume_under_torchrun(data_dir, tmp_path):
     torchrun(tmp_path / "straight", "--set", "train_size=100", "--epochs", "2")
     torchrun(tmp_path / "resumed", "--set", "train_size=100", "--epochs", "1")
     subprocess_resume = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

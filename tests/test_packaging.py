@@ -147,8 +147,6 @@ def test_modules_imported_at_load_time_are_core_dependencies(repo_root, core_req
     assert not missing, f"imported when colorlib loads but not in [project] dependencies: {missing}"
 
 
-@pytest.mark.xfail(strict=True, reason="colorlib/metrics.py imports torchmetrics, which pyproject.toml "
-                                       "does not declare, so `make setup` does not install it")
 def test_every_imported_module_is_declared(repo_root, declared):
     _, anywhere = _third_party_imports(repo_root)
     missing = {m: sorted(files) for m, files in anywhere.items() if _distribution(m) not in declared}

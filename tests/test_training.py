@@ -270,8 +270,6 @@ def test_missing_data_folder_is_a_clear_error(smoke_config, tmp_path):
     assert str(missing) in str(err.value)
 
 
-@pytest.mark.xfail(strict=True, reason="Trainer writes config.json before it loads the data, so the "
-                                       "retry with the right --data is refused as an existing run")
 def test_missing_data_folder_leaves_no_run_behind(smoke_config, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(DataError):
@@ -325,8 +323,6 @@ def test_divergence_after_a_good_epoch_keeps_its_checkpoint(smoke_run, smoke_con
 
 
 # ---------------------------------------------------------------- a crash between history and checkpoint
-@pytest.mark.xfail(strict=True, reason="Trainer._load trims the history by train_size // batch_size "
-                                       "(50,000 images when train_size is None), not by the rows' epoch")
 def test_resume_drops_history_written_after_the_last_checkpoint(small_folder, tmp_path):
     # all 100 images of the folder (train_size None): two iterations per epoch
     cfg = make_config("smoke", data=str(small_folder), device="cpu", train_size=None, epochs=1)
