@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pack)
 
     # commands that live with their concept's module register themselves here
-    for module in ("colorize", "metrics", "bench"):
+    for module in ("colorize", "metrics", "baselines", "bench"):
         try:
             mod = __import__(f"colorlib.{module}", fromlist=["register_cli"])
         except ModuleNotFoundError as exc:

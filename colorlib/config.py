@@ -29,10 +29,12 @@ class Config:
     d_width: int = 64
     d_depth: int = 3
     d_norm: str = "batch"  # discriminator normalization: batch | instance | spectral | none
+    d_arch: str = "global"  # global: one logit per image (the paper) | patch: PatchGAN (pix2pix)
+    output: str = "rgb"  # rgb (the paper) | ycbcr: predict Cb, Cr and keep the input's luma exactly
 
     # --- losses (eq. 3-5) ---
     lam: float = 100.0  # lambda of eq. (5); the paper gives none, see losses.py
-    content_loss: str = "cosine"  # cosine (the paper) | l1 (pix2pix-style baseline)
+    content_loss: str = "cosine"  # cosine over the image (eq. 4) | cosine_pixel | l1 (pix2pix)
     adv_weight: float = 1.0  # 0 turns the GAN off: a plain regression U-Net baseline
 
     # --- optimisation (Sec. IV-B) ---
@@ -76,7 +78,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES = {
     "norm": ("batch", "instance", "fan", "none"),
     "d_norm": ("batch", "instance", "spectral", "none"),
-    "content_loss": ("cosine", "l1"),
+    "content_loss": ("cosine", "cosine_pixel", "l1"),
+    "d_arch": ("global", "patch"),
+    "output": ("rgb", "ycbcr"),
     "device": None,  # checked when resolved, see training.pick_device
 }
 

@@ -50,7 +50,7 @@ def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake.float(), real.float())
 
 
-CONTENT_LOSSES = {"cosine": cosine_similarity_loss, "l1": l1_loss}
+CONTENT_LOSSES = {"cosine": cosine_similarity_loss, "cosine_pixel": per_pixel_cosine_loss, "l1": l1_loss}
 
 
 def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, lam: float,

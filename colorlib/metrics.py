@@ -44,7 +44,7 @@ PSNR_CAP_DB = 100.0
 NAZERI_THRESHOLD = 0.02  # 2% of each Lab channel's range
 LAB_RANGES = (100.0, 220.0, 220.0)  # L in [0, 100]; a, b in [-110, 110] (Nazeri et al.'s code)
 METRICS_FORMAT = "colorlib-metrics-v1"
-DEFAULT_CLASSIFIER = Path("checkpoints") / "cifar10-classifier.pt"
+DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "cifar10-classifier.pt"  # ships with the package
 FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
 GRAY_METHOD = "gray (copied to RGB)"
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
+from .data import LUMA_WEIGHTS
 
 
 class FeatureAwareNorm(nn.Module):
@@ -86,8 +87,9 @@ class Up(nn.Module):
 class Generator(nn.Module):
     """U-Net: grayscale [B, 1, 32, 32] in [-1, 1] -> colour [B, 3, 32, 32] in [-1, 1] (eq. 1)."""
 
-    def __init__(self, width: int = 64, depth: int = 4, norm: str = "batch"):
+    def __init__(self, width: int = 64, depth: int = 4, norm: str = "batch", output: str = "rgb"):
         super().__init__()
+        self.output = output
         chans = [width * 2 ** min(i, 3) for i in range(depth)]  # 64, 128, 256, 512, 512 ...
         # the outermost block has no norm (pix2pix); the innermost has none either, since
         # at 1x1 or 2x2 instance statistics are degenerate
@@ -99,7 +101,8 @@ class Generator(nn.Module):
             cin = chans[i] if i == depth - 1 else chans[i] * 2  # skip concat doubles the input
             ups.append(Up(cin, chans[i - 1], norm))
         self.up = nn.ModuleList(ups)
-        self.head = nn.ConvTranspose2d(chans[0] * 2 if depth > 1 else chans[0], 3, 4, stride=2, padding=1)
+        out_channels = 2 if output == "ycbcr" else 3
+        self.head = nn.ConvTranspose2d(chans[0] * 2 if depth > 1 else chans[0], out_channels, 4, stride=2, padding=1)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         h = F.leaky_relu(self.stem(gray), 0.2)
@@ -111,7 +114,23 @@ class Generator(nn.Module):
         for block in self.up:
             h = block(h, gray)
             h = torch.cat([h, skips.pop()], dim=1)
-        return torch.tanh(self.head(h))
+        out = torch.tanh(self.head(h))
+        if self.output == "ycbcr":
+            return ycbcr_to_rgb(gray, out[:, :1], out[:, 1:])
+        return out
+
+
+def ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """BT.601 YCbCr -> RGB in the model's [-1, 1] units, where Cb and Cr span [-1, 1] too.
+
+    With Y taken from the input, the generator only chooses colour: the output's luma equals
+    the input's wherever the result stays inside the RGB cube (clamped elsewhere).
+    """
+    kr, kg, kb = LUMA_WEIGHTS
+    r = y + 2 * (1 - kr) * cr  # 1.402 Cr
+    g = y - 2 * kb * (1 - kb) / kg * cb - 2 * kr * (1 - kr) / kg * cr  # 0.344 Cb, 0.714 Cr
+    b = y + 2 * (1 - kb) * cb  # 1.772 Cb
+    return torch.cat([r, g, b], dim=1).clamp(-1, 1)
 
 
 class Discriminator(nn.Module):
@@ -122,7 +141,8 @@ class Discriminator(nn.Module):
     without the overflow of log(sigmoid(.)).
     """
 
-    def __init__(self, width: int = 64, depth: int = 3, norm: str = "batch", image_size: int = 32):
+    def __init__(self, width: int = 64, depth: int = 3, norm: str = "batch", image_size: int = 32,
+                 arch: str = "global"):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 4
@@ -140,13 +160,16 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, inplace=True))
             cin = cout
         side = image_size // 2 ** depth
-        final = nn.Conv2d(cin, 1, side)  # one logit from the whole remaining map
+        # global: one logit from the whole remaining map (the paper's "a probability");
+        # patch: one logit per location, each judging a receptive-field patch (pix2pix)
+        final = nn.Conv2d(cin, 1, side) if arch == "global" else nn.Conv2d(cin, 1, 3, padding=1)
         if norm == "spectral":
             final = nn.utils.parametrizations.spectral_norm(final)
         layers.append(final)
         self.net = nn.Sequential(*layers)
 
     def forward(self, gray: torch.Tensor, color: torch.Tensor) -> torch.Tensor:
+        """Logits [B] (global) or [B, patches] (patch); the BCE losses average over all of them."""
         return self.net(torch.cat([gray, color], dim=1)).flatten(1).squeeze(1)
 
 
@@ -164,13 +187,13 @@ def init_weights(module: nn.Module) -> None:
 
 
 def build_generator(cfg: Config) -> Generator:
-    g = Generator(cfg.g_width, cfg.g_depth, cfg.norm)
+    g = Generator(cfg.g_width, cfg.g_depth, cfg.norm, cfg.output)
     init_weights(g)
     return g
 
 
 def build_discriminator(cfg: Config) -> Discriminator:
-    d = Discriminator(cfg.d_width, cfg.d_depth, cfg.d_norm)
+    d = Discriminator(cfg.d_width, cfg.d_depth, cfg.d_norm, arch=cfg.d_arch)
     init_weights(d)
     return d
 

@@ -1,0 +1,90 @@
+"""Baselines and ablations, trained at one budget and scored side by side.
+
+    python -m colorlib baselines --preset quick --out runs/baselines-quick --figures figures/quick/baselines
+
+Every method is the chosen preset (same data, epochs, batch size, seed, network widths) with
+a few fields changed; "gray (copied to RGB)" needs no training and is scored by `evaluate`.
+The paper leaves three choices open, and each gets its own row: the cosine of eq. (4) over
+the whole image vs per pixel, a single-logit discriminator vs PatchGAN, and "Adam with default
+parameters" (lr 1e-3) vs the GAN-usual lr 2e-4, beta1 0.5.
+
+Runs are ordinary run directories: an interrupted comparison continues where it stopped.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import rundir
+from .config import PRESETS, make_config
+
+GAN_ADAM = dict(lr=2e-4, beta1=0.5)
+
+METHODS: dict[str, dict] = {
+    # regression: the U-Net alone, no discriminator
+    "unet-l1": dict(adv_weight=0.0, content_loss="l1"),
+    # pix2pix (Isola et al. 2017): PatchGAN, L1 x 100, one D step, their Adam settings
+    "pix2pix": dict(content_loss="l1", lam=100.0, d_arch="patch", d_steps=1, d_depth=2, **GAN_ADAM),
+    # the paper as we read it: GAN + 100 x cosine, two D steps, Adam defaults, batch norm
+    "paper": dict(),
+    "paper-instance-norm": dict(norm="instance"),
+    "paper-feature-aware-norm": dict(norm="fan"),
+    "paper-lambda-10": dict(lam=10.0),
+    "paper-lambda-1000": dict(lam=1000.0),
+    "paper-cosine-per-pixel": dict(content_loss="cosine_pixel"),
+    "paper-patchgan": dict(d_arch="patch", d_depth=2),
+    "paper-adam-2e-4": dict(**GAN_ADAM),
+    # ours: predict chroma only (the input's luma is kept exactly), GAN Adam, spectral-norm D
+    "ours-ycbcr": dict(output="ycbcr", d_norm="spectral", **GAN_ADAM),
+}
+
+
+def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optional[Sequence[str]] = None,
+                  figures: Optional[str] = None, classifier: Optional[str] = None,
+                  limit: Optional[int] = None, device: str = "auto", progress: bool = True) -> list[Path]:
+    """Train (or finish) every method's run under `out`, evaluate each, write the comparison."""
+    from .metrics import compare_runs, evaluate_run
+    from .training import train
+
+    names = list(methods or METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
+    out = Path(out)
+    run_dirs = []
+    for name in names:
+        run_dir = out / name
+        cfg = make_config(preset, data=data, device=device, **METHODS[name])
+        done = rundir.is_run_dir(run_dir) and rundir.read_run_info(run_dir).get("status") == "finished"
+        if not done:
+            print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
+            resume = rundir.is_run_dir(run_dir) and (run_dir / "checkpoints" / "last.pt").exists()
+            train(cfg if not resume else None, run_dir, resume=resume, progress=progress, epoch_lines=not progress)
+        if not (run_dir / "metrics.json").exists() or not done:
+            print(f"== {name}: evaluating")
+            evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)
+        run_dirs.append(run_dir)
+    written = compare_runs([str(d) for d in run_dirs], figures or out)
+    return written
+
+
+def register_cli(sub) -> None:
+    p = sub.add_parser("baselines", help="train and score every baseline and ablation at one budget")
+    p.add_argument("--preset", default="quick", help=f"the budget every method gets: {', '.join(PRESETS)}")
+    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
+    p.add_argument("--out", required=True, help="folder for one run directory per method")
+    p.add_argument("--figures", help="where the table and chart go (default: --out)")
+    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
+    p.add_argument("--classifier", help="classifier checkpoint (default: the one that ships)")
+    p.add_argument("--limit", type=int, help="score a seeded subset of the test split")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_baselines)
+
+
+def cmd_baselines(args) -> int:
+    written = run_baselines(args.preset, args.out, args.data, args.methods, args.figures, args.classifier,
+                            args.limit, args.device, not args.no_progress)
+    for path in written:
+        print(path)
+    return 0

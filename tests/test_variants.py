@@ -1,0 +1,57 @@
+"""The model variants behind the baselines: chroma-only output, PatchGAN, per-pixel cosine."""
+import pytest
+import torch
+
+from colorlib import build_discriminator, build_generator, make_config
+from colorlib.baselines import METHODS
+from colorlib.data import LUMA_WEIGHTS
+from colorlib.losses import CONTENT_LOSSES
+
+
+def luma(rgb):
+    return sum(w * rgb[:, i] for i, w in enumerate(LUMA_WEIGHTS))
+
+
+def test_ycbcr_generator_keeps_the_input_luma():
+    torch.manual_seed(0)
+    G = build_generator(make_config("smoke", output="ycbcr")).eval()
+    gray = torch.rand(4, 1, 32, 32) * 1.2 - 0.6  # mid-range: no pixel is clamped
+    with torch.no_grad():
+        out = G(gray)
+    assert out.shape == (4, 3, 32, 32)
+    torch.testing.assert_close(luma(out), gray[:, 0], atol=1e-5, rtol=0)
+    assert out.std(dim=1).mean() > 0  # and it is not simply gray
+
+
+def test_rgb_generator_does_not_keep_luma_exactly():
+    torch.manual_seed(0)
+    G = build_generator(make_config("smoke")).eval()
+    gray = torch.rand(4, 1, 32, 32) * 1.2 - 0.6
+    with torch.no_grad():
+        assert (luma(G(gray)) - gray[:, 0]).abs().max() > 1e-2
+
+
+@pytest.mark.parametrize("depth, patches", [(2, 64), (3, 16)])
+def test_patchgan_gives_one_logit_per_patch(depth, patches):
+    D = build_discriminator(make_config("smoke", d_arch="patch", d_depth=depth))
+    assert D(torch.zeros(2, 1, 32, 32), torch.zeros(2, 3, 32, 32)).shape == (2, patches)
+
+
+def test_per_pixel_cosine_differs_from_whole_image_cosine():
+    real = torch.tensor([[[[1.0, -1.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])  # two pixels: red, anti-red
+    fake = torch.tensor([[[[1.0, 1.0]], [[0.0, 0.0]], [[0.0, 0.0]]]])
+    # whole image: vectors (1,-1) and (1,1) are orthogonal -> 1; per pixel: cos 1 and -1 -> mean loss 1
+    assert CONTENT_LOSSES["cosine"](fake, real).item() == pytest.approx(1.0)
+    assert CONTENT_LOSSES["cosine_pixel"](fake, real).item() == pytest.approx(1.0)
+    fake2 = torch.tensor([[[[2.0, -0.5]], [[0.0, 0.0]], [[0.0, 0.0]]]])
+    # per pixel both point the right way (loss 0); over the image the magnitudes differ (loss > 0)
+    assert CONTENT_LOSSES["cosine_pixel"](fake2, real).item() == pytest.approx(0.0, abs=1e-6)
+    assert CONTENT_LOSSES["cosine"](fake2, real).item() > 0.05
+
+
+def test_every_baseline_is_a_valid_config():
+    for name, overrides in METHODS.items():
+        cfg = make_config("smoke", **overrides)
+        G, D = build_generator(cfg), build_discriminator(cfg)
+        fake = G(torch.zeros(2, 1, 32, 32))
+        assert D(torch.zeros(2, 1, 32, 32), fake).shape[0] == 2, name
