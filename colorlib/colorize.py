@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ConfigError
-from .data import LUMA_WEIGHTS
+from .data import CHROMA_TO_RGB, KB, KG, KR, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
 from .rundir import RunDirError
 
 # the trained generator that ships with the package (a colorlib-generator-v1 file)
@@ -52,13 +52,6 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "generator.pt
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 METHODS = ("chroma", "naive")
 
-KR, KG, KB = LUMA_WEIGHTS  # BT.601: Y = 0.299 R + 0.587 G + 0.114 B
-# Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE put both in [-0.5, 0.5] (JPEG's YCbCr)
-CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
-# how much one unit of Cb and Cr moves R, G and B: the columns of the inverse transform
-CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
-                              [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
-                              [CB_SCALE, 0.0]])
 
 
 class ImageReadError(ValueError):
@@ -66,19 +59,6 @@ class ImageReadError(ValueError):
 
 
 # ---------------------------------------------------------------- colour space
-def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
-    r, g, b = rgb.unbind(-3)
-    y = KR * r + KG * g + KB * b
-    return torch.stack([y, (b - y) / CB_SCALE, (r - y) / CR_SCALE], dim=-3)
-
-
-def ycbcr_to_rgb(ycbcr: torch.Tensor) -> torch.Tensor:
-    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `combine` for the gamut)."""
-    y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
-    return y + torch.einsum("ck,...khw->...chw", CHROMA_TO_RGB.to(ycbcr), cbcr)
-
-
 def combine(luma: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     """Luma [H, W] and chroma [2, H, W] -> RGB [3, H, W] in [0, 1], with the luma kept exactly.
 

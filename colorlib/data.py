@@ -28,6 +28,13 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PACK_FORMAT = "colorlib-jpeg-pack-v1"
 # ITU-R BT.601 luma, the weights behind PIL's "L" mode and OpenCV's RGB2GRAY
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+KR, KG, KB = LUMA_WEIGHTS
+# BT.601 YCbCr as in JPEG: Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE, both in [-0.5, 0.5]
+CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
+# how much one unit of Cb and Cr moves R, G and B: the columns of the inverse transform
+CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
+                              [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
+                              [CB_SCALE, 0.0]])
 
 
 class DataError(RuntimeError):
@@ -201,3 +208,21 @@ def epoch_order(n: int, epoch: int, seed: int, device=None) -> torch.Tensor:
     """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resume is exact."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g).to(device)
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
+    r, g, b = rgb.unbind(-3)
+    y = KR * r + KG * g + KB * b
+    return torch.stack([y, (b - y) / CB_SCALE, (r - y) / CR_SCALE], dim=-3)
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor, chroma_to_rgb: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `colorize.combine` for the gamut).
+
+    Linear, so it holds in any consistent units (the model's [-1, 1] too). Pass
+    `chroma_to_rgb` already on the right device to avoid a host-to-device copy (CUDA graphs).
+    """
+    matrix = CHROMA_TO_RGB.to(ycbcr) if chroma_to_rgb is None else chroma_to_rgb
+    y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
+    return y + torch.einsum("ck,...khw->...chw", matrix, cbcr)

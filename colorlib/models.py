@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import Config
-from .data import LUMA_WEIGHTS
+from .data import CHROMA_TO_RGB, ycbcr_to_rgb
 
 
 class FeatureAwareNorm(nn.Module):
@@ -102,6 +102,8 @@ class Generator(nn.Module):
             ups.append(Up(cin, chans[i - 1], norm))
         self.up = nn.ModuleList(ups)
         out_channels = 2 if output == "ycbcr" else 3
+        # kept on the model's device so the conversion needs no copy inside a CUDA graph
+        self.register_buffer("chroma_to_rgb", CHROMA_TO_RGB.clone(), persistent=False)
         self.head = nn.ConvTranspose2d(chans[0] * 2 if depth > 1 else chans[0], out_channels, 4, stride=2, padding=1)
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
@@ -115,22 +117,9 @@ class Generator(nn.Module):
             h = block(h, gray)
             h = torch.cat([h, skips.pop()], dim=1)
         out = torch.tanh(self.head(h))
-        if self.output == "ycbcr":
-            return ycbcr_to_rgb(gray, out[:, :1], out[:, 1:])
+        if self.output == "ycbcr":  # the input's luma with predicted chroma; Cb, Cr span [-1, 1]
+            return ycbcr_to_rgb(torch.cat([gray, out], dim=1), self.chroma_to_rgb.to(out.dtype)).clamp(-1, 1)
         return out
-
-
-def ycbcr_to_rgb(y: torch.Tensor, cb: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
-    """BT.601 YCbCr -> RGB in the model's [-1, 1] units, where Cb and Cr span [-1, 1] too.
-
-    With Y taken from the input, the generator only chooses colour: the output's luma equals
-    the input's wherever the result stays inside the RGB cube (clamped elsewhere).
-    """
-    kr, kg, kb = LUMA_WEIGHTS
-    r = y + 2 * (1 - kr) * cr  # 1.402 Cr
-    g = y - 2 * kb * (1 - kb) / kg * cb - 2 * kr * (1 - kr) / kg * cr  # 0.344 Cb, 0.714 Cr
-    b = y + 2 * (1 - kb) * cb  # 1.772 Cb
-    return torch.cat([r, g, b], dim=1).clamp(-1, 1)
 
 
 class Discriminator(nn.Module):
