@@ -146,24 +146,21 @@ def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
 
 
 # ---------------------------------------------------------------- classifier-based metrics
-class ClassifierFeatures(nn.Module):
-    """The classifier's penultimate features as a torchmetrics feature extractor (always eval)."""
+class PrecomputedFeatures(nn.Module):
+    """A pass-through "feature extractor" for torchmetrics: the classifier's penultimate features
+    are computed once per image by `evaluate_methods` and shared by accuracy and FD."""
 
-    def __init__(self, classifier: nn.Module):
+    def __init__(self, num_features: int):
         super().__init__()
-        self.classifier = classifier
-        self.num_features = classifier.feature_dim
+        self.num_features = num_features
 
-    def train(self, mode: bool = True) -> "ClassifierFeatures":
-        return super().train(False)  # torchmetrics must never switch batch norm to training
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.classifier.features(images).double()
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.double()
 
 
 def feature_distance_metric(classifier: nn.Module):
     from torchmetrics.image.fid import FrechetInceptionDistance
-    return FrechetInceptionDistance(feature=ClassifierFeatures(classifier), normalize=False)
+    return FrechetInceptionDistance(feature=PrecomputedFeatures(classifier.feature_dim), normalize=False)
 
 
 def inception_fid_metric(weights_path: str):
@@ -193,7 +190,7 @@ class MethodScores:
 
     @torch.no_grad()
     def update(self, pred: torch.Tensor, truth: torch.Tensor, labels: Optional[torch.Tensor] = None,
-               with_ssim: bool = True) -> None:
+               with_ssim: bool = True, truth_features: Optional[torch.Tensor] = None) -> None:
         mse = mse_per_image(pred, truth)
         self.n += pred.shape[0]
         self.pixels += pred[0].numel() * pred.shape[0]
@@ -204,10 +201,13 @@ class MethodScores:
         self.sums["colourfulness"] += colourfulness(pred).sum().item()
         self.sums["pixel_accuracy"] += pixel_accuracy(pred, truth).sum().item()
         if self.classifier is not None:
+            features = self.classifier.features(pred)  # one forward pass serves accuracy and FD
             if labels is not None:
-                self.sums["correct"] += (self.classifier(pred).argmax(1) == labels).sum().item()
-            self.fd.update(truth, real=True)
-            self.fd.update(pred, real=False)
+                self.sums["correct"] += (self.classifier.head(features).argmax(1) == labels).sum().item()
+            if truth_features is None:
+                truth_features = self.classifier.features(truth)
+            self.fd.update(truth_features, real=True)
+            self.fd.update(features, real=False)
         if self.fid is not None:
             self.fid.update(truth, real=True)
             self.fid.update(pred, real=False)
@@ -284,14 +284,15 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
         y = labels[start:start + batch_size].to(device) if with_labels else None
         gray, _ = to_model_range(truth)
         truth_colourfulness += colourfulness(truth).sum().item()
+        truth_features = classifier.features(truth) if classifier is not None else None
         if classifier is not None and with_labels:
-            truth_correct += (classifier(truth).argmax(1) == y).sum().item()
+            truth_correct += (classifier.head(truth_features).argmax(1) == y).sum().item()
         for name, method in methods.items():
             out = method(gray)
             out = out if out.dtype == torch.uint8 else to_uint8(out)
             if out.shape != truth.shape:
                 raise MetricsError(f"method {name!r} returned {tuple(out.shape)} for {tuple(truth.shape)} images")
-            scores[name].update(out, truth, y, with_ssim=with_ssim)
+            scores[name].update(out, truth, y, with_ssim=with_ssim, truth_features=truth_features)
     n = images.shape[0]
     truth_mean = truth_colourfulness / n
     return {
