@@ -52,7 +52,7 @@ def cmd_train(args) -> int:
 
 def cmd_figures(args) -> int:
     from .plots import save_figures
-    written = save_figures(args.run_dir, args.out)
+    written = save_figures(args.run_dir, args.out, args.sample_epochs)
     for path in written:
         print(path)
     return 0
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out", required=True, help="folder for the PNG figures and provenance.json")
+    p.add_argument("--sample-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="epochs of the sample grids (default: four spread over the run; the paper shows 10 34 61)")
     p.set_defaults(func=cmd_figures)
 
     p = sub.add_parser("pack", help="bundle a train/test image folder into one file")
