@@ -68,6 +68,18 @@ def atomic_save(obj: Any, path: Path) -> None:
     _atomic_write_bytes(path, buf.getvalue())
 
 
+def to_cpu(obj: Any) -> Any:
+    """Tensors anywhere in nested dicts/lists moved to the CPU: a checkpoint written on a GPU
+    then loads with a plain `torch.load(path, weights_only=True)` on any machine."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def write_json(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 

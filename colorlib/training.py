@@ -385,14 +385,14 @@ class Trainer:
         a longer history, which resume trims to the checkpoint's epoch."""
         rundir.write_history(self.run_dir, self.history)
         ckpt_dir = self.run_dir / "checkpoints"
-        rundir.atomic_save({
+        rundir.atomic_save(rundir.to_cpu({
             "format": rundir.CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
             "wall_time": self.wall_time, "generator": self.G.state_dict(),
             "discriminator": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
-            "d_opt": self.d_opt.state_dict()}, ckpt_dir / "last.pt")
+            "d_opt": self.d_opt.state_dict()}), ckpt_dir / "last.pt")
         if self.epoch == self.cfg.epochs:
-            rundir.atomic_save({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
-                                "epoch": self.epoch, "generator": self.G.state_dict()},
+            rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
+                                              "epoch": self.epoch, "generator": self.G.state_dict()}),
                                ckpt_dir / "generator.pt")
         self._write_run_info("running" if self.epoch < self.cfg.epochs else "finished")
 
