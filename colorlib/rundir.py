@@ -73,8 +73,11 @@ def to_cpu(obj: Any) -> Any:
     then loads with a plain `torch.load(path, weights_only=True)` on any machine."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # keeps OrderedDict and a state_dict's _metadata (module versions)
+        out = type(obj)((k, to_cpu(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
