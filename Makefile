@@ -12,7 +12,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
-.PHONY: setup reproduce train figures-from-run test clean-run
+.PHONY: setup reproduce train figures figures-from-run notebooks nbval test clean-run
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,15 @@ setup: $(VENV)/.installed
 train: setup
 	$(PY) -m colorlib train --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR)
 
+# the whole tutorial through papermill: notebooks 01-05 run in order (04 trains), the executed
+# notebooks land in $(RUN_DIR)/notebooks and the figures, with provenance.json, in $(FIG_DIR)
+figures: setup
+	$(PY) notebooks/pipeline.py --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR) --figures-dir $(FIG_DIR)
+
+# the committed notebooks get the outputs of a real quick run (clean metadata), figures/quick too
+notebooks: setup
+	$(PY) notebooks/pipeline.py --preset quick $(DATA_ARG) --run-dir runs/quick --figures-dir figures/quick --refresh-notebooks
+
 # figures of an existing run directory, without retraining (e.g. one brought back from a GPU)
 figures-from-run: setup
 	$(PY) -m colorlib figures --run-dir $(RUN_DIR) --out $(FIG_DIR)
@@ -34,8 +43,16 @@ reproduce: setup
 	$(PY) -m colorlib train --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR)
 	$(PY) -m colorlib figures --run-dir $(RUN_DIR) --out $(FIG_DIR)
 
+# every notebook under the smoke preset, its run in a temporary folder; the cells marked
+# NBVAL_CHECK_OUTPUT must reproduce their committed output, the others must run without error
+nbval: setup
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	  $(if $(DATA),COLORLIB_DATA=$(DATA)) COLORLIB_PRESET=smoke COLORLIB_RUN_DIR="$$tmp/run" \
+	  $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks
+
 test: setup
 	$(PY) -m pytest tests
+	$(MAKE) --no-print-directory nbval
 
 clean-run:
 	@echo "run directories are never deleted by make; remove $(RUN_DIR) yourself if you mean it"

@@ -1,0 +1,179 @@
+"""The tutorial as a batch job: every notebook in order, executed with papermill for one preset.
+
+    python notebooks/pipeline.py --preset quick                 # train, then every figure
+    python notebooks/pipeline.py --from-run runs/paper          # an existing run's figures, no training
+    python notebooks/pipeline.py --preset quick --refresh-notebooks
+
+Executed notebooks go to <run dir>/notebooks/, the figures (PNG + provenance.json) to
+figures/<preset>/. `--from-run` skips 04_training and reads the run's preset from its config.json,
+e.g. for a run trained with `python -m colorlib train` on a GPU machine without Jupyter.
+`--refresh-notebooks` also copies the executed notebooks over the ones in notebooks/, with their
+outputs and with clean metadata (no papermill records, no widget state, no injected-parameters
+cell), which is how the committed notebooks get the outputs of a real run.
+
+A run directory that already holds a run is continued, and a finished one is reused as it is
+(04_training's `resume` parameter): delete it to train from scratch.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+
+NOTEBOOK_DIR = Path(__file__).resolve().parent
+REPO = NOTEBOOK_DIR.parent
+TRAINING_NOTEBOOK = "04_training"
+KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+
+
+# the tutorial, in reading order; 05_results writes the figures
+TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_results")
+
+
+def tutorial_notebooks() -> list[Path]:
+    return [NOTEBOOK_DIR / f"{name}.ipynb" for name in TUTORIAL]
+
+
+def declared_parameters(path: Path) -> set[str]:
+    return set(papermill.inspect_notebook(str(path)))
+
+
+def execute(path: Path, out: Path, parameters: dict) -> float:
+    """Run one notebook with the parameters its parameters cell declares; returns seconds."""
+    declared = declared_parameters(path)
+    given = {k: v for k, v in parameters.items() if k in declared}
+    started = time.perf_counter()
+    papermill.execute_notebook(str(path), str(out), parameters=given, kernel_name="python3",
+                               cwd=str(NOTEBOOK_DIR), progress_bar=False)
+    seconds = time.perf_counter() - started
+    strip_widget_state(out)
+    return seconds
+
+
+def strip_widget_state(path: Path) -> None:
+    """Widget state is the live view of a kernel that no longer exists; it only bloats the file."""
+    nb = nbformat.read(path, as_version=4)
+    if nb.metadata.pop("widgets", None) is not None:
+        nbformat.write(nb, path)
+
+
+def clean_copy(executed: Path, target: Path, forbidden: list[str]) -> None:
+    """`executed` with its outputs but clean metadata, written to `target` (a committed notebook)."""
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:
+        tags = cell.metadata.get("tags")
+        cell.metadata = {"tags": tags} if tags else {}
+        for output in cell.get("outputs", []):
+            text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
+            for path in forbidden:
+                if path in text:
+                    raise SystemExit(f"{executed.name}: an output shows the local path {path!r}; "
+                                     f"print it relative to the repository before committing outputs")
+    nb.metadata = nbformat.NotebookNode({"kernelspec": KERNELSPEC})
+    nbformat.write(nb, target)
+
+
+def portable(value, data: str | None):
+    """Provenance values without this machine's paths: repository paths become relative ones,
+    the data folder its own name."""
+    if isinstance(value, dict):
+        return {k: portable(v, data) for k, v in value.items()}
+    if isinstance(value, list):
+        return [portable(v, data) for v in value]
+    if isinstance(value, str):
+        if data and value.startswith(data):
+            return Path(data).name + value[len(data):]
+        if value.startswith(str(REPO) + os.sep):
+            return os.path.relpath(value, REPO)
+    return value
+
+
+def extend_provenance(figures_dir: Path, record: dict, data: str | None) -> None:
+    path = figures_dir / "provenance.json"
+    provenance = json.loads(path.read_text()) if path.exists() else {}
+    provenance["pipeline"] = record
+    path.write_text(json.dumps(portable(provenance, data), indent=2, sort_keys=True, default=str) + "\n")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
+    p.add_argument("--data", default=os.environ.get("COLORLIB_DATA"),
+                   help="data folder or pack (default: $COLORLIB_DATA, else the notebooks download CIFAR-10)")
+    p.add_argument("--run-dir", help="run directory (default runs/<preset>)")
+    p.add_argument("--figures-dir", help="where the figures go (default figures/<preset>)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="override the preset's number of epochs")
+    p.add_argument("--from-run", metavar="RUN_DIR",
+                   help="regenerate the notebooks and figures of this existing run, without training")
+    p.add_argument("--refresh-notebooks", action="store_true",
+                   help="copy the executed notebooks, outputs included, over those in notebooks/")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from colorlib import rundir
+
+    if args.from_run:
+        run_dir = Path(args.from_run).resolve()
+        if not rundir.is_run_dir(run_dir):
+            raise SystemExit(f"{args.from_run} holds no run (no config.json); train one first "
+                             f"(`python -m colorlib train --run-dir {args.from_run}`)")
+        preset = rundir.read_config(run_dir).preset
+    else:
+        preset = args.preset
+        run_dir = (REPO / (args.run_dir or f"runs/{preset}")).resolve()
+        if rundir.is_run_dir(run_dir):
+            print(f"{run_dir} already holds a run: 04_training continues it, or reuses it when it is "
+                  f"finished. Delete it to train from scratch.")
+    figures_dir = (REPO / (args.figures_dir or f"figures/{preset}")).resolve()
+    data = str(Path(args.data).resolve()) if args.data and args.data != "cifar10" else args.data
+    parameters = {"preset": preset, "data": data, "run_dir": str(run_dir), "device": args.device,
+                  "seed": args.seed, "figures_dir": str(figures_dir),
+                  "interactive": False}  # no reader for a slider; widgets can stall nbclient (jupyter/nbclient#312)
+    if args.epochs is not None:
+        parameters["epochs"] = args.epochs
+
+    out_dir = run_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    notebooks = [nb for nb in tutorial_notebooks() if not (args.from_run and nb.stem == TRAINING_NOTEBOOK)]
+    timings = {}
+    started = time.perf_counter()
+    for nb in notebooks:
+        print(f"running {nb.name} ...", flush=True)
+        try:
+            timings[nb.stem] = round(execute(nb, out_dir / nb.name, parameters), 1)
+        except papermill.PapermillExecutionError as exc:
+            print(f"{nb.name} failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}\n"
+                  f"the executed notebook, with the traceback, is {out_dir / nb.name}", file=sys.stderr)
+            return 1
+        print(f"  {timings[nb.stem]:.1f} s", flush=True)
+    wall = time.perf_counter() - started
+
+    extend_provenance(figures_dir, {
+        "wall_time_s": round(wall, 1), "notebook_wall_times_s": timings,
+        "mode": "figures from an existing run" if args.from_run else "train and figures",
+        "parameters": {k: v for k, v in parameters.items() if k != "interactive"},
+        # CPU thread count changes the speed a lot on a shared machine, never the results' maths
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "executed_notebooks": str(out_dir)}, data)
+    if args.refresh_notebooks:
+        forbidden = [p for p in (str(REPO), data if data and os.path.isabs(data) else None, str(Path.home())) if p]
+        for nb in notebooks:
+            clean_copy(out_dir / nb.name, nb, forbidden)
+        print(f"refreshed {', '.join(nb.name for nb in notebooks)} with the outputs of this run")
+    print(f"pipeline: {wall:.0f} s; notebooks in {out_dir}, figures in {figures_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
