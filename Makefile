@@ -1,6 +1,7 @@
 # Two commands for a fresh machine (each makes .venv first if there is none):
-#   make reproduce PRESET=quick   train, then regenerate the figures into figures/$(PRESET)
-#   make test                     the test suite
+#   make figures PRESET=quick     the main job: the tutorial notebooks through papermill, training
+#                                 included, and every figure into figures/$(PRESET)
+#   make test                     the test suite (pytest, then nbval over every notebook)
 # Point DATA (or $COLORLIB_DATA) at a train/<class>/*.jpg folder; unset, CIFAR-10 is downloaded.
 
 PRESET ?= quick
@@ -12,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
-.PHONY: setup reproduce train figures figures-from-run notebooks nbval test clean-run
+.PHONY: setup train figures figures-from-run notebooks nbval test bench baselines
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,10 +40,6 @@ notebooks: setup
 figures-from-run: setup
 	$(PY) -m colorlib figures --run-dir $(RUN_DIR) --out $(FIG_DIR)
 
-reproduce: setup
-	$(PY) -m colorlib train --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR)
-	$(PY) -m colorlib figures --run-dir $(RUN_DIR) --out $(FIG_DIR)
-
 # every notebook under the smoke preset, its run in a temporary folder; the cells marked
 # NBVAL_CHECK_OUTPUT must reproduce their committed output, the others must run without error
 nbval: setup
@@ -54,5 +51,10 @@ test: setup
 	$(PY) -m pytest tests
 	$(MAKE) --no-print-directory nbval
 
-clean-run:
-	@echo "run directories are never deleted by make; remove $(RUN_DIR) yourself if you mean it"
+# colorlib's trainer against a tutorial-style loop, same networks and data, one run
+bench: setup
+	$(PY) -m colorlib bench --preset paper $(DATA_ARG) --out $(FIG_DIR)/bench.json
+
+# every baseline and ablation at the preset's budget, scored side by side
+baselines: setup
+	$(PY) -m colorlib baselines --preset $(PRESET) $(DATA_ARG) --out runs/baselines-$(PRESET) --figures $(FIG_DIR)/baselines

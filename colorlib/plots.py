@@ -51,7 +51,7 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
              (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red"))
     for values, label, color in parts:
         ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
-    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iterations)")
+    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{'s' if window > 1 else ''})")
     ax_parts.set_yscale("log")
     ax_parts.legend(fontsize=8)
     if n:

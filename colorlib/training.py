@@ -45,7 +45,7 @@ from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
 
 # fields that may change when a run is resumed: they change speed or bookkeeping, not the maths
-RESUMABLE_FIELDS = {"epochs", "device", "log_every", "checkpoint_every", "amp", "compile",
+RESUMABLE_FIELDS = {"epochs", "device", "threads", "log_every", "checkpoint_every", "amp", "compile",
                     "cuda_graphs", "channels_last", "data", "data_root"}
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
 
@@ -104,6 +104,8 @@ class Trainer:
         self.cfg = self._prepare_run_dir(cfg, resume)
         cfg = self.cfg
         self.device = pick_device(cfg.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
         if self.dist.world_size > 1:
             self._init_process_group()
 
