@@ -10,6 +10,7 @@ notebooks display it once and batch jobs can save hundreds without leaking memor
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -113,10 +114,14 @@ def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[i
     return fig
 
 
-def provenance(run_dir) -> dict:
-    """What produced a run's figures: preset and every parameter, data, device, time, commit."""
+def provenance(run_dir, out=None) -> dict:
+    """What produced a run's figures: preset and every parameter, data, device, time, commit.
+
+    With `out` (the figures folder) the run directory is given relative to it, so the file
+    stays true when the repository moves."""
     info = rundir.read_run_info(run_dir)
-    return {"run_dir": str(run_dir), "preset": rundir.read_config(run_dir).preset,
+    where = os.path.relpath(Path(run_dir).resolve(), Path(out).resolve()) if out is not None else str(run_dir)
+    return {"run_dir": where, "preset": rundir.read_config(run_dir).preset,
             "config": rundir.read_config(run_dir).to_dict(),
             **{k: info.get(k) for k in ("status", "epochs_done", "iterations_done", "data_source", "train_images",
                                         "device", "device_name", "world_size", "torch", "python",
@@ -140,6 +145,6 @@ def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) ->
         save(sample_grid(run_dir, e), f"samples_epoch_{e:04d}.png")
     save(across_epochs(run_dir), "across_epochs.png")
     prov = out / "provenance.json"
-    rundir.write_json(prov, provenance(run_dir))
+    rundir.write_json(prov, provenance(run_dir, out))
     written.append(prov)
     return written
