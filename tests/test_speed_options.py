@@ -1,9 +1,11 @@
 """Speed options must not change the maths: the same steps with and without each CPU option.
 
-Tolerance: the first iteration's discriminator losses (a pure forward pass before any update)
-agree to 1e-5; after three full iterations the generator weights agree to 1% (relative L2).
-Adam's first steps are nearly sign(gradient) * lr, so float rounding in a different memory
-layout can flip the update of parameters whose gradient is close to zero; 1% bounds that."""
+Tolerances: channels_last only reorders float32 arithmetic, so the first iteration's
+discriminator losses (a pure forward pass before any update) agree to 1e-5 and after three
+full iterations the generator weights agree to 1% (relative L2): Adam's first steps are
+nearly sign(gradient) * lr, so rounding can flip the update of parameters whose gradient is
+close to zero. bf16 autocast (active on CPUs with bf16 units) keeps 8 bits of mantissa: the
+losses agree to 2e-2 and the weights to 5%."""
 import dataclasses
 
 import pytest
@@ -11,7 +13,9 @@ import torch
 
 from colorlib import Trainer, make_config
 
-OPTIONS = {"channels_last": (True, False), "amp": (True, False)}  # amp is a no-op on CPU by design
+# option: (on, off, loss tolerance, weight tolerance, the other options held fixed)
+OPTIONS = {"channels_last": (True, False, 1e-5, 0.01, {"amp": False}),
+           "amp": (True, False, 2e-2, 0.05, {"channels_last": True})}
 
 
 def three_steps(tmp_path, name, **options):
@@ -26,8 +30,8 @@ def three_steps(tmp_path, name, **options):
 
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_option_keeps_results_within_tolerance(data_dir, tmp_path, option):
-    on, off = OPTIONS[option]
-    losses_on, w_on = three_steps(tmp_path, "on", **{option: on})
-    losses_off, w_off = three_steps(tmp_path, "off", **{option: off})
-    torch.testing.assert_close(losses_on[0][3:], losses_off[0][3:], atol=1e-5, rtol=1e-5)
-    assert ((w_on - w_off).norm() / w_off.norm()).item() < 0.01
+    on, off, loss_tol, weight_tol, fixed = OPTIONS[option]
+    losses_on, w_on = three_steps(tmp_path, "on", **fixed, **{option: on})
+    losses_off, w_off = three_steps(tmp_path, "off", **fixed, **{option: off})
+    torch.testing.assert_close(losses_on[0][3:], losses_off[0][3:], atol=loss_tol, rtol=loss_tol)
+    assert ((w_on - w_off).norm() / w_off.norm()).item() < weight_tol
