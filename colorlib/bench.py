@@ -191,7 +191,8 @@ def time_inference(trainer: Trainer, batch: int, iters: int) -> float:
 
 
 def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Optional[int] = None,
-                  device: str = "auto", train_size: int = 5000, overrides: Optional[dict] = None) -> dict:
+                  device: str = "auto", train_size: int = 5000, overrides: Optional[dict] = None,
+                  with_compile: bool = False) -> dict:
     dev = pick_device(device)
     iters = iters or (300 if dev.type == "cuda" else 20)
     warmup = 10 if dev.type == "cuda" else 3
@@ -200,14 +201,19 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     naive_ips, naive_mem = time_naive(cfg, source, dev, iters, warmup)
     ours_ips, ours_mem, trainer = time_trainer(cfg, dev, iters, warmup)
     infer_ips = time_inference(trainer, 500, 20 if dev.type == "cuda" else 3)
+    compiled_ips = None
+    if with_compile:  # the warm-up iterations absorb the compilation
+        compiled_ips, _, _ = time_trainer(dataclasses.replace(cfg, compile=True), dev, iters, warmup)
     if dev.type == "cuda":  # the GPU-only options, checked against plain float32 eager steps
         drift = speed_option_drift(cfg, dev, {
             "fp32 eager": dict(amp=False, cuda_graphs=False, channels_last=False),
             "fp32 + CUDA graph + channels_last": dict(amp=False, cuda_graphs=True, channels_last=True),
             "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)})
     else:
-        drift = speed_option_drift(cfg, dev, {"contiguous": dict(channels_last=False),
-                                              "channels_last": dict(channels_last=True)}, iters=3, train_size=200)
+        drift = speed_option_drift(cfg, dev, {
+            "fp32 contiguous": dict(amp=False, channels_last=False),
+            "fp32 channels_last": dict(amp=False, channels_last=True),
+            "bf16 autocast + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200)
     paper_iters = PAPER_EPOCHS * (PAPER_IMAGES // cfg.batch_size)
     result = {
         "preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
@@ -216,6 +222,8 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
         "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
         "naive_train_images_per_s": round(naive_ips, 1), "colorlib_train_images_per_s": round(ours_ips, 1),
         "speedup": round(ours_ips / naive_ips, 2), "generator_inference_images_per_s": round(infer_ips, 1),
+        "colorlib_compiled_train_images_per_s": round(compiled_ips, 1) if compiled_ips else None,
+        "speedup_compiled": round(compiled_ips / naive_ips, 2) if compiled_ips else None,
         "naive_peak_memory_mb": round(naive_mem, 1), "colorlib_peak_memory_mb": round(ours_mem, 1),
         "memory_measure": "CUDA max allocated" if dev.type == "cuda" else "process peak RSS",
         "paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / ours_ips / 60, 1),
@@ -231,6 +239,11 @@ def format_table(r: dict) -> str:
         ("training images/s, tutorial loop", f"{r['naive_train_images_per_s']:.0f}"),
         ("training images/s, colorlib", f"{r['colorlib_train_images_per_s']:.0f}"),
         ("speed-up", f"{r['speedup']:.2f}x"),
+    ]
+    if r.get("colorlib_compiled_train_images_per_s"):
+        rows += [("training images/s, colorlib + torch.compile", f"{r['colorlib_compiled_train_images_per_s']:.0f}"),
+                 ("speed-up with torch.compile", f"{r['speedup_compiled']:.2f}x")]
+    rows += [
         ("generator inference images/s (32x32)", f"{r['generator_inference_images_per_s']:.0f}"),
         (f"peak memory MB, tutorial / colorlib ({r['memory_measure']})",
          f"{r['naive_peak_memory_mb']:.0f} / {r['colorlib_peak_memory_mb']:.0f}"),
@@ -246,7 +259,8 @@ def format_table(r: dict) -> str:
 def cmd_bench(args) -> int:
     from .config import parse_override
     overrides = dict(parse_override(s) for s in args.set)
-    result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides)
+    result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
+                           args.with_compile)
     print(format_table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -263,5 +277,7 @@ def register_cli(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--train-size", type=int, default=5000, help="training images held in memory")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--with-compile", action="store_true",
+                   help="also time the trainer with torch.compile (compilation takes a minute or so)")
     p.add_argument("--out", default="bench.json")
     p.set_defaults(func=cmd_bench)
