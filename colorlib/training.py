@@ -362,6 +362,17 @@ class Trainer:
             self._write_run_info("finished")
         return self.run_dir
 
+    def close(self, wait: bool = True) -> None:
+        """Under torchrun: wait until rank 0 has written everything, then leave the process group
+        (a rank that exits with gloo threads still running aborts the whole job)."""
+        import torch.distributed as td
+        if self.dist.world_size > 1 and td.is_initialized():
+            try:
+                if wait:
+                    td.barrier()
+            finally:
+                td.destroy_process_group()
+
     def _check_and_report(self, last: torch.Tensor, epoch: int, it: int, bar) -> None:
         values = last.tolist()  # the one host sync per log_every iterations
         if not all(math.isfinite(v) for v in values):
@@ -457,7 +468,14 @@ def git_commit() -> Optional[str]:
 def train(cfg: Optional[Config], run_dir, resume: bool = False, progress: bool = True,
           epoch_lines: bool = False) -> Path:
     """Train `cfg` into `run_dir` (or continue the run there with resume=True)."""
-    return Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines).fit()
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines)
+    try:
+        out = trainer.fit()
+    except BaseException:
+        trainer.close(wait=False)  # a failing rank must not wait for the others at a barrier
+        raise
+    trainer.close()
+    return out
 
 
 def load_generator(path, device: str | torch.device = "cpu"):
