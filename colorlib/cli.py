@@ -4,6 +4,12 @@
     python -m colorlib train --run-dir runs/quick --resume --epochs 10
     python -m colorlib figures --run-dir runs/quick --out figures/quick
     python -m colorlib pack --data PATH --out cifar10.pt
+    python -m colorlib evaluate --run-dir runs/quick          (metrics.py)
+    python -m colorlib compare runs/a runs/b --out DIR        (metrics.py)
+    python -m colorlib train-classifier --out FILE.pt         (classifier.py, via metrics.py)
+    python -m colorlib baselines --preset quick --out DIR     (baselines.py)
+    python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py)
+    python -m colorlib bench --preset paper                   (bench.py)
 """
 from __future__ import annotations
 
@@ -90,14 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pack)
 
     # commands that live with their concept's module register themselves here
-    for module in ("colorize", "metrics", "baselines", "bench"):
-        try:
-            mod = __import__(f"colorlib.{module}", fromlist=["register_cli"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"colorlib.{module}":
-                raise
-            continue
-        mod.register_cli(sub)
+    from . import baselines, bench, colorize, metrics
+    for module in (colorize, metrics, baselines, bench):
+        module.register_cli(sub)
     return parser
 
 
