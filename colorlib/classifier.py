@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .rundir import atomic_save, load_weights_file
+
 CLASSIFIER_FORMAT = "colorlib-classifier-v1"
 DEFAULT_WIDTHS = (64, 256, 256)
 # per-channel statistics of the CIFAR-10 training images, in [0, 1]
@@ -147,19 +149,9 @@ def load_classifier(path, device="cpu") -> CifarClassifier:
 
     Attributes set from the checkpoint: `classes` (names in label order), `test_accuracy`.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ClassifierError(f"classifier checkpoint {str(path)!r} does not exist. Train one with "
-                              f"`python -m colorlib train-classifier --data PATH --out {path}`.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ClassifierError(f"{str(path)!r} is damaged or not a PyTorch file ({type(exc).__name__}). "
-                              f"Train a new one with `python -m colorlib train-classifier`.") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CLASSIFIER_FORMAT:
-        raise ClassifierError(f"{str(path)!r} is not a colorlib classifier (format "
-                              f"{ckpt.get('format') if isinstance(ckpt, dict) else None!r}); "
-                              f"train one with `python -m colorlib train-classifier`.")
+    ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier",
+                             "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`.",
+                             ClassifierError)
     arch = ckpt["arch"]
     model = CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
@@ -175,7 +167,6 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
     from .data import load_split
-    from .rundir import atomic_save
     from .training import pick_device
 
     if epochs < 1:

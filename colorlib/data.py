@@ -172,13 +172,9 @@ def pack_folder(folder: str, out: str) -> dict:
 
 
 def _load_pack(path: Path, split, size, seed, image_size) -> ImageSet:
-    try:
-        pack = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise DataError(f"{str(path)!r} is not a readable colorlib data pack ({exc}). "
-                        f"Make one with `python -m colorlib pack --data FOLDER --out FILE.pt`.") from exc
-    if not isinstance(pack, dict) or pack.get("format") != PACK_FORMAT:
-        raise DataError(f"{str(path)!r} is not a colorlib data pack; make one with `python -m colorlib pack`.")
+    from .rundir import load_weights_file
+    pack = load_weights_file(path, (PACK_FORMAT,), "data pack",
+                             "Make one with `python -m colorlib pack --data FOLDER --out FILE.pt`.", DataError)
     part = pack[split]
     index = _subset(len(part["labels"]), size, seed)
     off = part["offsets"]

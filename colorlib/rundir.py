@@ -172,19 +172,25 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return lines[0][:limit] if lines else "no message"
 
 
-def load_checkpoint(path, expected_format: Optional[str] = None) -> dict:
-    """torch.load with weights_only=True and a clear message for missing or damaged files."""
+def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, error: type = None) -> dict:
+    """`torch.load(path, weights_only=True)` onto the CPU, with one clear message for each way it
+    can fail: the file is missing, damaged (truncated, not a PyTorch file), or another kind of file.
+    Shared by checkpoints, data packs and the classifier."""
+    error = error or RunDirError
     path = Path(path)
     if not path.exists():
-        raise RunDirError(f"checkpoint {str(path)!r} does not exist")
+        raise error(f"{what} {str(path)!r} does not exist. {remedy}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise RunDirError(
-            f"checkpoint {str(path)!r} is damaged or not a PyTorch checkpoint ({type(exc).__name__}: "
-            f"{first_line(exc)}). Use another checkpoint or retrain.") from None
-    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
-    if fmt not in (CHECKPOINT_FORMAT, GENERATOR_FORMAT) or (expected_format and fmt != expected_format
-                                                            and expected_format != GENERATOR_FORMAT):
-        raise RunDirError(f"{str(path)!r} is not a colorlib checkpoint (format {fmt!r}).")
-    return ckpt
+        raise error(f"{what} {str(path)!r} is damaged or not a PyTorch file ({type(exc).__name__}: "
+                    f"{first_line(exc)}). {remedy}") from None
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if fmt not in formats:
+        raise error(f"{str(path)!r} is not a colorlib {what} (format {fmt!r}). {remedy}")
+    return obj
+
+
+def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERATOR_FORMAT)) -> dict:
+    """A training checkpoint (last.pt) or a generator (generator.pt), see `load_weights_file`."""
+    return load_weights_file(path, formats, "checkpoint", "Use another checkpoint or retrain.")

@@ -224,7 +224,7 @@ class Trainer:
                               f"{self.dist.world_size} processes")
 
     def _load(self, path: Path) -> None:
-        ckpt = rundir.load_checkpoint(path, rundir.CHECKPOINT_FORMAT)
+        ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
         try:
             self.G.load_state_dict(ckpt["generator"])
             self.D.load_state_dict(ckpt["discriminator"])
