@@ -119,10 +119,9 @@ def provenance(run_dir, out=None) -> dict:
 
     With `out` (the figures folder) the run directory is given relative to it, so the file
     stays true when the repository moves."""
-    info = rundir.read_run_info(run_dir)
+    info, cfg = rundir.read_run_info(run_dir), rundir.read_config(run_dir)
     where = os.path.relpath(Path(run_dir).resolve(), Path(out).resolve()) if out is not None else str(run_dir)
-    return {"run_dir": where, "preset": rundir.read_config(run_dir).preset,
-            "config": rundir.read_config(run_dir).to_dict(),
+    return {"run_dir": where, "preset": cfg.preset, "config": cfg.to_dict(),
             **{k: info.get(k) for k in ("status", "epochs_done", "iterations_done", "data_source", "train_images",
                                         "device", "device_name", "world_size", "torch", "python",
                                         "wall_time_s", "git_commit")}}

@@ -119,6 +119,7 @@ class Trainer:
                  dist: Optional[Dist] = None, epoch_lines: bool = False):
         self.dist = dist or Dist.from_env()
         self.run_dir = Path(run_dir)
+        self.commit = git_commit()  # once: run.json is rewritten at every checkpoint
         self.progress = progress and self.dist.is_main
         self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
         self.cfg = self._prepare_run_dir(cfg, resume)
@@ -437,7 +438,7 @@ class Trainer:
             "device": str(self.device), "device_name": device_name(self.device),
             "world_size": self.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
             "data_source": getattr(self, "data_source", None), "train_images": int(self.images.shape[0])
-            if hasattr(self, "images") else None, "git_commit": git_commit(),
+            if hasattr(self, "images") else None, "git_commit": self.commit,
         }
         if error:
             info["error"] = error
