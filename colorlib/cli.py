@@ -29,7 +29,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help=f"override any config field, repeatable; fields: {', '.join(FIELD_NAMES)}")
+                   help=f"override any config field, repeatable; fields: "
+                        f"{', '.join(n for n in FIELD_NAMES if n != 'preset')} (the preset: --preset)")
 
 
 def _config_overrides(args) -> dict:

@@ -93,6 +93,34 @@ class ConfigError(ValueError):
 
 
 def validate(cfg: Config) -> None:
+    """Refuse, with one line saying what to change, any value a run could not use: every field's
+    type first (so a value from JSON or Python fails here, not deep inside training), then its range."""
+    import math
+    import numbers
+    import typing
+
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value, kind = getattr(cfg, f.name), hints.get(f.name)
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]: None or an X
+            if value is None:
+                continue
+            kind = next((k for k in typing.get_args(kind) if k is not type(None)), None)
+        if kind is bool:
+            ok, expected = isinstance(value, bool), "true or false"
+        elif kind is int:
+            ok, expected = isinstance(value, numbers.Integral) and not isinstance(value, bool), "a whole number"
+        elif kind is float:
+            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                  and math.isfinite(value))
+            expected = "a finite number"
+        elif kind is str:
+            ok, expected = isinstance(value, str), "a string"
+        else:  # a type this check does not know: left to the code that uses it
+            continue
+        if not ok:
+            raise ConfigError(f"{f.name}={value!r} is not valid: expected {expected}")
+
     for name, allowed in CHOICES.items():
         if allowed is not None and getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not valid; choose one of {', '.join(allowed)}")
@@ -111,8 +139,37 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"g_depth={cfg.g_depth}: a 32x32 image halves to 1x1 after 5 levels; use 1..5")
     if cfg.d_depth > 5:
         raise ConfigError(f"d_depth={cfg.d_depth}: use 1..5 for 32x32 images")
-    if cfg.lr <= 0 or cfg.lam < 0 or cfg.adv_weight < 0:
-        raise ConfigError("lr must be positive, lam and adv_weight non-negative")
+    if cfg.lr <= 0:
+        raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.lam < 0 or cfg.adv_weight < 0:
+        raise ConfigError(f"the loss weights need lam and adv_weight non-negative, got lam={cfg.lam}, "
+                          f"adv_weight={cfg.adv_weight}")
+    # what the newer fields accept; each is checked where this Config has it
+    ranges = {
+        "d_lr": (lambda v: v > 0, "a positive learning rate, or none to use lr"),
+        "beta1": (lambda v: 0 <= v < 1, "0 <= beta1 < 1 (Adam's default 0.9)"),
+        "beta2": (lambda v: 0 <= v < 1, "0 <= beta2 < 1 (Adam's default 0.999)"),
+        "r1_gamma": (lambda v: v >= 0, "0 (off) or more"),
+        "label_smoothing": (lambda v: 0 <= v < 1, "0 <= label_smoothing < 1 (0: off; 0.1 is usual)"),
+        "ema_decay": (lambda v: 0 <= v < 1, "0 <= ema_decay < 1 (0: off; 0.999 is usual)"),
+        "chroma_temperature": (lambda v: v > 0, "a number above 0 (1: the mean of the bins, towards 0: the mode)"),
+        "val_size": (lambda v: v >= 0, "0 (no validation split) or more"),
+    }
+    for name, (ok, rule) in ranges.items():
+        value = getattr(cfg, name, None)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{name}={value!r} is out of range: use {rule}")
+    if not -2 ** 63 <= cfg.seed < 2 ** 64:
+        raise ConfigError(f"seed={cfg.seed} is out of range for torch.manual_seed; use a whole number "
+                          f"from 0 to 2**63 - 1")
+    if cfg.device != "auto":
+        import torch  # parses device strings exactly as training will; no GPU is looked for here
+        try:
+            kind = torch.device(cfg.device).type
+        except RuntimeError:
+            kind = None
+        if kind not in ("cpu", "cuda", "mps"):
+            raise ConfigError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
 
 
 def make_config(preset: str = "quick", **overrides: Any) -> Config:
@@ -145,21 +202,32 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def _cast(name: str, raw: str, default: Any) -> Any:
-    if raw.lower() in ("none", "null") and name in ("data", "train_size"):
-        return None
+    """A command-line value as the field's declared type (not its default's: a field whose
+    default is None still has one); none/null for the fields that may be unset."""
+    import typing
+
+    if name == "preset":
+        raise ConfigError(f"the preset cannot be changed with --set; choose it with --preset "
+                          f"({', '.join(PRESETS)})")
+    kind = typing.get_type_hints(Config).get(name)
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+        if raw.lower() in ("none", "null"):
+            return None
+        kind = next((k for k in typing.get_args(kind) if k is not type(None)), None)
+    example = default if default is not None else {int: 1, float: 0.5}.get(kind, "text")
     try:
-        if isinstance(default, bool):
+        if kind is bool:
             if raw.lower() in ("1", "true", "yes", "on"):
                 return True
             if raw.lower() in ("0", "false", "no", "off"):
                 return False
             raise ValueError(raw)
-        if isinstance(default, int) or name == "train_size":
+        if kind is int:
             return int(raw)
-        if isinstance(default, float):
+        if kind is float:
             return float(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r}: expected a value like {default!r}") from None
+        raise ConfigError(f"{name}={raw!r}: expected a value like {example!r}") from None
     return raw
 
 

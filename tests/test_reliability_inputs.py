@@ -1,0 +1,125 @@
+"""Bad input, damaged files and Ctrl-C: every command answers with one clear line and the exit
+status of the command line's policy (0 done, 1 partly done, 2 bad input and nothing written,
+130 interrupted), and never leaves a half-written file behind."""
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from colorlib import colorize as colorize_module
+from colorlib import rundir
+from colorlib.cli import main
+from colorlib.colorize import ImageReadError, load_model, read_photo, render_shape
+from colorlib.config import FIELD_NAMES, ConfigError, Config, config_from_dict, make_config, parse_override
+from colorlib.models import build_generator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def python_m_colorlib(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "colorlib", *args], capture_output=True, text=True,
+                          env=env, cwd=cwd or REPO_ROOT, timeout=300)
+
+
+# ---------------------------------------------------------------- 7: train --set
+@pytest.mark.parametrize("override, message", [
+    ("preset=paper", "choose it with --preset"),
+    ("lr=nan", "lr=nan is not valid: expected a finite number"),
+    ("lr=inf", "lr=inf is not valid: expected a finite number"),
+    ("lr=-1e-3", "lr must be positive"),
+    ("beta1=2", "beta1=2.0 is out of range: use 0 <= beta1 < 1"),
+    ("beta2=1", "beta2=1.0 is out of range"),
+    ("d_lr=0", "d_lr=0.0 is out of range: use a positive learning rate"),
+    ("d_lr=nan", "d_lr=nan is not valid: expected a finite number"),
+    ("r1_gamma=-1", "r1_gamma=-1.0 is out of range"),
+    ("label_smoothing=1", "label_smoothing=1.0 is out of range"),
+    ("ema_decay=1", "ema_decay=1.0 is out of range"),
+    ("chroma_temperature=0", "chroma_temperature=0.0 is out of range"),
+    ("val_size=-1", "val_size=-1 is out of range"),
+    ("lam=nan", "lam=nan is not valid"),
+    ("device=meta", "device='meta' is not valid; use auto, cpu, cuda, cuda:N or mps"),
+    ("device=gpu", "device='gpu' is not valid"),
+    ("device=cuda:x", "device='cuda:x' is not valid"),
+])
+def test_train_refuses_bad_settings_before_writing_anything(tmp_path, capsys, override, message):
+    field = override.split("=")[0]
+    if field not in FIELD_NAMES:
+        pytest.skip(f"this version of Config has no {field}")
+    run_dir = tmp_path / "run"
+    code, _, stderr = run_cli(capsys, "train", "--preset", "smoke", "--set", override, "--run-dir", run_dir,
+                              "--no-progress")
+    assert code == 2
+    line = one_line(stderr)
+    assert line.startswith("error: ") and message in line
+    assert not run_dir.exists()
+
+
+def test_train_device_option_is_checked_like_set(tmp_path, capsys):
+    code, _, stderr = run_cli(capsys, "train", "--preset", "smoke", "--device", "meta", "--run-dir",
+                              tmp_path / "run", "--no-progress")
+    assert code == 2 and "device='meta' is not valid" in one_line(stderr)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_bad_device_through_the_real_entry_point(tmp_path):
+    run_dir = tmp_path / "run"
+    result = python_m_colorlib("train", "--preset", "smoke", "--set", "device=meta", "--run-dir", str(run_dir),
+                               "--no-progress")
+    assert result.returncode == 2
+    assert one_line(result.stderr) == ("error: device='meta' is not valid; use auto, cpu, cuda, cuda:N or mps")
+    assert not run_dir.exists()
+
+
+def test_set_help_does_not_offer_the_preset(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    fields = re.search(r"fields: (.*?) \(the preset: --preset\)", help_text).group(1)
+    assert "preset" not in fields.split(", ") and "lr" in fields.split(", ")
+
+
+def test_config_types_are_checked_from_python_and_saved_files():
+    with pytest.raises(ConfigError, match=r"lr='0.1' is not valid: expected a finite number"):
+        make_config("smoke", lr="0.1")
+    with pytest.raises(ConfigError, match="epochs=2.5 is not valid: expected a whole number"):
+        make_config("smoke", epochs=2.5)
+    with pytest.raises(ConfigError, match="amp='yes' is not valid: expected true or false"):
+        config_from_dict({**Config().to_dict(), "amp": "yes"})
+    with pytest.raises(ConfigError, match="device=3 is not valid"):
+        make_config("smoke", device=3)
+    assert make_config("smoke", lam=10).lam == 10  # a whole number is a fine float
+    assert make_config("smoke", device="cuda:1").device == "cuda:1"  # no GPU needed to name one
+
+
+def test_optional_float_fields_are_cast_from_the_command_line():
+    if "d_lr" not in FIELD_NAMES:
+        pytest.skip("this version of Config has no d_lr")
+    assert parse_override("d_lr=1e-4") == ("d_lr", 1e-4)
+    assert parse_override("d_lr=none") == ("d_lr", None)
+    with pytest.raises(ConfigError, match="d_lr='fast': expected a value like 0.5"):
+        parse_override("d_lr=fast")
