@@ -21,10 +21,11 @@ from typing import Optional
 
 import torch
 
-from .config import PRESETS, make_config
-from .data import resolve_source
+from .config import DATA_ENV, PRESETS, make_config
+from .data import DataError, resolve_source
 from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
+from .rundir import first_line
 from .training import Trainer, device_name, pick_device, set_requires_grad
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
@@ -66,12 +67,26 @@ def naive_dataset(source: str, data_root: str):
             img, _ = self.base[i]
             return to_gray(img), to_rgb(img)
 
+    layout = (f"Point --data (or ${DATA_ENV}) at a folder laid out as train/<class>/*.jpg or at a .pt pack "
+              f"(`python -m colorlib pack`)")
     if source == "cifar10":
-        return Pairs(datasets.CIFAR10(data_root, train=True, download=False))
-    if Path(source).is_file():  # a colorlib pack: decode each sample's JPEG bytes with PIL
-        return Pairs(PackedJPEGs(source))
-    root = Path(source) / "train" if (Path(source) / "train").is_dir() else Path(source)
-    return Pairs(datasets.ImageFolder(str(root)))
+        try:
+            return Pairs(datasets.CIFAR10(data_root, train=True, download=False))
+        except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
+            raise DataError(f"bench reads CIFAR-10 from {data_root!r} without downloading it, and it is not "
+                            f"there ({first_line(exc)}). {layout}, or download CIFAR-10 first (any "
+                            f"`python -m colorlib train` run without --data does).") from None
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DataError(f"data source {str(path)!r} does not exist. {layout}.")
+    try:
+        if path.is_file():  # a colorlib pack: decode each sample's JPEG bytes with PIL
+            return Pairs(PackedJPEGs(str(path)))
+        root = path / "train" if (path / "train").is_dir() else path
+        return Pairs(datasets.ImageFolder(str(root)))
+    except (OSError, RuntimeError, KeyError) as exc:  # no class folders, no images, not a pack
+        raise DataError(f"{str(path)!r} cannot be read as training images ({type(exc).__name__}: "
+                        f"{first_line(exc)}). {layout}.") from None
 
 
 class PackedJPEGs(torch.utils.data.Dataset):
@@ -270,12 +285,13 @@ def cmd_bench(args) -> int:
 
 
 def register_cli(sub) -> None:
+    from .cli import positive_int
     p = sub.add_parser("bench", help="training/inference speed of colorlib vs a tutorial-style loop")
     p.add_argument("--preset", default="paper", help=f"whose networks to time: {', '.join(PRESETS)}")
     p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
-    p.add_argument("--iters", type=int, help="timed iterations per loop (default 300 on GPU, 20 on CPU)")
+    p.add_argument("--iters", type=positive_int, help="timed iterations per loop (default 300 on GPU, 20 on CPU)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--train-size", type=int, default=5000, help="training images held in memory")
+    p.add_argument("--train-size", type=positive_int, default=5000, help="training images held in memory")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     p.add_argument("--with-compile", action="store_true",
                    help="also time the trainer with torch.compile (compilation takes a minute or so)")

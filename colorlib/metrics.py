@@ -33,6 +33,7 @@ Commands: `python -m colorlib evaluate --run-dir DIR` (writes DIR/metrics.json),
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -484,7 +485,7 @@ def cmd_evaluate(args) -> int:
         report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
                               args.inception_weights, progress=not args.no_progress)
     except (ClassifierError, MetricsError) as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     _print_summary(report)
     print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
@@ -499,14 +500,16 @@ def cmd_compare(args) -> int:
 
 def register_cli(sub) -> None:
     from .classifier import add_train_parser
+    from .cli import positive_int
     p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
                                         f"(default {DEFAULT_CLASSIFIER} if it exists)")
     p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA)")
-    p.add_argument("--limit", type=int, help="a seeded random subset of the test split (default: all)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="score a seeded random subset of N test images (default: all)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--batch-size", type=positive_int, default=500, metavar="N")
     p.add_argument("--inception-weights", help="local torch-fidelity Inception weights: adds the standard FID")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)

@@ -123,3 +123,50 @@ def test_optional_float_fields_are_cast_from_the_command_line():
     assert parse_override("d_lr=none") == ("d_lr", None)
     with pytest.raises(ConfigError, match="d_lr='fast': expected a value like 0.5"):
         parse_override("d_lr=fast")
+
+
+# ---------------------------------------------------------------- 8: evaluate and bench arguments
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--limit", "0"], "argument --limit: must be at least 1, got 0"),
+    (["evaluate", "--limit", "-5"], "argument --limit: must be at least 1, got -5"),
+    (["evaluate", "--limit", "many"], "argument --limit: expected a whole number, got 'many'"),
+    (["evaluate", "--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+    (["bench", "--iters", "0"], "argument --iters: must be at least 1, got 0"),
+    (["bench", "--train-size", "-1"], "argument --train-size: must be at least 1, got -1"),
+])
+def test_counts_must_be_positive(tmp_path, capsys, argv, message):
+    if argv[0] == "evaluate":
+        argv = [*argv, "--run-dir", str(tmp_path / "run")]
+    else:
+        argv = [*argv, "--out", str(tmp_path / "bench.json")]
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_bench_with_a_missing_data_folder(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code, _, stderr = run_cli(capsys, "bench", "--data", tmp_path / "nowhere", "--device", "cpu", "--out", out)
+    assert code == 2
+    assert re.fullmatch(r"error: data source '.*nowhere' does not exist\. Point --data .*", one_line(stderr))
+    assert not out.exists()
+
+
+def test_bench_without_data(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("COLORLIB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no data/ folder with CIFAR-10 here
+    code, _, stderr = run_cli(capsys, "bench", "--device", "cpu", "--out", "bench.json")
+    assert code == 2
+    line = one_line(stderr)
+    assert "bench reads CIFAR-10 from 'data' without downloading it" in line and "--data" in line
+    assert os.listdir(tmp_path) == []
+
+
+def test_bench_with_a_folder_of_no_images(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run_cli(capsys, "bench", "--data", tmp_path / "empty", "--device", "cpu",
+                              "--out", tmp_path / "bench.json")
+    assert code == 2 and "cannot be read as training images" in one_line(stderr)
+    assert not (tmp_path / "bench.json").exists()
