@@ -10,6 +10,9 @@
     python -m colorlib baselines --preset quick --out DIR     (baselines.py)
     python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py)
     python -m colorlib bench --preset paper                   (bench.py)
+
+Exit status: 0 success, 1 partial failure (some photos or figures could not be made, training
+diverged), 2 bad input (nothing was written), 130 interrupted with Ctrl-C.
 """
 from __future__ import annotations
 
@@ -18,8 +21,11 @@ import os
 import sys
 from pathlib import Path
 
-from . import rundir
+# only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
+# heavy modules load is answered by main() like any other interruption
 from .config import FIELD_NAMES, PRESETS, ConfigError, config_from_dict, make_config, parse_override
+
+INTERRUPTED = "interrupted (Ctrl-C)"
 
 
 def positive_int(text: str) -> int:
@@ -53,6 +59,7 @@ def _config_overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
+    from . import rundir
     from .training import train
     overrides = _config_overrides(args)
     run_dir = args.run_dir or f"runs/{args.preset}"
@@ -62,7 +69,11 @@ def cmd_train(args) -> int:
             cfg = config_from_dict({**rundir.read_config(run_dir).to_dict(), **overrides})
     else:
         cfg = make_config(args.preset, **overrides)
-    out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, epoch_lines=args.no_progress)
+    try:
+        out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, epoch_lines=args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+        return 130
     if os.environ.get("RANK", "0") == "0":
         print(f"run directory: {out}")
     return 0
@@ -115,18 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from .data import DataError
-    from .rundir import RunDirError
-    from .training import TrainingDiverged
-    args = build_parser().parse_args(argv)
+    """The command line; returns the exit status (see the module docstring)."""
     try:
-        return args.func(args)
-    except (ConfigError, DataError, RunDirError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+        from .data import DataError
+        from .rundir import RunDirError
+        from .training import TrainingDiverged
+        args = build_parser().parse_args(argv)
+        try:
+            return args.func(args)
+        except (ConfigError, DataError, RunDirError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except TrainingDiverged as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+    except KeyboardInterrupt:  # also while PyTorch is still being imported
+        print(INTERRUPTED, file=sys.stderr)
         return 130

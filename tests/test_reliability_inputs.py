@@ -170,3 +170,52 @@ def test_bench_with_a_folder_of_no_images(tmp_path, capsys):
                               "--out", tmp_path / "bench.json")
     assert code == 2 and "cannot be read as training images" in one_line(stderr)
     assert not (tmp_path / "bench.json").exists()
+
+
+# ---------------------------------------------------------------- 9: Ctrl-C while starting
+def test_command_line_starts_without_pytorch():
+    # the console script runs `from colorlib.cli import main` outside any handler: it must be light
+    code = "import sys, colorlib, colorlib.cli, colorlib.config; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert result.stdout.strip() == "False", result.stderr
+    import colorlib
+    assert colorlib.Config is Config and colorlib.__version__
+    with pytest.raises(AttributeError):
+        colorlib.no_such_name
+
+
+def _fake_torch(folder: Path, body: str) -> Path:
+    (folder / "torch").mkdir(parents=True)
+    (folder / "torch" / "__init__.py").write_text(body)
+    return folder
+
+
+@pytest.mark.parametrize("command", [["evaluate", "--run-dir", "x"], ["train", "--preset", "smoke"],
+                                     ["colorize", "a.jpg", "-o", "out"]])
+def test_ctrl_c_while_importing_pytorch(tmp_path, command):
+    fake = _fake_torch(tmp_path / "fake", "raise KeyboardInterrupt\n")
+    result = python_m_colorlib(*command, env={"PYTHONPATH": f"{fake}{os.pathsep}{REPO_ROOT}"}, cwd=tmp_path)
+    assert result.returncode == 130
+    assert one_line(result.stderr) == "interrupted (Ctrl-C)"
+    assert sorted(os.listdir(tmp_path)) == ["fake"]
+
+
+def test_real_sigint_while_importing_pytorch(tmp_path):
+    # an import that takes a while, as `import torch` does on a cold start
+    fake = _fake_torch(tmp_path / "fake", "import pathlib, sys, time\n"
+                                          f"pathlib.Path({str(tmp_path / 'importing')!r}).touch()\n"
+                                          "time.sleep(60)\n")
+    env = {**os.environ, "PYTHONPATH": f"{fake}{os.pathsep}{REPO_ROOT}"}
+    proc = subprocess.Popen([sys.executable, "-m", "colorlib", "evaluate", "--run-dir", "x"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "importing").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert one_line(stderr) == "interrupted (Ctrl-C)"
