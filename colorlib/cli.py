@@ -80,11 +80,22 @@ def cmd_train(args) -> int:
 
 
 def cmd_figures(args) -> int:
+    import warnings
+
     from .plots import save_figures
-    written = save_figures(args.run_dir, args.out, args.sample_epochs)
+    from .rundir import RunDirWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunDirWarning)
+        written = save_figures(args.run_dir, args.out, args.sample_epochs)
     for path in written:
         print(path)
-    return 0
+    damaged = [w for w in caught if issubclass(w.category, RunDirWarning)]
+    for w in caught:
+        if w not in damaged:  # anything else is shown as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for message in dict.fromkeys(str(w.message) for w in damaged):  # each damaged file once
+        print(f"warning: {message}", file=sys.stderr)
+    return 1 if damaged else 0
 
 
 def cmd_pack(args) -> int:
@@ -106,7 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining")
+    p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining",
+                       description="The paper's figures from a run directory. Damaged sample images are "
+                                   "named and left out (exit status 1); every file is written whole or not "
+                                   "at all.")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--out", required=True, help="folder for the PNG figures and provenance.json")
     p.add_argument("--sample-epochs", type=int, nargs="+", metavar="EPOCH",

@@ -9,8 +9,10 @@ notebooks display it once and batch jobs can save hundreds without leaking memor
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -71,9 +73,10 @@ def _image_row(ax, images: torch.Tensor, label: str) -> None:
     ax.set_title(label, loc="left", fontsize=9, pad=2)
 
 
-def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None) -> Figure:
-    """Figs. 4-7: grayscale input, generated colour and ground truth after `epoch` (default: last)."""
-    gray, truth, by_epoch = rundir.read_samples(run_dir)
+def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None) -> Figure:
+    """Figs. 4-7: grayscale input, generated colour and ground truth after `epoch` (default: last).
+    `samples`: what `rundir.read_samples(run_dir)` returns, when the caller has read it already."""
+    gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
     if not by_epoch:
         raise rundir.RunDirError(f"{run_dir} has no per-epoch samples yet: train at least one epoch")
     epoch = max(by_epoch) if epoch is None else epoch
@@ -97,9 +100,10 @@ def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
     return sorted(picks)
 
 
-def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None) -> Figure:
+def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None,
+                  samples=None) -> Figure:
     """Fig. 8: one row per chosen epoch, between the grayscale input and the ground truth."""
-    gray, truth, by_epoch = rundir.read_samples(run_dir)
+    gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
     epochs = list(epochs) if epochs is not None else pick_epochs(list(by_epoch))
     missing = [e for e in epochs if e not in by_epoch]
     if missing:
@@ -128,21 +132,41 @@ def provenance(run_dir, out=None) -> dict:
 
 
 def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) -> list[Path]:
-    """Write every figure of a run as PNG plus provenance.json into `out`; returns the paths."""
+    """Write every figure of a run as PNG plus provenance.json into `out`; returns the paths.
+
+    Each file is written whole or not at all (temporary file, then rename). Asking for epochs
+    the run has no samples of raises `RunDirError` before anything is written. A damaged sample
+    image is left out with a `rundir.RunDirWarning` naming it, and so are the figures that need it.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    available = rundir.sample_epochs(run_dir)
+    missing = sorted(set(sample_epochs or ()) - set(available))
+    if missing:
+        raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {available}")
     written = []
 
     def save(fig: Figure, name: str) -> None:
-        path = out / name
-        fig.savefig(path, dpi=130)
-        written.append(path)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=130)
+        rundir.atomic_write_bytes(out / name, buf.getvalue())
+        written.append(out / name)
 
-    save(loss_curves(run_dir), "loss_curves.png")
-    epochs = rundir.sample_epochs(run_dir)
-    for e in (sample_epochs or pick_epochs(epochs, 4)):
-        save(sample_grid(run_dir, e), f"samples_epoch_{e:04d}.png")
-    save(across_epochs(run_dir), "across_epochs.png")
+    curves = loss_curves(run_dir)  # everything is read before the first file is written
+    try:
+        samples = rundir.read_samples(run_dir)
+    except rundir.RunDirError as exc:
+        if not (Path(run_dir) / "samples" / "truth.png").exists():  # no samples at all: not a run
+            raise
+        warnings.warn(f"{exc}; the sample figures are left out", rundir.RunDirWarning, stacklevel=2)
+        samples = None
+    out.mkdir(parents=True, exist_ok=True)
+    save(curves, "loss_curves.png")
+    if samples is not None:
+        readable = samples[2]
+        for e in (sample_epochs or pick_epochs(list(readable), 4)):
+            if e in readable:  # a damaged one was named by read_samples
+                save(sample_grid(run_dir, e, samples=samples), f"samples_epoch_{e:04d}.png")
+        save(across_epochs(run_dir, samples=samples), "across_epochs.png")
     prov = out / "provenance.json"
     rundir.write_json(prov, provenance(run_dir, out))
     written.append(prov)

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -35,6 +36,10 @@ GENERATOR_FORMAT = "colorlib-generator-v1"
 
 class RunDirError(RuntimeError):
     """A run directory or checkpoint that cannot be used; the message says what to do."""
+
+
+class RunDirWarning(UserWarning):
+    """Part of a run directory is damaged and was left out; the message names the file."""
 
 
 _UMASK = os.umask(0)
@@ -56,6 +61,11 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: all of it or nothing."""
+    _atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -146,7 +156,13 @@ def save_strip(path: Path, images: torch.Tensor) -> None:
 
 
 def load_strip(path: Path, image_size: int = 32) -> torch.Tensor:
-    img = torchvision.io.decode_png(torchvision.io.read_file(str(path)), mode=torchvision.io.ImageReadMode.RGB)
+    try:
+        img = torchvision.io.decode_png(torchvision.io.read_file(str(path)), mode=torchvision.io.ImageReadMode.RGB)
+    except RuntimeError as exc:  # torchvision's error for unreadable, truncated and non-PNG files
+        raise RunDirError(f"sample image {path} is damaged or unreadable ({first_line(exc)})") from None
+    if img.shape[2] % image_size:
+        raise RunDirError(f"sample image {path} is {img.shape[2]} pixels wide, not a strip of "
+                          f"{image_size}-pixel images")
     return torch.stack(img.split(image_size, dim=2))
 
 
@@ -157,12 +173,21 @@ def sample_epochs(run_dir) -> list[int]:
 
 
 def read_samples(run_dir) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor]]:
-    """(gray, truth, {epoch: colorized}) as uint8 [N, 3, 32, 32] tensors."""
+    """(gray, truth, {epoch: colorized}) as uint8 [N, 3, 32, 32] tensors.
+
+    A damaged epoch image is left out with a `RunDirWarning` naming it; damaged gray or truth
+    images (which every sample figure needs) raise `RunDirError`."""
     folder = Path(run_dir) / "samples"
     if not (folder / "truth.png").exists():
         raise RunDirError(f"{folder} holds no samples: was {run_dir} written by `colorlib train`?")
     gray, truth = load_strip(folder / "gray.png"), load_strip(folder / "truth.png")
-    return gray, truth, {e: load_strip(folder / f"epoch_{e:04d}.png") for e in sample_epochs(run_dir)}
+    by_epoch = {}
+    for e in sample_epochs(run_dir):
+        try:
+            by_epoch[e] = load_strip(folder / f"epoch_{e:04d}.png")
+        except RunDirError as exc:
+            warnings.warn(f"{exc}; epoch {e} is left out", RunDirWarning, stacklevel=2)
+    return gray, truth, by_epoch
 
 
 # ---------------------------------------------------------------- checkpoints

@@ -219,3 +219,73 @@ def test_real_sigint_while_importing_pytorch(tmp_path):
         proc.kill()
     assert proc.returncode == 130
     assert one_line(stderr) == "interrupted (Ctrl-C)"
+
+
+# ---------------------------------------------------------------- 6: figures
+def fake_run(run_dir: Path, epochs: int = 3) -> Path:
+    """A small but complete run directory, written with the run-directory functions themselves."""
+    cfg = make_config("smoke", device="cpu", epochs=epochs)
+    rundir.write_json(run_dir / "config.json", cfg.to_dict())
+    rundir.write_json(run_dir / "run.json", {"status": "finished", "epochs_done": epochs})
+    iterations = torch.arange(1, 4 * epochs + 1, dtype=torch.float32)
+    rows = torch.stack([iterations, (iterations - 1) // 4 + 1, *torch.rand(5, len(iterations)) + 0.1], dim=1)
+    rundir.write_history(run_dir, rows)
+    strips = torch.randint(0, 256, (2 + epochs, 4, 3, 32, 32), dtype=torch.uint8)
+    rundir.save_strip(run_dir / "samples" / "gray.png", strips[0])
+    rundir.save_strip(run_dir / "samples" / "truth.png", strips[1])
+    for e in range(1, epochs + 1):
+        rundir.save_strip(run_dir / "samples" / f"epoch_{e:04d}.png", strips[1 + e])
+    return run_dir
+
+
+def truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_figures_name_and_skip_a_damaged_sample(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    truncate(run / "samples" / "epoch_0002.png")
+    out = tmp_path / "figures"
+    code, stdout, stderr = run_cli(capsys, "figures", "--run-dir", run, "--out", out)
+    assert code == 1  # the figures are made, without epoch 2
+    line = one_line(stderr)
+    assert line.startswith("warning: sample image ") and "epoch_0002.png is damaged or unreadable" in line
+    assert "epoch 2 is left out" in line
+    assert sorted(os.listdir(out)) == ["across_epochs.png", "loss_curves.png", "provenance.json",
+                                       "samples_epoch_0001.png", "samples_epoch_0003.png"]
+    assert sorted(stdout.split()) == sorted(str(out / name) for name in os.listdir(out))
+
+
+def test_figures_with_damaged_ground_truth_keep_the_loss_curves(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    truncate(run / "samples" / "truth.png")
+    out = tmp_path / "figures"
+    code, _, stderr = run_cli(capsys, "figures", "--run-dir", run, "--out", out)
+    assert code == 1
+    assert "truth.png is damaged or unreadable" in one_line(stderr)
+    assert sorted(os.listdir(out)) == ["loss_curves.png", "provenance.json"]
+
+
+def test_figures_of_epochs_without_samples_write_nothing(tmp_path, capsys):
+    run = fake_run(tmp_path / "run")
+    out = tmp_path / "figures"
+    code, _, stderr = run_cli(capsys, "figures", "--run-dir", run, "--out", out, "--sample-epochs", "1", "9")
+    assert code == 2 and one_line(stderr) == "error: no samples for epoch(s) [9]; available: [1, 2, 3]"
+    assert not out.exists()
+
+
+def test_figures_are_written_atomically(tmp_path, capsys, monkeypatch):
+    run = fake_run(tmp_path / "run")
+    out = tmp_path / "figures"
+    out.mkdir()
+    (out / "loss_curves.png").write_bytes(b"the previous figure")
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("colorlib.rundir.os.replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        main(["figures", "--run-dir", str(run), "--out", str(out)])
+    assert os.listdir(out) == ["loss_curves.png"]  # no temporary or partial file either
+    assert (out / "loss_curves.png").read_bytes() == b"the previous figure"
