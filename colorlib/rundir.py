@@ -216,6 +216,32 @@ def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, er
     return obj
 
 
+# what each kind of checkpoint holds besides its format tag: name -> type
+CHECKPOINT_PARTS = {
+    GENERATOR_FORMAT: {"config": dict, "generator": dict},
+    CHECKPOINT_FORMAT: {"config": dict, "generator": dict, "discriminator": dict, "g_opt": dict, "d_opt": dict,
+                        "epoch": int},
+}
+
+
 def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERATOR_FORMAT)) -> dict:
-    """A training checkpoint (last.pt) or a generator (generator.pt), see `load_weights_file`."""
-    return load_weights_file(path, formats, "checkpoint", "Use another checkpoint or retrain.")
+    """A training checkpoint (last.pt) or a generator (generator.pt), see `load_weights_file`; one
+    with a colorlib format tag but parts missing, of the wrong kind or an invalid config is refused
+    with a `RunDirError` too."""
+    remedy = "Use another checkpoint or retrain."
+    ckpt = load_weights_file(path, formats, "checkpoint", remedy)
+    for name, kind in CHECKPOINT_PARTS.get(ckpt["format"], {}).items():
+        if name not in ckpt:
+            raise RunDirError(f"checkpoint {str(path)!r} is incomplete: it has no {name!r}. {remedy}")
+        if not isinstance(ckpt[name], kind) or isinstance(ckpt[name], bool):
+            raise RunDirError(f"checkpoint {str(path)!r} is damaged: its {name!r} is a "
+                              f"{type(ckpt[name]).__name__}, not a {kind.__name__}. {remedy}")
+    if "generator" in ckpt and not all(isinstance(v, torch.Tensor) for v in ckpt["generator"].values()):
+        raise RunDirError(f"checkpoint {str(path)!r} is damaged: its 'generator' holds values that are not "
+                          f"tensors. {remedy}")
+    if "config" in ckpt:
+        try:
+            config_from_dict(ckpt["config"])
+        except ValueError as exc:  # ConfigError
+            raise RunDirError(f"checkpoint {str(path)!r} has an invalid config ({exc}). {remedy}") from None
+    return ckpt

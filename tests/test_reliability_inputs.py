@@ -289,3 +289,56 @@ def test_figures_are_written_atomically(tmp_path, capsys, monkeypatch):
         main(["figures", "--run-dir", str(run), "--out", str(out)])
     assert os.listdir(out) == ["loss_curves.png"]  # no temporary or partial file either
     assert (out / "loss_curves.png").read_bytes() == b"the previous figure"
+
+
+# ---------------------------------------------------------------- a generator for the tests below
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """An untrained smoke-sized generator in the generator.pt format: what colorize needs, at once."""
+    cfg = make_config("smoke", device="cpu")
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "generator.pt"
+    torch.save({"format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": 0,
+                "generator": build_generator(cfg).state_dict()}, path)
+    path.chmod(0o644)
+    return path
+
+
+def gray_photo(path: Path, size=(40, 30)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.linear_gradient("L").resize(size).save(path)
+    return path
+
+
+def colorize_cli(capsys, *argv) -> tuple[int, str, str]:
+    return run_cli(capsys, "colorize", "--no-progress", *argv)
+
+
+# ---------------------------------------------------------------- 15: checkpoints
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.pop("generator"), "is incomplete: it has no 'generator'"),
+    (lambda c: c.pop("config"), "is incomplete: it has no 'config'"),
+    (lambda c: c.update(config="smoke"), "is damaged: its 'config' is a str, not a dict"),
+    (lambda c: c.update(generator=[1, 2]), "is damaged: its 'generator' is a list, not a dict"),
+    (lambda c: c.update(generator={"stem.weight": "text"}), "its 'generator' holds values that are not tensors"),
+    (lambda c: c["config"].update(lr=float("nan")), "has an invalid config (lr=nan is not valid"),
+])
+def test_checkpoint_with_the_right_tag_but_wrong_contents(checkpoint, tmp_path, capsys, change, message):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    change(ckpt)
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(rundir.RunDirError, match=re.escape(message)):
+        load_model(bad)
+    code, _, stderr = colorize_cli(capsys, gray_photo(tmp_path / "a.png"), "-o", tmp_path / "out",
+                                   "--checkpoint", bad)
+    assert code == 2 and message in one_line(stderr)
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_checkpoint_parts_are_checked_too(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, weights_only=True)
+    ckpt["format"] = rundir.CHECKPOINT_FORMAT  # a last.pt needs D and the optimizers as well
+    torch.save(ckpt, tmp_path / "last.pt")
+    with pytest.raises(rundir.RunDirError, match="is incomplete: it has no 'discriminator'"):
+        rundir.load_checkpoint(tmp_path / "last.pt")
