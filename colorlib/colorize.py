@@ -13,7 +13,9 @@ et al. (2016) and DeOldify, we
 4. put it back together with the untouched full-resolution luminance.
 
 The network never sees more than `render_size` pixels on the short side, so the cost of a
-large photo is decoding, one chroma upsampling and encoding: all linear in the pixels.
+large photo is decoding, one chroma upsampling and encoding: all linear in the pixels. The
+working resolution is also capped in total (MAX_RENDER_PIXELS, MAX_RENDER_SIDE), so a very long
+strip or a large `render_size` cannot make the generator's memory grow without bound.
 
 Colour space: YCbCr (ITU-R BT.601, full range, as in JPEG). Its Y is exactly the luma the
 generator is trained to read, so "the output's luminance equals the input's" means the same
@@ -29,7 +31,9 @@ out-of-gamut Lab colour changes its lightness.
 from __future__ import annotations
 
 import io
+import math
 import os
+import stat
 import sys
 import tempfile
 import warnings
@@ -51,11 +55,21 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "generator.pt
 # what a folder given to the command line is searched for (files named explicitly are always tried)
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 METHODS = ("chroma", "naive")
+# the most the generator is shown of one photo (its memory grows with these); render_size at most
+# MAX_RENDER_SIZE, and a working resolution over either limit is shrunk to fit
+MAX_RENDER_PIXELS = 2 ** 22  # about 4 megapixels: some 1.6 GB for the shipped generator (g_width=64)
+MAX_RENDER_SIDE = 2 ** 16
+MAX_RENDER_SIZE = math.isqrt(MAX_RENDER_PIXELS)  # 2048: a square photo at the pixel limit
 
 
 
 class ImageReadError(ValueError):
     """One input file that cannot be colorized; the message says why and what to do."""
+
+
+PERMISSION_DENIED_FILE = "permission denied: you may not read this file; check its permissions (ls -l)"
+PERMISSION_DENIED_FOLDER = ("permission denied: this folder cannot be read, so its photos were not "
+                            "colorized; check its permissions (ls -ld)")
 
 
 # ---------------------------------------------------------------- colour space
@@ -82,6 +96,7 @@ class GrayPhoto:
     alpha: Optional[torch.Tensor] = None  # uint8 [H, W] transparency, carried to the output
     was_color: bool = False  # the input already had colour (it is replaced)
     bits: int = 8  # bit depth of the input's gray levels
+    frames: int = 1  # frames of an animation or pages of a multi-page file; only the first is used
 
     @property
     def size(self) -> tuple[int, int]:
@@ -106,7 +121,20 @@ def _has_color(img: Image.Image) -> bool:
 
 
 def gray_from_pil(img: Image.Image) -> GrayPhoto:
-    """Any Pillow image -> its luminance (and alpha); colour is dropped, and reported."""
+    """Any Pillow image -> its luminance (and alpha); colour is dropped, and reported. Of an
+    animation or a multi-page file, the current (first) frame; `frames` says how many there are."""
+    photo = _gray_from_pil(img)
+    photo.frames = _frame_count(img)
+    return photo
+
+
+def _frame_count(img: Image.Image) -> int:
+    """Frames of an animation (GIF, APNG, WebP) or pages of a multi-page file (TIFF), as Pillow
+    counts them. A camera's MPO JPEG holds a preview or depth map after the photo: that is one."""
+    return 1 if img.format == "MPO" else getattr(img, "n_frames", 1)
+
+
+def _gray_from_pil(img: Image.Image) -> GrayPhoto:
     if img.mode == "P":  # a palette: look the colours up (and the transparent index, if any)
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif img.mode in ("PA", "RGBa"):  # palette + alpha, premultiplied alpha
@@ -148,6 +176,8 @@ def read_photo(source) -> GrayPhoto:
             size, suffix, opened = path.stat().st_size, path.suffix, path
         except FileNotFoundError:
             raise ImageReadError("no such file") from None
+        except PermissionError:
+            raise ImageReadError(PERMISSION_DENIED_FILE) from None
     if size == 0:
         raise ImageReadError("the file is empty (0 bytes); there is no picture in it")
     with warnings.catch_warnings():
@@ -156,9 +186,13 @@ def read_photo(source) -> GrayPhoto:
         try:
             with Image.open(opened) as img:
                 img.load()  # decode now, so a truncated file fails here and not half-way
-                return gray_from_pil(ImageOps.exif_transpose(img))
+                photo = gray_from_pil(ImageOps.exif_transpose(img))
+                photo.frames = _frame_count(img)  # (the upright copy has only one)
+                return photo
         except ImageReadError:
             raise
+        except PermissionError:
+            raise ImageReadError(PERMISSION_DENIED_FILE) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageReadError(
                 f"too many pixels: {exc} If you trust this file, raise the limit with --max-pixels "
@@ -206,16 +240,34 @@ def size_multiple(model: torch.nn.Module) -> int:
     return 2 ** (len(model.down) + 1)
 
 
-def render_shape(height: int, width: int, render_size: int, multiple: int) -> tuple[int, int]:
-    """The working resolution: `render_size` on the short side, the long side in proportion,
-    rounded to the generator's multiple (so the aspect ratio changes by at most half of it)."""
+def requested_shape(height: int, width: int, render_size: int, multiple: int) -> tuple[int, int]:
+    """The working resolution `render_size` asks for: `render_size` on the short side, the long
+    side in proportion, rounded to the generator's multiple (so the aspect ratio changes by at
+    most half of it). `render_shape` is what the generator is given."""
     if render_size < multiple or render_size % multiple:
         raise ConfigError(f"render_size={render_size} must be a positive multiple of {multiple} for this "
                           f"generator (it halves the image {multiple.bit_length() - 1} times); "
                           f"try {max(multiple, round(render_size / multiple) * multiple)}")
+    if render_size > MAX_RENDER_SIZE:
+        raise ConfigError(f"render_size={render_size} is too large: the generator sees at most "
+                          f"{MAX_RENDER_SIZE} pixels on the short side ({MAX_RENDER_PIXELS / 1e6:.1f} "
+                          f"megapixels in all; it was trained on 32x32 images); use {multiple} to {MAX_RENDER_SIZE}")
     short, long = sorted((height, width))
     long_side = max(multiple, round(render_size * long / short / multiple) * multiple)
     return (render_size, long_side) if height <= width else (long_side, render_size)
+
+
+def render_shape(height: int, width: int, render_size: int, multiple: int) -> tuple[int, int]:
+    """The working resolution: `requested_shape`, shrunk in proportion where it would exceed
+    MAX_RENDER_PIXELS or MAX_RENDER_SIDE, so memory stays bounded whatever the photo's aspect
+    ratio (the short side of a very long strip stops at `multiple`; its long side takes the rest)."""
+    h, w = requested_shape(height, width, render_size, multiple)
+    scale = min(1.0, math.sqrt(MAX_RENDER_PIXELS / (h * w)), MAX_RENDER_SIDE / max(h, w))
+    if scale == 1.0:
+        return h, w
+    h, w = (max(multiple, math.floor(side * scale) // multiple * multiple) for side in (h, w))
+    longest = min(MAX_RENDER_SIDE, MAX_RENDER_PIXELS // min(h, w)) // multiple * multiple
+    return (min(h, longest), w) if h >= w else (h, min(w, longest))
 
 
 @torch.inference_mode()
@@ -344,25 +396,56 @@ class Job:
 
 def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tuple[str, str]]]:
     """The photos named by `inputs` (files, or folders searched recursively) and, separately,
-    (input, problem) for inputs that name nothing usable. When the output folder lies inside an
-    input folder, its files are left out, so a second run does not colorize the first's outputs."""
-    jobs, problems = [], []
+    (input, problem) for inputs that name nothing usable and for folders that cannot be read.
+    A photo named twice (the same file, or a file and a folder holding it) is taken once, as
+    first named. When the output folder lies inside an input folder, its files are left out, so
+    a second run does not colorize the first's outputs."""
+    jobs, problems, seen = [], [], set()
     out_resolved = out_dir.resolve()
+
+    def add(job: Job) -> None:
+        key = job.source.resolve()
+        if key not in seen:
+            seen.add(key)
+            jobs.append(job)
+
     for name in inputs:
         path = Path(name)
-        if path.is_dir():
+        try:
+            mode = path.stat().st_mode
+        except PermissionError:
+            problems.append((name, "permission denied: a folder on the way to it cannot be searched; "
+                                   "check its permissions (ls -ld)"))
+            continue
+        except OSError:
+            mode = 0
+        if stat.S_ISDIR(mode):
             inside = out_resolved != path.resolve()  # out_dir == the folder itself is refused later
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_EXTENSIONS
-                           and not p.name.startswith(".")
-                           and not (inside and out_resolved in p.resolve().parents))
-            if not found:
+            found, unreadable = _photos_in(path, out_resolved if inside else None)
+            problems += [(str(folder), PERMISSION_DENIED_FOLDER) for folder in unreadable]
+            if not found and not unreadable:
                 problems.append((name, f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in this folder"))
-            jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
-        elif path.is_file():
-            jobs.append(Job(path, Path(path.stem)))
+            for p in found:
+                add(Job(p, p.relative_to(path).with_suffix("")))
+        elif stat.S_ISREG(mode):
+            add(Job(path, Path(path.stem)))
         else:
             problems.append((name, "no such file or folder"))
     return jobs, problems
+
+
+def _photos_in(folder: Path, skip: Optional[Path]) -> tuple[list[Path], list[Path]]:
+    """(photo files under `folder` but not under `skip`, sorted; folders that could not be read).
+    Like Path.rglob, symbolic links to folders are not followed; unlike it, a folder that cannot be
+    listed is reported instead of passed over in silence."""
+    found, unreadable = [], []
+    for root, _, files in os.walk(folder, onerror=lambda exc: unreadable.append(Path(exc.filename))):
+        for name in files:
+            p = Path(root) / name
+            if (p.suffix.lower() in PHOTO_EXTENSIONS and not name.startswith(".") and p.is_file()
+                    and not (skip is not None and skip in p.resolve().parents)):
+                found.append(p)
+    return sorted(found), sorted(unreadable)
 
 
 def _describe_problem(exc: BaseException) -> str:
@@ -441,31 +524,41 @@ def _colorize_files(args) -> int:
                                  f"too; colorize photos of the same name into separate folders")
 
     bar = tqdm(jobs, unit="photo", desc="colorize", disable=args.no_progress or None, file=sys.stderr)
-    for job in bar:
-        try:
-            target, _ = _target(out_dir, job, has_alpha=False)
-            claim(target, job)
-            if target.exists() and not args.overwrite:  # before decoding: reruns are cheap
-                tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
-                           file=sys.stderr)
-                skipped += 1
-                continue
-            photo = read_photo(job.source)
-            target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
-            claim(target, job)
-            if photo.was_color:
-                if colour_inputs == 0:
-                    tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
-                               f"gray first and get new colours (this note is not repeated; the summary "
-                               f"counts them)", file=sys.stderr)
-                colour_inputs += 1
-            image = to_pil(colorize_luma(photo.luma, model, args.render_size), photo.alpha)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, encode(image, fmt), overwrite=args.overwrite)
-            done += 1
-        except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
-            failed.append((str(job.source), _describe_problem(exc)))
-            tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
+    try:
+        for job in bar:
+            try:
+                target, _ = _target(out_dir, job, has_alpha=False)
+                claim(target, job)
+                if target.exists() and not args.overwrite:  # before decoding: reruns are cheap
+                    tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
+                               file=sys.stderr)
+                    skipped += 1
+                    continue
+                photo = read_photo(job.source)
+                target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
+                claim(target, job)
+                if photo.was_color:
+                    if colour_inputs == 0:
+                        tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
+                                   f"gray first and get new colours (this note is not repeated; the summary "
+                                   f"counts them)", file=sys.stderr)
+                    colour_inputs += 1
+                if photo.frames > 1:
+                    tqdm.write(f"note: {job.source} has {photo.frames} frames (an animation or a multi-page "
+                               f"file); only the first is colorized", file=sys.stderr)
+                _note_reduced_size(job, photo, model, args.render_size)
+                image = to_pil(colorize_luma(photo.luma, model, args.render_size), photo.alpha)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_atomically(target, encode(image, fmt), overwrite=args.overwrite)
+                done += 1
+            except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
+                failed.append((str(job.source), _describe_problem(exc)))
+                tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
+    except KeyboardInterrupt:  # outputs are written atomically: those done are whole, none is partial
+        bar.close()
+        print(f"interrupted: colorized {done} of {len(jobs)} photo(s) into {out_dir} before Ctrl-C; run the "
+              f"same command again to do the rest (photos already colorized are skipped)", file=sys.stderr)
+        return 130
     bar.close()
 
     summary = f"colorized {done} of {len(jobs)} photo(s) into {out_dir}"
@@ -478,20 +571,34 @@ def _colorize_files(args) -> int:
     return 1 if failed else 0
 
 
+def _note_reduced_size(job: Job, photo: GrayPhoto, model, render_size: int) -> None:
+    """One line when the generator is shown less than --render-size asks for (see `render_shape`)."""
+    from tqdm import tqdm
+    multiple = size_multiple(model)
+    asked = requested_shape(*photo.luma.shape, render_size, multiple)
+    shape = render_shape(*photo.luma.shape, render_size, multiple)
+    if shape != asked:
+        width, height = photo.size
+        tqdm.write(f"note: {job.source} ({width}x{height}) is worked at {shape[1]}x{shape[0]} pixels instead of "
+                   f"{asked[1]}x{asked[0]}, to keep memory bounded (at most {MAX_RENDER_PIXELS / 1e6:.1f} "
+                   f"megapixels, sides up to {MAX_RENDER_SIDE})", file=sys.stderr)
+
+
 def register_cli(sub) -> None:
     p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
                        description="Colorize photos of any size with a trained generator: the photo's own "
                                    "full-resolution luminance is kept and only its colour is predicted. "
                                    "Outputs never overwrite inputs and are written atomically. Exit status: 0 "
-                                   "all colorized, 1 some photos failed, 2 nothing was done.")
+                                   "all colorized, 1 some photos failed, 2 nothing was done, 130 "
+                                   "interrupted (a rerun skips the photos already done).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, or folders searched recursively")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="folder for the colorized photos (created if needed; JPEG in, JPEG out; else PNG)")
     p.add_argument("--checkpoint", default=None,
                    help="generator.pt or run directory (default: the generator shipped with colorlib)")
     p.add_argument("--render-size", type=int, default=32,
-                   help="short side of the working resolution the generator sees (default 32, its "
-                        "training size; a multiple of 2**g_depth)")
+                   help=f"short side of the working resolution the generator sees (default 32, its "
+                        f"training size; a multiple of 2**g_depth, at most {MAX_RENDER_SIZE})")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--max-pixels", type=int, default=None,
