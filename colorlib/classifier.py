@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from .rundir import atomic_save, load_weights_file
 
 CLASSIFIER_FORMAT = "colorlib-classifier-v1"
+SHIPPED_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "cifar10-classifier.pt"
 DEFAULT_WIDTHS = (64, 256, 256)
 # per-channel statistics of the CIFAR-10 training images, in [0, 1]
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)

@@ -9,6 +9,8 @@
     python -m colorlib train-classifier --out FILE.pt         (classifier.py, via metrics.py)
     python -m colorlib baselines --preset quick --out DIR     (baselines.py)
     python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py)
+    python -m colorlib sweep PLAN.json                        (packing.py: many runs at once)
+    python -m colorlib study --preset paper --seeds 3         (study.py: the whole comparison)
     python -m colorlib bench --preset paper                   (bench.py)
 
 Exit status: 0 success, 1 partial failure (some photos or figures could not be made, training
@@ -133,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pack)
 
     # commands that live with their concept's module register themselves here
-    from . import baselines, bench, colorize, metrics
-    for module in (colorize, metrics, baselines, bench):
+    from . import baselines, bench, colorize, metrics, packing, study
+    for module in (colorize, metrics, baselines, packing, study, bench):
         module.register_cli(sub)
     return parser
 

@@ -80,12 +80,13 @@ def combine(luma: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     fit. Every point on that line has the same Y, so the luminance is never altered; clipping
     the channels instead would darken or brighten the pixel.
     """
-    offset = torch.einsum("ck,khw->chw", CHROMA_TO_RGB.to(cbcr), cbcr)  # RGB - Y, which has luma 0
+    offset = torch.einsum("ck,...khw->...chw", CHROMA_TO_RGB.to(cbcr), cbcr)  # RGB - Y, which has luma 0
     # Y is a weighted mean of R, G, B, so min <= Y <= max and both ratios are >= 1 exactly when
     # the colour is inside [0, 1]: the largest chroma factor that keeps it there is
-    low, high = offset.amin(0), offset.amax(0)
+    low, high = offset.amin(-3), offset.amax(-3)
     scale = torch.minimum(luma / (-low).clamp_min(1e-12), (1 - luma) / high.clamp_min(1e-12))
-    return offset.mul_(scale.clamp_(max=1.0)).add_(luma).clamp_(0, 1)  # the clamp only removes float dust
+    # (batches work too: luma [B, H, W] with chroma [B, 2, H, W])
+    return offset.mul_(scale.clamp_(max=1.0).unsqueeze(-3)).add_(luma.unsqueeze(-3)).clamp_(0, 1)  # clamp: float dust
 
 
 # ---------------------------------------------------------------- reading photos

@@ -19,22 +19,26 @@ class Config:
     # --- data ---
     data: Optional[str] = None  # folder / pack file; None: $COLORLIB_DATA, else torchvision CIFAR-10 in data_root
     data_root: str = "data"  # where torchvision downloads the official CIFAR-10
-    train_size: Optional[int] = None  # random subset of the training split (None: all 50,000)
+    val_size: int = 5000  # seeded hold-out of the training split: model selection, never trained on
+    train_size: Optional[int] = None  # random subset of the rest of the training split (None: all of it)
     n_samples: int = 16  # fixed test images whose colorization is saved after every epoch
 
     # --- models (paper Fig. 1 and Fig. 2; widths and depths are not given) ---
     g_width: int = 64  # channels of the first encoder block, doubled per level
     g_depth: int = 4  # stride-2 levels: 32 -> 16 -> 8 -> 4 -> 2
-    norm: str = "batch"  # generator normalization: batch | instance | fan | none
+    norm: str = "batch"  # generator normalization: batch | instance | fan | spade | none (see models.py)
     d_width: int = 64
     d_depth: int = 3
     d_norm: str = "batch"  # discriminator normalization: batch | instance | spectral | none
     d_arch: str = "global"  # global: one logit per image (the paper) | patch: PatchGAN (pix2pix)
     output: str = "rgb"  # rgb (the paper) | ycbcr: predict Cb, Cr and keep the input's luma exactly
+    # | classes: Cb, Cr as a distribution over quantized chroma bins (Zhang et al. 2016), luma kept
+    chroma_temperature: float = 0.38  # output=classes: annealed mean of the bins (1: mean, ->0: mode)
 
     # --- losses (eq. 3-5) ---
     lam: float = 100.0  # lambda of eq. (5); the paper gives none, see losses.py
     content_loss: str = "cosine"  # cosine over the image (eq. 4) | cosine_pixel | l1 (pix2pix)
+    # output=classes always adds the rebalanced cross-entropy over chroma bins (see losses.py)
     adv_weight: float = 1.0  # 0 turns the GAN off: a plain regression U-Net baseline
 
     # --- optimisation (Sec. IV-B) ---
@@ -44,6 +48,13 @@ class Config:
     lr: float = 1e-3  # torch.optim.Adam's default, as the paper says "default parameters"
     beta1: float = 0.9
     beta2: float = 0.999
+    d_lr: Optional[float] = None  # discriminator learning rate (None: lr); two time-scale rule (TTUR)
+    lr_schedule: str = "constant"  # constant | linear: decays both rates linearly to 0 over the second half
+
+    # --- stabilisers (all off in the paper's recipe; see the stable preset and notebook 08) ---
+    r1_gamma: float = 0.0  # R1 gradient penalty on real pairs, gamma/2 * |grad_x D|^2 (Mescheder et al. 2018)
+    label_smoothing: float = 0.0  # one-sided: real pairs are labelled 1 - label_smoothing (Salimans et al. 2016)
+    ema_decay: float = 0.0  # exponential moving average of G's weights (0: off); used for samples and generator.pt
 
     # --- run mechanics ---
     seed: int = 0
@@ -67,21 +78,22 @@ class Config:
 
 PRESETS: dict[str, dict[str, Any]] = {
     # seconds on a laptop CPU: the test suite and nbval run this
-    "smoke": dict(train_size=200, epochs=2, batch_size=50, g_width=8, g_depth=3,
+    "smoke": dict(train_size=200, val_size=50, epochs=2, batch_size=50, g_width=8, g_depth=3,
                   d_width=8, d_depth=2, n_samples=8, log_every=1),
     # a few minutes on a 2-core CPU: the committed notebooks and figures/quick
-    "quick": dict(train_size=10000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
+    "quick": dict(train_size=10000, val_size=2000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
                   log_every=10),
     # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
     "paper": dict(checkpoint_every=5, log_every=200),
 }
 
 CHOICES = {
-    "norm": ("batch", "instance", "fan", "none"),
+    "norm": ("batch", "instance", "fan", "spade", "none"),
     "d_norm": ("batch", "instance", "spectral", "none"),
     "content_loss": ("cosine", "cosine_pixel", "l1"),
     "d_arch": ("global", "patch"),
-    "output": ("rgb", "ycbcr"),
+    "output": ("rgb", "ycbcr", "classes"),
+    "lr_schedule": ("constant", "linear"),
     "device": None,  # checked when resolved, see training.pick_device
 }
 

@@ -56,15 +56,37 @@ def resolve_source(data: Optional[str]) -> str:
     return data or os.environ.get(DATA_ENV) or "cifar10"
 
 
+VAL_SEED = 20_17  # one validation split for every run and seed, so validation numbers compare
+
+
 def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed: int = 0,
-               data_root: str = "data", image_size: int = 32) -> ImageSet:
-    """Load `split` ("train" or "test") of a source, optionally a seeded random subset of `size`."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+               data_root: str = "data", image_size: int = 32, val_size: int = 0) -> ImageSet:
+    """Load `split` ("train", "val" or "test") of a source, optionally a seeded random subset of `size`.
+
+    "val" is a hold-out of `val_size` training images drawn with a fixed seed (VAL_SEED), the same
+    for every run; "train" is then the rest of the training split. Model selection uses "val";
+    the test split is kept for the final tables.
+    """
+    if split not in ("train", "val", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    if split == "val" and val_size <= 0:
+        raise ValueError("the val split needs val_size > 0")
+
+    def select(n: int) -> torch.Tensor:
+        if split == "test":
+            return _subset(n, size, seed)
+        if val_size >= n:
+            raise DataError(f"val_size={val_size} leaves no training images out of {n}; use a smaller val_size")
+        held = torch.randperm(n, generator=torch.Generator().manual_seed(VAL_SEED))
+        pool = held[:val_size] if split == "val" else held[val_size:]
+        pool = pool.sort().values
+        return pool[_subset(len(pool), size, seed)]
+
+    file_split = "test" if split == "test" else "train"
     source = resolve_source(data)
     if source == "cifar10":
-        images, labels, classes = _load_torchvision_cifar10(split, data_root)
-        index = _subset(len(images), size, seed)
+        images, labels, classes = _load_torchvision_cifar10(file_split, data_root)
+        index = select(len(images))
         return ImageSet(images[index], labels[index], classes, f"CIFAR-10 (torchvision, {data_root})")
     path = Path(source).expanduser()
     if not path.exists():
@@ -73,8 +95,8 @@ def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed
             f"laid out as train/<class>/*.jpg and test/<class>/*.jpg, or at a .pt pack, or leave "
             f"it unset to download the official CIFAR-10 (needs internet).")
     if path.is_file():
-        return _load_pack(path, split, size, seed, image_size)
-    return _load_folder(path, split, size, seed, image_size)
+        return _load_pack(path, file_split, select, image_size)
+    return _load_folder(path, file_split, select, image_size)
 
 
 def _subset(n: int, size: Optional[int], seed: int) -> torch.Tensor:
@@ -121,9 +143,9 @@ def _folder_files(path: Path, split: str) -> tuple[list[Path], list[int], list[s
     return files, labels, classes
 
 
-def _load_folder(path: Path, split: str, size, seed, image_size) -> ImageSet:
+def _load_folder(path: Path, split: str, select, image_size) -> ImageSet:
     files, labels, classes = _folder_files(path, split)
-    index = _subset(len(files), size, seed)
+    index = select(len(files))
     blobs = [torchvision.io.read_file(str(files[i])) for i in index.tolist()]
     images = _decode_all(blobs, image_size, names=[str(files[i]) for i in index.tolist()])
     return ImageSet(images, torch.tensor(labels)[index], classes, str(path))
@@ -162,23 +184,41 @@ def pack_folder(folder: str, out: str) -> dict:
     for split in ("train", "test"):
         files, labels, classes = _folder_files(path, split)
         blobs = [torchvision.io.read_file(str(f)) for f in files]
+        # JPEGs written by one encoder share their headers (tables, sizes: 623 bytes for CIFAR-10,
+        # two thirds of each file); the pack stores the common prefix once and the rest per file
+        prefix = _common_prefix(blobs)
+        blobs = [b[len(prefix):] for b in blobs]
         lengths = torch.tensor([len(b) for b in blobs], dtype=torch.int64)
         pack[split] = {"bytes": torch.cat(blobs), "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
-                       "labels": torch.tensor(labels, dtype=torch.int64)}
+                       "labels": torch.tensor(labels, dtype=torch.int64), "prefix": prefix}
         pack["classes"] = classes
     from .rundir import atomic_save
     atomic_save(pack, Path(out))
     return {split: len(pack[split]["labels"]) for split in ("train", "test")}
 
 
-def _load_pack(path: Path, split, size, seed, image_size) -> ImageSet:
+def _common_prefix(blobs: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The longest byte prefix shared by every blob (one left in each, so none becomes empty)."""
+    shortest = min(len(b) for b in blobs) - 1
+    prefix = blobs[0][:max(shortest, 0)]
+    for b in blobs[1:]:
+        differ = (b[:len(prefix)] != prefix).nonzero()
+        if len(differ):
+            prefix = prefix[:int(differ[0])]
+    return prefix.clone()
+
+
+def _load_pack(path: Path, split, select, image_size) -> ImageSet:
     from .rundir import load_weights_file
     pack = load_weights_file(path, (PACK_FORMAT,), "data pack",
                              "Make one with `python -m colorlib pack --data FOLDER --out FILE.pt`.", DataError)
     part = pack[split]
-    index = _subset(len(part["labels"]), size, seed)
+    index = select(len(part["labels"]))
     off = part["offsets"]
+    prefix = part.get("prefix")
     blobs = [part["bytes"][off[i]:off[i + 1]] for i in index.tolist()]
+    if prefix is not None and len(prefix):
+        blobs = [torch.cat([prefix, b]) for b in blobs]
     images = _decode_all(blobs, image_size, names=[f"{path}:{split}[{i}]" for i in index.tolist()])
     return ImageSet(images, part["labels"][index], list(pack["classes"]), str(path))
 

@@ -14,13 +14,16 @@ import torch
 import torch.nn.functional as F
 
 
-def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
+                       label_smoothing: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. (3) as the discriminator maximises it, written as two BCE terms to minimise.
 
     -E[log D(X, Y)] on real pairs and -E[log(1 - D(X, G(X)))] on generated pairs, on logits.
     Returned separately so the history can show both (Fig. 3 plots their sum).
+    label_smoothing > 0 labels real pairs 1 - label_smoothing (one-sided, Salimans et al. 2016):
+    D can no longer drive its loss to zero, so it cannot win outright.
     """
-    real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 1.0 - label_smoothing))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     return real, fake
 
@@ -48,6 +51,16 @@ def per_pixel_cosine_loss(fake: torch.Tensor, real: torch.Tensor, eps: float = 1
 
 def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(fake.float(), real.float())
+
+
+def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[|grad_x D(x)|^2] on real pairs, without the gamma / 2.
+
+    `real_input` must require grad and be what D saw; the gradient is kept differentiable
+    (create_graph) so the penalty trains D.
+    """
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_input, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1).mean()
 
 
 CONTENT_LOSSES = {"cosine": cosine_similarity_loss, "cosine_pixel": per_pixel_cosine_loss, "l1": l1_loss}

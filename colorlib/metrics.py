@@ -41,11 +41,13 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
+from .classifier import SHIPPED_CLASSIFIER
+
 PSNR_CAP_DB = 100.0
 NAZERI_THRESHOLD = 0.02  # 2% of each Lab channel's range
 LAB_RANGES = (100.0, 220.0, 220.0)  # L in [0, 100]; a, b in [-110, 110] (Nazeri et al.'s code)
 METRICS_FORMAT = "colorlib-metrics-v1"
-DEFAULT_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "cifar10-classifier.pt"  # ships with the package
+DEFAULT_CLASSIFIER = SHIPPED_CLASSIFIER  # ships with the package
 FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
 GRAY_METHOD = "gray (copied to RGB)"
 
@@ -184,7 +186,9 @@ class MethodScores:
                  device=None):
         self.n = 0
         self.pixels = 0
-        self.sums = {k: 0.0 for k in ("psnr", "sq_err", "ssim", "colourfulness", "pixel_accuracy", "correct")}
+        self.sums = {k: 0.0 for k in ("psnr", "sq_err", "ssim", "colourfulness", "pixel_accuracy", "correct",
+                                      "psnr_colour")}
+        self.gray_truths = 0
         self.classifier = classifier
         self.fd = feature_distance_metric(classifier).to(device) if classifier is not None else None
         self.fid = inception_fid_metric(inception_weights).to(device) if inception_weights else None
@@ -195,7 +199,13 @@ class MethodScores:
         mse = mse_per_image(pred, truth)
         self.n += pred.shape[0]
         self.pixels += pred[0].numel() * pred.shape[0]
-        self.sums["psnr"] += psnr_from_mse(mse).sum().item()
+        per_image = psnr_from_mse(mse)
+        self.sums["psnr"] += per_image.sum().item()
+        # truths with no colour at all (R = G = B everywhere): the gray copy is exact there, and
+        # its capped 100 dB would dominate a mean, so the headline per-image mean leaves them out
+        gray_truth = (truth.amax(1) == truth.amin(1)).flatten(1).all(1)
+        self.gray_truths += int(gray_truth.sum())
+        self.sums["psnr_colour"] += per_image[~gray_truth].sum().item()
         self.sums["sq_err"] += (mse * pred[0].numel()).sum().item()
         if with_ssim:
             self.sums["ssim"] += ssim(pred, truth).sum().item()
@@ -219,6 +229,8 @@ class MethodScores:
         out = {
             "images": self.n,
             "psnr_mean_db": self.sums["psnr"] / n,
+            "psnr_colour_mean_db": self.sums["psnr_colour"] / max(self.n - self.gray_truths, 1),
+            "gray_truths_left_out": self.gray_truths,
             "psnr_dataset_db": psnr_from_mse(torch.tensor(dataset_mse)).item(),
             "ssim": self.sums["ssim"] / n,
             "colourfulness": self.sums["colourfulness"] / n,
@@ -248,10 +260,24 @@ def gray_baseline(gray: torch.Tensor) -> torch.Tensor:
 
 
 def generator_method(G: nn.Module) -> Method:
+    """The network's own output, as trained (for the paper's RGB generator, luma included)."""
     G.eval()
 
     def colorize(gray: torch.Tensor) -> torch.Tensor:
         return G(gray)
+    return colorize
+
+
+def colorize_method(G: nn.Module) -> Method:
+    """What `colorize` delivers: the network's chroma on the input's exact luma (colorize.py)."""
+    from .colorize import combine
+    from .data import rgb_to_ycbcr
+    G.eval()
+
+    def colorize(gray: torch.Tensor) -> torch.Tensor:
+        luma = gray.float().add(1).div(2)[:, 0]
+        cbcr = rgb_to_ycbcr(G(gray).float().add(1).div(2).clamp(0, 1))[:, 1:]
+        return combine(luma, cbcr).mul(2).sub(1)  # combine takes batches [B, H, W], [B, 2, H, W]
     return colorize
 
 

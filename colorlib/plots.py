@@ -10,7 +10,6 @@ notebooks display it once and batch jobs can save hundreds without leaking memor
 from __future__ import annotations
 
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -40,8 +39,16 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
     it = h["iteration"].numpy()
     n = len(it)
     window = window or max(1, n // 50)
-    fig = Figure(figsize=(11, 3.8), layout="constrained")
-    ax_gd, ax_parts = fig.subplots(1, 2)
+    epochs = rundir.read_epochs(run_dir)
+    collapse = "d_wins_share" in epochs and len(epochs["d_wins_share"]) and cfg.adv_weight > 0
+    fig = Figure(figsize=(16 if collapse else 11, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3 if collapse else 2)
+    ax_gd, ax_parts = axes[:2]
+    if collapse:  # the collapse statistic: how often D wins outright (training.D_WINS_LOSS)
+        ax = axes[2]
+        ax.bar(epochs["epoch"].numpy(), epochs["d_wins_share"].numpy(), color="tab:red", width=0.9)
+        ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1),
+               title="Discriminator wins outright (D loss < 0.01)")
     d_total = h["d_real"] + h["d_fake"]
     for values, label, color in ((h["g_total"], "generator (eq. 5)", "tab:blue"),
                                  (d_total, "discriminator (real + fake)", "tab:red")):
@@ -62,6 +69,47 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
         for ax in (ax_gd, ax_parts):
             sec = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
             sec.set_xlabel("epoch")
+    return fig
+
+
+def frontier_figure(report: dict) -> Figure:
+    """PSNR against colourfulness for every method of a study (mean over seeds, with spread):
+    the trade-off between staying close to the truth and being as colourful as it."""
+    fig = Figure(figsize=(9, 6), layout="constrained")
+    ax = fig.subplots()
+    truth = report["ground_truth"]["test"]["colourfulness"]
+    gray = report["gray"]["test"]
+    ax.axvline(truth, color="black", ls="--", lw=1, label=f"truth colourfulness {truth:.1f}")
+    ax.axvspan(0.9 * truth, 1.1 * truth, color="black", alpha=0.06, label="within 10% of the truth")
+    ax.axhline(gray["psnr_dataset_db"]["mean"], color="gray", ls=":", lw=1, label="gray copy's PSNR")
+    ax.axhline(gray["psnr_dataset_db"]["mean"] + 1.0, color="tab:green", ls=":", lw=1, label="gray + 1 dB")
+    cmap = __import__("matplotlib").colormaps["tab20"]
+    for i, (name, r) in enumerate(report["methods"].items()):
+        m = r["test"]["colorize"]
+        if "psnr_dataset_db" not in m or "colourfulness" not in m:
+            continue
+        ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
+                    yerr=m["psnr_dataset_db"]["std"], fmt="o" if name != report.get("chosen") else "*",
+                    ms=8 if name != report.get("chosen") else 16, color=cmap(i % 20), label=name, capsize=2)
+    ax.plot([0], [gray["psnr_dataset_db"]["mean"]], "s", color="gray", ms=8, label="gray (copied to RGB)")
+    ax.set(xlabel="colourfulness (Hasler & Suesstrunk)", ylabel="PSNR over the test set (dB)",
+           title=f"PSNR vs colourfulness, test split through colorize ({report['seeds']} seeds, mean ± std)")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    return fig
+
+
+def collapse_figure(report: dict) -> Figure:
+    """Per epoch, the share of iterations in which the discriminator won outright, per method."""
+    fig = Figure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.subplots()
+    cmap = __import__("matplotlib").colormaps["tab20"]
+    for i, (name, r) in enumerate(report["methods"].items()):
+        per_epoch = r.get("collapse", {}).get("per_epoch")
+        if per_epoch:
+            ax.plot(range(1, len(per_epoch) + 1), per_epoch, marker=".", color=cmap(i % 20), label=name)
+    ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(-0.02, 1.02),
+           title="Discriminator wins outright (D loss < 0.01), mean over seeds")
+    ax.legend(fontsize=7, ncol=3)
     return fig
 
 

@@ -128,6 +128,28 @@ def write_history(run_dir, rows: torch.Tensor) -> None:
     atomic_write_text(Path(run_dir) / "history.csv", out.getvalue())
 
 
+def write_epochs(run_dir, columns: tuple[str, ...], rows: list[list[float]]) -> None:
+    """epochs.csv: one row per finished epoch (collapse statistic, validation scores, rates)."""
+    out = io.StringIO()
+    out.write(",".join(columns) + "\n")
+    for r in rows:
+        out.write(f"{int(r[0])}," + ",".join(f"{v:.6g}" for v in r[1:]) + "\n")
+    atomic_write_text(Path(run_dir) / "epochs.csv", out.getvalue())
+
+
+def read_epochs(run_dir) -> dict[str, torch.Tensor]:
+    """epochs.csv as one 1-D tensor per column ({} for runs made before it existed)."""
+    path = Path(run_dir) / "epochs.csv"
+    if not path.exists():
+        return {}
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None) or []
+        rows = [[float(v) for v in row] for row in reader if row]
+    data = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(header))
+    return {c: data[:, i] for i, c in enumerate(header)}
+
+
 def read_history(run_dir) -> dict[str, torch.Tensor]:
     """The history as one 1-D tensor per column (empty tensors for a run with no iterations)."""
     path = Path(run_dir) / "history.csv"

@@ -26,6 +26,7 @@ step equals the one-process step. Only rank 0 writes the run directory.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import platform
@@ -41,14 +42,19 @@ from torch import nn
 
 from . import rundir
 from .config import Config, ConfigError, config_from_dict
-from .data import epoch_order, load_split, to_model_range, to_uint8
-from .losses import discriminator_loss, generator_loss
+from .data import epoch_order, load_split, rgb_to_ycbcr, to_model_range, to_uint8
+from .losses import discriminator_loss, generator_adversarial_loss, generator_loss, r1_penalty
 from .models import build_discriminator, build_generator
 
 # fields that may change when a run is resumed: they change speed or bookkeeping, not the maths
 RESUMABLE_FIELDS = {"epochs", "device", "threads", "log_every", "checkpoint_every", "amp", "compile",
                     "cuda_graphs", "channels_last", "data", "data_root"}
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
+# "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
+# right answer with ~99.5% confidence on both real and generated pairs, and G's adversarial
+# gradient vanishes. The share of such iterations per epoch is the collapse statistic.
+D_WINS_LOSS = 0.01
+EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
 
 
 class TrainingDiverged(RuntimeError):
@@ -116,7 +122,9 @@ class Trainer:
     """Owns the networks, optimizers, data and run directory of one training run."""
 
     def __init__(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
-                 dist: Optional[Dist] = None, epoch_lines: bool = False):
+                 dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None):
+        """data_cache: a dict shared by trainers packed into one process (see packing.py), so
+        that they decode the data, and hold it on the device, once."""
         self.dist = dist or Dist.from_env()
         self.run_dir = Path(run_dir)
         self.commit = git_commit()  # once: run.json is rewritten at every checkpoint
@@ -143,11 +151,21 @@ class Trainer:
         self.D.to(self.device, memory_format=self.memory_format)
         cuda = self.device.type == "cuda"
         self.use_graphs = cuda and cfg.cuda_graphs and self.dist.world_size == 1
-        opt_kw = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        opt_kw = dict(betas=(cfg.beta1, cfg.beta2))
         if cuda:
             opt_kw.update(fused=True, capturable=self.use_graphs)
-        self.g_opt = torch.optim.Adam(self.G.parameters(), **opt_kw)
-        self.d_opt = torch.optim.Adam(self.D.parameters(), **opt_kw)
+        # a learning rate that changes during a run must be a device tensor inside a CUDA graph
+        self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
+        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(cfg.lr), **opt_kw)
+        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(cfg.d_lr or cfg.lr), **opt_kw)
+        # the exponential moving average of G's weights (Karras et al. 2018; Yazici et al. 2019):
+        # a low-pass filter over the oscillations of adversarial training
+        self.G_ema = None
+        if cfg.ema_decay > 0:
+            self.G_ema = copy.deepcopy(self.G).requires_grad_(False)
+            self._ema_pairs = [(e, p) for e, p in zip(self.G_ema.parameters(), self.G.parameters())
+                               if p.requires_grad]
+            self._ema_buffers = list(zip(self.G_ema.buffers(), self.G.buffers()))
         if cuda:
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -156,9 +174,20 @@ class Trainer:
 
         self.epoch = 0  # epochs completed
         self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
+        self.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
+        self.best_fd = math.inf
         self.wall_time = 0.0
+        self.data_cache = data_cache if data_cache is not None else {}
+        train = self._cached_split("train", cfg.train_size, cfg.seed)
+        self.data_source = train.source
+        self.images = train.images
+        if self.G.bins is not None:  # the class-rebalancing weights come from the training colours
+            _, rgb = to_model_range(self.images[:5000])
+            self.G.bins.fit_prior(rgb_to_ycbcr(rgb)[:, 1:])
         if resume:
             self._load(self.run_dir / "checkpoints" / "last.pt")
+        if self.G_ema is not None and not resume:
+            self.G_ema.load_state_dict(self.G.state_dict())
 
         # the networks the step calls: DDP- and compile-wrapped views of self.G / self.D,
         # which stay the plain modules whose state_dict is saved
@@ -173,11 +202,15 @@ class Trainer:
             self.g_step, self.d_step = torch.compile(self.g_step), torch.compile(self.d_step)
             self.d_frozen = torch.compile(self.d_frozen) if self.dist.world_size > 1 else self.d_step
 
-        train = load_split(cfg.data, "train", cfg.train_size, cfg.seed, cfg.data_root)
-        self.data_source = train.source
-        self.images = train.images.to(self.device)
-        samples = load_split(cfg.data, "test", cfg.n_samples, cfg.seed, cfg.data_root)
-        self.sample_gray, self.sample_rgb = (t.to(self.device) for t in to_model_range(samples.images))
+        samples = self._cached_split("test", cfg.n_samples, cfg.seed)
+        self.sample_gray, self.sample_rgb = to_model_range(samples.images)
+        self.validator = None
+        if cfg.val_size > 0:
+            from .validation import Validator
+            key = ("validator", cfg.data, cfg.val_size, str(self.device))
+            if key not in self.data_cache:
+                self.data_cache[key] = Validator(self._cached_split("val", None, 0).images, self.device)
+            self.validator = self.data_cache[key]
         if self.dist.is_main:  # only now that the data loaded: a failed start leaves no run behind
             self.run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
@@ -224,6 +257,50 @@ class Trainer:
             raise ConfigError(f"batch_size={self.cfg.batch_size} must divide evenly over "
                               f"{self.dist.world_size} processes")
 
+    @staticmethod
+    def trainable(module: nn.Module) -> list:
+        return [p for p in module.parameters() if p.requires_grad]  # not FAN's fixed network
+
+    def _lr_value(self, lr: float):
+        return torch.tensor(lr, device=self.device) if self.lr_tensor else lr
+
+    def _cached_split(self, split: str, size, seed):
+        cfg = self.cfg
+        key = (cfg.data, cfg.data_root, split, size, seed, cfg.val_size, str(self.device))
+        if key not in self.data_cache:
+            loaded = load_split(cfg.data, split, size, seed, cfg.data_root, val_size=cfg.val_size)
+            loaded.images = loaded.images.to(self.device)
+            self.data_cache[key] = loaded
+        return self.data_cache[key]
+
+    def lr_factor(self, epoch: int) -> float:
+        """The learning-rate multiplier of epoch `epoch` (0-based): pix2pix's linear decay to zero
+        over the second half of the run, or 1."""
+        if self.cfg.lr_schedule == "constant":
+            return 1.0
+        half = self.cfg.epochs // 2
+        return 1.0 - max(0, epoch + 1 - half) / (self.cfg.epochs - half + 1)
+
+    def _set_lrs(self, epoch: int) -> tuple[float, float]:
+        factor = self.lr_factor(epoch)
+        rates = (self.cfg.lr * factor, (self.cfg.d_lr or self.cfg.lr) * factor)
+        for opt, lr in zip((self.g_opt, self.d_opt), rates):
+            for group in opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor) and group["lr"].device == self.device:
+                    group["lr"].fill_(lr)  # in place: a captured CUDA graph reads this tensor
+                else:
+                    group["lr"] = self._lr_value(lr)
+        return rates
+
+    def set_epochs(self, epochs: int) -> None:
+        """Change the planned length of a run that has not finished (a packed study fits its
+        epochs to the time it has); config.json follows."""
+        if epochs < max(self.epoch, 1):
+            raise ConfigError(f"cannot plan {epochs} epochs: {self.epoch} are done")
+        self.cfg = config_from_dict({**self.cfg.to_dict(), "epochs": epochs})
+        if self.dist.is_main:
+            rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
+
     def _load(self, path: Path) -> None:
         ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
         try:
@@ -231,11 +308,15 @@ class Trainer:
             self.D.load_state_dict(ckpt["discriminator"])
             self.g_opt.load_state_dict(ckpt["g_opt"])
             self.d_opt.load_state_dict(ckpt["d_opt"])
+            if self.G_ema is not None:
+                self.G_ema.load_state_dict(ckpt["generator_ema"])
         except (KeyError, RuntimeError) as exc:
             raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
                                      f"({state_dict_mismatch(exc)})") from None
         self.epoch = int(ckpt["epoch"])
         self.wall_time = float(ckpt.get("wall_time", 0.0))
+        self.epoch_rows = [list(r) for r in ckpt.get("epoch_rows", [])][:self.epoch]
+        self.best_fd = float(ckpt.get("best_fd", math.inf))
         history = rundir.history_tensor(self.run_dir)
         self.history = history[history[:, 1] <= self.epoch]  # rows after the checkpoint are redone
 
@@ -247,17 +328,22 @@ class Trainer:
     def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         """Two D updates and one G update on one batch; returns the five losses (on device)."""
         cfg = self.cfg
+        classes = cfg.output == "classes"
         with self.autocast():
-            fake = self.g_step(gray)
+            fake, chroma_logits = self.g_step(gray, with_logits=True) if classes else (self.g_step(gray), None)
         d_real_sum = d_fake_sum = torch.zeros((), device=gray.device)
         if cfg.adv_weight > 0:
             for _ in range(cfg.d_steps):
                 self.d_opt.zero_grad(set_to_none=True)
+                real = rgb.detach().requires_grad_(True) if cfg.r1_gamma > 0 else rgb
                 with self.autocast():
-                    real_logits = self.d_step(gray, rgb)
+                    real_logits = self.d_step(gray, real)
                     fake_logits = self.d_step(gray, fake.detach())
-                d_real, d_fake = discriminator_loss(real_logits.float(), fake_logits.float())
-                (d_real + d_fake).backward()
+                d_real, d_fake = discriminator_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
+                d_loss = d_real + d_fake
+                if cfg.r1_gamma > 0:
+                    d_loss = d_loss + cfg.r1_gamma / 2 * r1_penalty(real_logits, real)
+                d_loss.backward()
                 self.d_opt.step()
                 d_real_sum = d_real_sum + d_real.detach()
                 d_fake_sum = d_fake_sum + d_fake.detach()
@@ -267,10 +353,17 @@ class Trainer:
         else:  # regression baseline: no discriminator at all
             fake_logits = torch.zeros(gray.shape[0], device=gray.device)
         self.g_opt.zero_grad(set_to_none=True)
-        total, adv, content = generator_loss(fake_logits.float(), fake, rgb, cfg.lam, cfg.content_loss,
-                                             cfg.adv_weight)
+        if classes:  # the rebalanced cross-entropy over chroma bins replaces the content loss
+            adv = generator_adversarial_loss(fake_logits.float())
+            content = self.G.bins.loss(chroma_logits, rgb_to_ycbcr(rgb)[:, 1:])
+            total = cfg.adv_weight * adv + cfg.lam * content
+        else:
+            total, adv, content = generator_loss(fake_logits.float(), fake, rgb, cfg.lam, cfg.content_loss,
+                                                 cfg.adv_weight)
         total.backward()
         self.g_opt.step()
+        if self.G_ema is not None:
+            self._update_ema()
         set_requires_grad(self.D, True)
         steps = max(cfg.d_steps, 1)
         out = torch.stack([total.detach(), adv.detach(), content.detach(), d_real_sum / steps, d_fake_sum / steps])
@@ -279,6 +372,20 @@ class Trainer:
             td.all_reduce(out)  # SUM: gloo has no AVG
             out /= self.dist.world_size
         return out
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        # foreach ops on device tensors only: no host sync, so it is captured in the CUDA graph
+        # (torch.optim.swa_utils.AveragedModel keeps a host-side counter, which a graph cannot)
+        ema, live = zip(*self._ema_pairs)
+        torch._foreach_lerp_(list(ema), list(live), 1.0 - self.cfg.ema_decay)
+        for e, b in self._ema_buffers:  # batch-norm statistics follow the live network
+            e.copy_(b)
+
+    @property
+    def G_eval(self) -> nn.Module:
+        """The generator that samples, validation and generator.pt use: the EMA one when kept."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         gray, rgb = to_model_range(self.images.index_select(0, index))
@@ -322,6 +429,13 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def fit(self) -> Path:
+        for _ in self.iterate():
+            pass
+        return self.run_dir
+
+    def iterate(self):
+        """Train to the end, yielding after every iteration: `fit` runs it through, and
+        packing.train_packed interleaves several runs' iterations on one device."""
         cfg, dist = self.cfg, self.dist
         iters = self.iterations_per_epoch
         if iters == 0:
@@ -335,7 +449,11 @@ class Trainer:
         self._write_run_info("running")
         started = time.perf_counter()
         try:
-            for epoch in range(self.epoch, cfg.epochs):
+            while self.epoch < self.cfg.epochs:  # cfg re-read: set_epochs may change the plan
+                cfg = self.cfg
+                epoch = self.epoch
+                if cfg.lr_schedule != "constant":
+                    self.lrs = self._set_lrs(epoch)
                 order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
                 losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
                 for it in range(iters):
@@ -343,6 +461,7 @@ class Trainer:
                     losses[it] = self._step_index(batch[dist.rank * local:(dist.rank + 1) * local])
                     if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
                         self._check_and_report(losses[it], epoch, it, bar)
+                    yield
                 losses = losses.cpu()
                 if not torch.isfinite(losses).all():
                     bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
@@ -359,9 +478,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        if self.epoch == cfg.epochs:
+        if self.epoch == self.cfg.epochs:
             self._write_run_info("finished")
-        return self.run_dir
 
     def close(self, wait: bool = True) -> None:
         """Under torchrun: wait until rank 0 has written everything, then leave the process group
@@ -379,6 +497,7 @@ class Trainer:
         if not all(math.isfinite(v) for v in values):
             self._diverged(epoch, it, last.cpu())
         if bar is not None:
+            bar.total = self.cfg.epochs * self.iterations_per_epoch
             bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
             bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
 
@@ -401,16 +520,30 @@ class Trainer:
         self.wall_time += time.perf_counter() - started
         if not self.dist.is_main:
             return
+        d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.cfg.adv_weight > 0 else 0.0
+        val = self.validator.score(self.G_eval) if self.validator is not None else {}
+        lrs = self.lrs if self.cfg.lr_schedule != "constant" else (self.cfg.lr, self.cfg.d_lr or self.cfg.lr)
+        self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
+                                val.get("colourfulness", math.nan), val.get("feature_fd", math.nan), *lrs])
+        rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
         rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
+        fd = val.get("feature_fd")
+        if fd is not None and math.isfinite(fd) and fd < self.best_fd:
+            self.best_fd = fd
+            rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
+                                              "epoch": self.epoch, "validation": val,
+                                              "generator": self.G_eval.state_dict()}),
+                               self.run_dir / "checkpoints" / "best.pt")
         if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
             self.save_checkpoint()
 
     @torch.inference_mode()
     def colorize_samples(self) -> torch.Tensor:
-        self.G.eval()
+        G = self.G_eval
+        G.eval()
         with self.autocast():
-            out = self.G(self.sample_gray.contiguous(memory_format=self.memory_format))
-        self.G.train()
+            out = G(self.sample_gray.contiguous(memory_format=self.memory_format))
+        G.train()
         return to_uint8(out)
 
     def save_checkpoint(self) -> None:
@@ -418,14 +551,16 @@ class Trainer:
         a longer history, which resume trims to the checkpoint's epoch."""
         rundir.write_history(self.run_dir, self.history)
         ckpt_dir = self.run_dir / "checkpoints"
-        rundir.atomic_save(rundir.to_cpu({
-            "format": rundir.CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
-            "wall_time": self.wall_time, "generator": self.G.state_dict(),
-            "discriminator": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
-            "d_opt": self.d_opt.state_dict()}), ckpt_dir / "last.pt")
-        if self.epoch == self.cfg.epochs:
+        ckpt = {"format": rundir.CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
+                "wall_time": self.wall_time, "generator": self.G.state_dict(),
+                "discriminator": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
+                "d_opt": self.d_opt.state_dict(), "epoch_rows": self.epoch_rows, "best_fd": self.best_fd}
+        if self.G_ema is not None:
+            ckpt["generator_ema"] = self.G_ema.state_dict()
+        rundir.atomic_save(rundir.to_cpu(ckpt), ckpt_dir / "last.pt")
+        if self.epoch == self.cfg.epochs:  # what users colorize with: the EMA generator when kept
             rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
-                                              "epoch": self.epoch, "generator": self.G.state_dict()}),
+                                              "epoch": self.epoch, "generator": self.G_eval.state_dict()}),
                                ckpt_dir / "generator.pt")
         self._write_run_info("running" if self.epoch < self.cfg.epochs else "finished")
 
@@ -492,8 +627,8 @@ def load_generator(path, device: str | torch.device = "cpu"):
     ckpt = rundir.load_checkpoint(path)
     cfg = config_from_dict(ckpt["config"])
     G = build_generator(cfg)
-    try:
-        G.load_state_dict(ckpt["generator"])
+    try:  # a training checkpoint of a run that kept an EMA generator: that one is the result
+        G.load_state_dict(ckpt.get("generator_ema", ckpt["generator"]))
     except RuntimeError as exc:
         raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
                                  f"({state_dict_mismatch(exc)})") from None

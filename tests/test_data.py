@@ -185,5 +185,32 @@ def test_a_file_that_is_not_a_pack_is_a_data_error(tmp_path):
 
 
 def test_unknown_split_is_refused(data_dir):
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="'train', 'val' or 'test'"):
         load_split(str(data_dir), "validation")
+
+
+def test_validation_split_is_a_fixed_hold_out_of_the_training_images(small_folder):
+    # the same 30 images for every run seed, never among that run's training images
+    val_a = load_split(str(small_folder), "val", seed=0, val_size=30)
+    val_b = load_split(str(small_folder), "val", seed=7, val_size=30)
+    train = load_split(str(small_folder), "train", seed=0, val_size=30)
+    assert torch.equal(val_a.images, val_b.images)
+    assert len(val_a) == 30 and len(train) == 70
+    together = torch.cat([val_a.images, train.images]).flatten(1)
+    assert torch.unique(together, dim=0).shape[0] == 100  # disjoint and together the whole split
+    # a subset of the training part comes from the images left after the hold-out
+    sub = load_split(str(small_folder), "train", size=20, seed=3, val_size=30)
+    assert all((train.images.flatten(1) == img.flatten()).all(1).any() for img in sub.images)
+    with pytest.raises(DataError, match="val_size"):
+        load_split(str(small_folder), "val", val_size=100)
+
+
+def test_pack_stores_the_shared_jpeg_header_once_and_decodes_identically(small_folder, tmp_path):
+    pack = tmp_path / "small.pt"
+    pack_folder(str(small_folder), str(pack))
+    stored = torch.load(pack, weights_only=True)
+    folder_bytes = sum(p.stat().st_size for p in (small_folder / "train").rglob("*.jpg"))
+    assert len(stored["train"]["prefix"]) > 500  # CIFAR-10's JPEGs share a 623-byte header
+    assert stored["train"]["bytes"].numel() < 0.5 * folder_bytes
+    for split in ("train", "test"):
+        assert torch.equal(load_split(str(pack), split).images, load_split(str(small_folder), split).images)

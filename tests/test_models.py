@@ -51,7 +51,9 @@ def test_every_generator_parameter_gets_a_gradient(norm):
     torch.manual_seed(0)
     G = build_generator(make_config("smoke", norm=norm))
     G(gray_batch(4)).square().mean().backward()
-    missing = [name for name, p in G.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # FAN's fixed feature network is frozen by design (requires_grad False): not trained, not in DDP
+    missing = [name for name, p in G.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing
 
 
@@ -86,16 +88,40 @@ def test_discriminator_is_conditional_on_the_gray_input():
     assert not torch.equal(D(gray_batch(2, seed=0), rgb), D(gray_batch(2, seed=5), rgb))
 
 
-def test_feature_aware_norm_is_modulated_by_the_gray_image():
+def test_spade_norm_is_modulated_by_the_gray_image():
+    from colorlib.models import SpadeNorm
     torch.manual_seed(0)
-    fan = FeatureAwareNorm(channels=4).eval()
+    spade = SpadeNorm(channels=4).eval()
     h = torch.randn(2, 4, 8, 8)
-    # same features, different grayscale images: FAN's scale and shift differ, so does the output
-    assert not torch.allclose(fan(h, gray_batch(2, seed=0)), fan(h, gray_batch(2, seed=3)))
+    # same features, different grayscale images: the scale and shift differ, so does the output
+    assert not torch.allclose(spade(h, gray_batch(2, seed=0)), spade(h, gray_batch(2, seed=3)))
     # a plain normalization would ignore the second argument
     from colorlib.models import PlainNorm
     plain = PlainNorm("batch", 4).eval()
     assert torch.equal(plain(h, gray_batch(2, seed=0)), plain(h, gray_batch(2, seed=3)))
+
+
+def test_feature_aware_norm_is_the_cited_gated_modulation():
+    # Bug et al. 2017: h' = BN(h) * sigmoid(f(z)) + g(z), f and g 1x1 convolutions of fixed features z
+    torch.manual_seed(0)
+    fan = FeatureAwareNorm(channels=4, side=8, feature_channels=6).eval()
+    h, z = torch.randn(2, 4, 8, 8), {8: torch.randn(2, 6, 8, 8)}
+    normed = torch.nn.functional.batch_norm(h, fan.norm.running_mean, fan.norm.running_var, training=False)
+    expected = normed * torch.sigmoid(fan.gate(z[8])) + fan.shift(z[8])
+    assert torch.allclose(fan(h, z), expected, atol=1e-6)
+    # smaller blocks read the 8x8 features average-pooled to their size
+    small = FeatureAwareNorm(channels=4, side=2, feature_channels=6).eval()
+    assert small(torch.randn(2, 4, 2, 2), z).shape == (2, 4, 2, 2)
+
+
+def test_fan_generator_reads_the_shipped_classifier_and_keeps_it_fixed():
+    from colorlib.classifier import SHIPPED_CLASSIFIER, load_classifier
+    G = build_generator(make_config("smoke", norm="fan"))
+    clf = load_classifier(SHIPPED_CLASSIFIER)
+    assert torch.equal(G.features.stem[0].weight, clf.body[0].weight)  # not overwritten by the init
+    assert not any(p.requires_grad for p in G.features.parameters())
+    G.train()
+    assert not G.features.training  # its batch norms keep their statistics
 
 
 def test_build_uses_dcgan_init():

@@ -1,0 +1,86 @@
+"""Chroma as classes: colorization as classification over quantized colours (Zhang et al. 2016).
+
+Regressing colour with an L1, L2 or cosine loss predicts the *mean* of all plausible colours
+of an object, and the mean of red, green and blue cars is brown-gray: the reason regression
+colorizers look washed out. Zhang, Isola and Efros instead let the network predict, per pixel,
+a probability for each cell of a quantized colour plane, and train it with a cross-entropy in
+which rare (saturated) colours weigh more than common (grayish) ones:
+
+    L = - sum_pixels w(y) * sum_q t_q log p_q,     w = ((1 - r) * prior + r / Q)^-1, E_prior[w] = 1
+
+t is the true colour spread softly over its neighbouring cells (here: the 4 cells around it,
+bilinear weights), prior is the empirical distribution of the training colours (smoothed),
+r = 0.5 mixes in the uniform distribution. At test time the colour is the *annealed mean*
+of the distribution, the mean of p^(1/T) renormalised: T = 1 gives the mean (muted, safe),
+T -> 0 the mode (vivid, sometimes wrong); Zhang et al. chose T = 0.38 by eye.
+
+We quantize the BT.601 chroma plane (Cb, Cr in the model's [-1, 1]), not CIE ab, so that the
+luma the network is given is kept exactly (see data.py) and the transform stays linear: a
+GRID x GRID lattice of cell centres, GRID = 16 (256 cells, step 0.133).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GRID = 16
+REBALANCE = 0.5  # r above: Zhang et al.'s lambda
+PRIOR_SMOOTHING = 1.0  # Gaussian sigma of the prior, in cells (Zhang et al.: 5 in ab units of 10)
+
+
+class ChromaBins(nn.Module):
+    """The chroma lattice, its soft encoding, the annealed mean and the class-rebalancing weights."""
+
+    def __init__(self, grid: int = GRID):
+        super().__init__()
+        self.grid = grid
+        self.count = grid * grid
+        axis = torch.linspace(-1, 1, grid)
+        cb, cr = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("centres", torch.stack([cb.flatten(), cr.flatten()], 1), persistent=False)
+        # class weights: uniform until `fit_prior` has seen the training colours (saved with G)
+        self.register_buffer("weights", torch.ones(self.count))
+
+    def soft_encode(self, cbcr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Chroma [B, 2, H, W] in [-1, 1] -> the 4 neighbouring cells [B, 4, H, W] and their weights."""
+        pos = (cbcr.float().clamp(-1, 1) + 1) * (self.grid - 1) / 2  # in cell units
+        low = pos.floor().clamp(0, self.grid - 2)
+        frac = pos - low
+        i0, j0 = low[:, 0].long(), low[:, 1].long()
+        fb, fr = frac[:, 0], frac[:, 1]
+        cells = torch.stack([i0 * self.grid + j0, i0 * self.grid + j0 + 1,
+                             (i0 + 1) * self.grid + j0, (i0 + 1) * self.grid + j0 + 1], 1)
+        weights = torch.stack([(1 - fb) * (1 - fr), (1 - fb) * fr, fb * (1 - fr), fb * fr], 1)
+        return cells, weights
+
+    @torch.no_grad()
+    def fit_prior(self, cbcr: torch.Tensor) -> torch.Tensor:
+        """Set the rebalancing weights from training chroma [N, 2, H, W]; returns the prior."""
+        cells, w = self.soft_encode(cbcr)
+        counts = torch.zeros(self.count, device=cbcr.device).index_add_(0, cells.flatten(), w.flatten())
+        prior = counts.view(1, 1, self.grid, self.grid)
+        radius = 3
+        x = torch.arange(-radius, radius + 1, device=cbcr.device, dtype=torch.float32)
+        kernel = torch.exp(-x ** 2 / (2 * PRIOR_SMOOTHING ** 2))
+        kernel = kernel / kernel.sum()
+        prior = F.conv2d(prior, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        prior = F.conv2d(prior, kernel.view(1, 1, 1, -1), padding=(0, radius)).flatten()
+        prior = prior / prior.sum()
+        weights = 1.0 / ((1 - REBALANCE) * prior + REBALANCE / self.count)
+        weights = weights / (prior * weights).sum()  # E_prior[w] = 1
+        self.weights.copy_(weights)
+        return prior
+
+    def loss(self, logits: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+        """The rebalanced soft cross-entropy, mean over pixels and images."""
+        cells, w = self.soft_encode(cbcr)
+        logp = F.log_softmax(logits.float(), dim=1)
+        ce = -(logp.gather(1, cells) * w).sum(1)  # [B, H, W]
+        pixel_weight = (self.weights[cells] * w).sum(1)
+        return (pixel_weight * ce).mean()
+
+    def annealed_mean(self, logits: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Logits [B, Q, H, W] -> chroma [B, 2, H, W]: the mean of softmax(logits / T)."""
+        p = torch.softmax(logits.float() / temperature, dim=1)
+        return torch.einsum("bqhw,qc->bchw", p, self.centres)

@@ -1,0 +1,57 @@
+"""Scoring on the validation split during training: what `best.pt` and every choice rest on.
+
+The validation split is a fixed hold-out of the training images (`Config.val_size`, drawn with
+`data.VAL_SEED`, the same for every run), so choosing a checkpoint or a recipe by it never
+looks at the test split. After every epoch the trainer scores its generator (the EMA one when
+kept) on it: dataset-level PSNR, colourfulness and the classifier-feature Frechet distance
+(see metrics.py). `best.pt` is the epoch with the lowest feature distance: the one score that
+punishes both washed-out and wrong colours, where PSNR alone rewards gray.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .data import to_model_range, to_uint8
+
+
+class Validator:
+    """The validation images, their classifier features computed once, and a `score` method."""
+
+    def __init__(self, images: torch.Tensor, device, batch_size: int = 500):
+        from .classifier import SHIPPED_CLASSIFIER, load_classifier
+        from .metrics import colourfulness, feature_distance_metric
+        self._colourfulness = colourfulness
+        self.images = images.to(device)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.classifier = load_classifier(SHIPPED_CLASSIFIER, device).eval()
+        self.fd = feature_distance_metric(self.classifier).to(self.device)
+        self.fd.reset_real_features = False  # the real side is computed once and kept across resets
+        with torch.no_grad():
+            for start in range(0, len(self.images), batch_size):
+                self.fd.update(self.classifier.features(self.images[start:start + batch_size]), real=True)
+        self.truth_colourfulness = float(colourfulness(self.images).mean())
+
+    @torch.no_grad()
+    def score(self, G: nn.Module) -> dict:
+        was_training = G.training
+        G.eval()
+        self.fd.reset()
+        sq_err, colour, pixels = 0.0, 0.0, 0
+        try:
+            for start in range(0, len(self.images), self.batch_size):
+                truth = self.images[start:start + self.batch_size]
+                gray, _ = to_model_range(truth)
+                out = to_uint8(G(gray))
+                sq_err += float((out.float() - truth.float()).pow(2).sum())
+                pixels += truth.numel()
+                colour += float(self._colourfulness(out).sum())
+                self.fd.update(self.classifier.features(out), real=False)
+            fd = float(self.fd.compute())
+        finally:
+            G.train(was_training)
+        mse = sq_err / pixels
+        return {"images": len(self.images), "psnr_dataset_db": 10 * torch.log10(torch.tensor(255.0 ** 2 / max(mse, 1e-10))).item(),
+                "colourfulness": colour / len(self.images), "truth_colourfulness": self.truth_colourfulness,
+                "feature_fd": fd}
