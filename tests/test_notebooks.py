@@ -60,9 +60,9 @@ def test_results_notebook_saves_every_figure_with_provenance(trained):
     provenance = json.loads((figures_dir / "provenance.json").read_text())
     assert provenance["preset"] == "smoke" and provenance["config"]["epochs"] == 1
     executed = nbformat.read(tmp / "05_results.ipynb", as_version=4)
-    pngs = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-            if "image/png" in o.get("data", {})]
-    assert len(pngs) >= 3  # Fig. 3, at least one of Figs. 4-7, Fig. 8
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if {"image/png", "image/jpeg"} & set(o.get("data", {}))]  # photo grids are JPEG
+    assert len(images) >= 3  # Fig. 3, at least one of Figs. 4-7, Fig. 8
 
 
 def expect_parameter_error(name: str, tmp_path: Path, **parameters) -> papermill.PapermillExecutionError:
