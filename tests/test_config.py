@@ -115,6 +115,7 @@ def _cli(repo_root, *args: str) -> subprocess.CompletedProcess:
                           cwd=repo_root, env=env, timeout=120)
 
 
+@pytest.mark.slow
 def test_cli_unknown_preset_exits_2_with_the_valid_names(repo_root, tmp_path):
     run_dir = tmp_path / "run"
     result = _cli(repo_root, "train", "--preset", "nope", "--run-dir", str(run_dir), "--no-progress")

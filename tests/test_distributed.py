@@ -9,6 +9,8 @@ import torch
 from colorlib import make_config, train
 from colorlib.rundir import history_tensor
 
+pytestmark = pytest.mark.slow  # torchrun subprocesses
+
 # instance norm: PyTorch's SyncBatchNorm has no CPU kernel, so only batch-statistics-free
 # networks make the 2-process CPU step identical to the 1-process step (see training.py);
 # float32 (amp=0), so that the comparison measures DDP's arithmetic, not bf16 rounding

@@ -44,6 +44,7 @@ def test_every_notebook_takes_the_common_parameters():
         assert {"preset", "data", "run_dir", "device", "seed"} <= set(declared), name
 
 
+@pytest.mark.slow
 def test_training_notebook_writes_the_run_it_was_asked_for(trained):
     _, run_dir, _ = trained
     cfg, info = rundir.read_config(run_dir), rundir.read_run_info(run_dir)
@@ -53,6 +54,7 @@ def test_training_notebook_writes_the_run_it_was_asked_for(trained):
     assert (run_dir / "checkpoints" / "generator.pt").exists()
 
 
+@pytest.mark.slow
 def test_results_notebook_saves_every_figure_with_provenance(trained):
     tmp, run_dir, figures_dir = trained
     names = {p.name for p in figures_dir.iterdir()}
@@ -76,17 +78,20 @@ def expect_parameter_error(name: str, tmp_path: Path, **parameters) -> papermill
     return caught.value
 
 
+@pytest.mark.slow
 def test_unknown_preset_stops_at_the_parameters(tmp_path):
     err = expect_parameter_error("04_training", tmp_path, preset="huge", run_dir=str(tmp_path / "run"))
     assert err.ename == "ConfigError"
     assert "unknown preset 'huge'" in err.evalue and "smoke" in err.evalue
 
 
+@pytest.mark.slow
 def test_negative_epochs_stop_at_the_parameters(tmp_path):
     err = expect_parameter_error("04_training", tmp_path, preset="smoke", epochs=-1, run_dir=str(tmp_path / "run"))
     assert err.ename == "ConfigError" and "epochs must be 0 or more, got -1" in err.evalue
 
 
+@pytest.mark.slow
 def test_missing_data_folder_stops_at_the_parameters(tmp_path):
     missing = tmp_path / "no-such-folder"
     run_dir = tmp_path / "run"
@@ -96,6 +101,7 @@ def test_missing_data_folder_stops_at_the_parameters(tmp_path):
     assert not run_dir.exists()  # stopped before the run directory was made
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["01_data", "02_architecture", "03_losses", "05_results"])
 def test_every_notebook_checks_its_parameters(name, tmp_path):
     err = expect_parameter_error(name, tmp_path, preset="huge", run_dir=str(tmp_path / "run"))

@@ -6,7 +6,6 @@ full iterations the generator weights agree to 1% (relative L2): Adam's first st
 nearly sign(gradient) * lr, so rounding can flip the update of parameters whose gradient is
 close to zero. bf16 autocast (active on CPUs with bf16 units) keeps 8 bits of mantissa: the
 losses agree to 2e-2 and the weights to 5%."""
-import dataclasses
 
 import pytest
 import torch
@@ -28,6 +27,7 @@ def three_steps(tmp_path, name, **options):
     return losses, weights
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", sorted(OPTIONS))
 def test_option_keeps_results_within_tolerance(data_dir, tmp_path, option):
     on, off, loss_tol, weight_tol, fixed = OPTIONS[option]

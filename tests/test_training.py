@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import pytest
 import torch
@@ -151,6 +150,7 @@ def test_load_generator_from_a_run_or_a_checkpoint(smoke_run, where):
 
 
 # ---------------------------------------------------------------- resume
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", ["after_epoch", "ctrl_c"])
 def test_interrupted_run_resumes_to_identical_weights_and_history(smoke_run, smoke_config, tmp_path, stop,
                                                                     monkeypatch):
@@ -289,6 +289,7 @@ def test_diverging_loss_stops_the_run(smoke_config, tmp_path):
     assert not (run / "checkpoints" / "last.pt").exists()  # nothing good to keep
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("log_every", [1, 1000])  # checked at every iteration, or only at the epoch's end
 def test_divergence_after_a_good_epoch_keeps_its_checkpoint(smoke_run, smoke_config, tmp_path, monkeypatch,
                                                             log_every):
@@ -343,6 +344,7 @@ def test_resume_drops_history_written_after_the_last_checkpoint(small_folder, tm
 
 
 # ---------------------------------------------------------------- the command line
+@pytest.mark.slow
 def test_cli_trains_refuses_to_overwrite_and_resumes(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     train = ["train", "--preset", "smoke", "--data", str(data_dir), "--device", "cpu", "--run-dir", str(run),
