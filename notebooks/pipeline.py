@@ -3,13 +3,17 @@
     python notebooks/pipeline.py --preset quick                 # train, then every figure
     python notebooks/pipeline.py --from-run runs/paper          # an existing run's figures, no training
     python notebooks/pipeline.py --preset quick --refresh-notebooks
+    python notebooks/pipeline.py --refresh-shipped              # 05-07 on what ships, no training
 
 Executed notebooks go to <run dir>/notebooks/, the figures (PNG + provenance.json) to
 figures/<preset>/. `--from-run` skips 04_training and reads the run's preset from its config.json,
 e.g. for a run trained with `python -m colorlib train` on a GPU machine without Jupyter.
-`--refresh-notebooks` also copies the executed notebooks over the ones in notebooks/, with their
-outputs and with clean metadata (no papermill records, no widget state, no injected-parameters
-cell), which is how the committed notebooks get the outputs of a real run.
+`--refresh-notebooks` also copies the executed notebooks 01-04 over the ones in notebooks/, with
+their outputs and with clean metadata (kernelspec and language_info only: no papermill records, no
+widget state, no injected-parameters cell), which is how the committed notebooks get the outputs
+of a real run. 05_results, 06 and 07 are committed with the outputs of what ships with the
+repository (the full paper run in figures/paper/run, the generator in colorlib/weights, the
+baselines table in figures/quick/baselines): `--refresh-shipped` re-executes them on those.
 
 A run directory that already holds a run is continued, and a finished one is reused as it is
 (04_training's `resume` parameter): delete it to train from scratch.
@@ -25,15 +29,27 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from traitlets.config import Config
 
 NOTEBOOK_DIR = Path(__file__).resolve().parent
 REPO = NOTEBOOK_DIR.parent
 TRAINING_NOTEBOOK = "04_training"
-KERNELSPEC = {"display_name": "Python 3", "language": "python", "name": "python3"}
+# what ipykernel's own kernelspec says: JupyterLab rewrites (and marks modified) a notebook whose
+# metadata differs from the kernel it starts, so the committed notebooks carry exactly this
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# the kernel and the pipeline talk over local TCP: CurveZMQ keys provisioned by the kernel manager
+# encrypt it (ipykernel declares support), instead of a plain-text warning from every kernel
+KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 # the tutorial, in reading order; 05_results writes the figures
 TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_results")
+# committed with the outputs of the quick run (`--refresh-notebooks`)
+REFRESHED = ("01_data", "02_architecture", "03_losses", "04_training")
+# committed with the outputs of what ships (`--refresh-shipped`): each with its parameters
+SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "interactive": False},
+           "06_colorize_your_photos": {},
+           "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run"}}
 
 
 def tutorial_notebooks() -> list[Path]:
@@ -50,7 +66,7 @@ def execute(path: Path, out: Path, parameters: dict) -> float:
     given = {k: v for k, v in parameters.items() if k in declared}
     started = time.perf_counter()
     papermill.execute_notebook(str(path), str(out), parameters=given, kernel_name="python3",
-                               cwd=str(NOTEBOOK_DIR), progress_bar=False)
+                               cwd=str(NOTEBOOK_DIR), progress_bar=False, config=KERNEL_CONFIG)
     seconds = time.perf_counter() - started
     strip_widget_state(out)
     return seconds
@@ -76,7 +92,10 @@ def clean_copy(executed: Path, target: Path, forbidden: list[str]) -> None:
                 if path in text:
                     raise SystemExit(f"{executed.name}: an output shows the local path {path!r}; "
                                      f"print it relative to the repository before committing outputs")
-    nb.metadata = nbformat.NotebookNode({"kernelspec": KERNELSPEC})
+    metadata = {"kernelspec": KERNELSPEC}
+    if "language_info" in nb.metadata:  # as the kernel reported it: the Python version of the run
+        metadata["language_info"] = nb.metadata["language_info"]
+    nb.metadata = nbformat.NotebookNode(metadata)
     nbformat.write(nb, target)
 
 
@@ -115,14 +134,39 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--from-run", metavar="RUN_DIR",
                    help="regenerate the notebooks and figures of this existing run, without training")
     p.add_argument("--refresh-notebooks", action="store_true",
-                   help="copy the executed notebooks, outputs included, over those in notebooks/")
+                   help="copy the executed notebooks 01-04, outputs included, over those in notebooks/")
+    p.add_argument("--refresh-shipped", action="store_true",
+                   help="only re-execute 05-07 on what ships (the paper run, the generator, the baselines table) "
+                        "and copy them over those in notebooks/; no training, no data needed")
     return p.parse_args(argv)
+
+
+def refresh_shipped(data: str | None) -> int:
+    """05-07 executed on what ships with the repository, copied over the committed ones."""
+    import tempfile
+
+    forbidden = [p for p in (str(REPO), data if data and os.path.isabs(data) else None, str(Path.home())) if p]
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, parameters in SHIPPED.items():
+            print(f"running {name}.ipynb ...", flush=True)
+            out = Path(tmp) / f"{name}.ipynb"
+            try:
+                seconds = execute(NOTEBOOK_DIR / f"{name}.ipynb", out, parameters)
+            except papermill.PapermillExecutionError as exc:
+                print(f"{name}.ipynb failed in cell {exc.exec_count}: {exc.ename}: {exc.evalue}", file=sys.stderr)
+                return 1
+            clean_copy(out, NOTEBOOK_DIR / f"{name}.ipynb", forbidden)
+            print(f"  {seconds:.1f} s", flush=True)
+    print(f"refreshed {', '.join(SHIPPED)} with the outputs of what ships")
+    return 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     from colorlib import rundir
 
+    if args.refresh_shipped:
+        return refresh_shipped(args.data)
     if args.from_run:
         run_dir = Path(args.from_run).resolve()
         if not rundir.is_run_dir(run_dir):
@@ -168,9 +212,11 @@ def main(argv=None) -> int:
         "executed_notebooks": str(out_dir)}, data)
     if args.refresh_notebooks:
         forbidden = [p for p in (str(REPO), data if data and os.path.isabs(data) else None, str(Path.home())) if p]
-        for nb in notebooks:
+        refreshed = [nb for nb in notebooks if nb.stem in REFRESHED]
+        for nb in refreshed:
             clean_copy(out_dir / nb.name, nb, forbidden)
-        print(f"refreshed {', '.join(nb.name for nb in notebooks)} with the outputs of this run")
+        print(f"refreshed {', '.join(nb.name for nb in refreshed)} with the outputs of this run "
+              f"(05-07 show what ships: --refresh-shipped)")
     print(f"pipeline: {wall:.0f} s; notebooks in {out_dir}, figures in {figures_dir}")
     return 0
 
