@@ -1,7 +1,9 @@
 # Two commands for a fresh machine (each makes .venv first if there is none):
 #   make figures PRESET=quick     the main job: the tutorial notebooks through papermill, training
 #                                 included, and every figure into figures/$(PRESET)
-#   make test                     the test suite (pytest, then nbval over every notebook)
+#   make test                     the test suite (ruff, pytest, then nbval over every notebook)
+#   make test-fast                the same pytest run without the slow tests (seconds, not minutes)
+#   make test-browser             the tutorial in JupyterLab in headless Chromium (installs it if it can)
 # Point DATA (or $COLORLIB_DATA) at a train/<class>/*.jpg folder; unset, CIFAR-10 is downloaded.
 
 PRESET ?= quick
@@ -13,7 +15,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
-.PHONY: setup train figures figures-from-run notebooks nbval test bench baselines
+.PHONY: setup train figures figures-from-run notebooks notebooks-shipped nbval lint test test-fast test-browser \
+	bench baselines
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,9 +35,13 @@ train: setup
 figures: setup
 	$(PY) notebooks/pipeline.py --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR) --figures-dir $(FIG_DIR)
 
-# the committed notebooks get the outputs of a real quick run (clean metadata), figures/quick too
+# the committed notebooks 01-04 get the outputs of a real quick run (clean metadata), figures/quick too
 notebooks: setup
 	$(PY) notebooks/pipeline.py --preset quick $(DATA_ARG) --run-dir runs/quick --figures-dir figures/quick --refresh-notebooks
+
+# 05-07 committed with the outputs of what ships: the paper run, the generator, the baselines table
+notebooks-shipped: setup
+	$(PY) notebooks/pipeline.py --refresh-shipped
 
 # figures of an existing run directory, without retraining (e.g. one brought back from a GPU)
 figures-from-run: setup
@@ -47,9 +54,31 @@ nbval: setup
 	  $(if $(DATA),COLORLIB_DATA=$(DATA)) COLORLIB_PRESET=smoke COLORLIB_RUN_DIR="$$tmp/run" \
 	  $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
-test: setup
-	$(PY) -m pytest tests
-	$(MAKE) --no-print-directory nbval
+lint: setup
+	$(PY) -m ruff check .
+
+# without DATA, CIFAR-10 is fetched once into data/ (tests/fetch_data.py); where that is not
+# possible one line says so, and the tests that need data and nbval are skipped
+test: setup lint
+	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	if [ -n "$$data" ]; then export COLORLIB_DATA="$$data"; else unset COLORLIB_DATA; fi; \
+	$(PY) -m pytest tests -m "not browser" || exit 1; \
+	if [ -n "$$data" ]; then $(MAKE) --no-print-directory nbval DATA="$$data"; fi
+
+# no training, no notebook runs: for the edit-test loop
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow and not browser"
+
+# JupyterLab in headless Chromium: 05 and 06 run as a reader runs them (slider, upload). Installs
+# Chromium with apt-get where it is missing and that is possible; otherwise the test skips, saying why.
+test-browser: setup
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium and chromium-driver with apt-get ..."; \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
+	      >/tmp/colorlib-apt.log 2>&1 || echo "apt-get could not install chromium (see /tmp/colorlib-apt.log)"; \
+	  fi; }
+	$(PY) -m pytest tests/test_browser.py -m browser
 
 # colorlib's trainer against a tutorial-style loop, same networks and data, one run
 bench: setup
@@ -58,3 +87,15 @@ bench: setup
 # every baseline and ablation at the preset's budget, scored side by side
 baselines: setup
 	$(PY) -m colorlib baselines --preset $(PRESET) $(DATA_ARG) --out runs/baselines-$(PRESET) --figures $(FIG_DIR)/baselines
+
+# The whole comparison on one GPU, no Jupyter needed (torch >= 2.4): every method of the
+# baselines table x 3 seeds, packed, at the paper's networks and data, epochs fitted to
+# STUDY_BUDGET seconds; scored on the validation and test splits into figures/paper/baselines
+STUDY_BUDGET ?= 360
+STUDY_RUNS ?= runs/study-paper
+STUDY_FIGURES ?= figures/paper/baselines
+STUDY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+.PHONY: gpu-study
+gpu-study:
+	$(STUDY_PY) -m colorlib study --preset paper --seeds 3 $(DATA_ARG) --out $(STUDY_RUNS) \
+	  --figures $(STUDY_FIGURES) --time-budget $(STUDY_BUDGET) --no-progress
