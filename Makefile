@@ -58,11 +58,11 @@ lint: setup
 	$(PY) -m ruff check .
 
 # without DATA, CIFAR-10 is fetched once into data/ (tests/fetch_data.py); where that is not
-# possible one line says so, and the tests that need data and nbval are skipped
+# possible one line says so, and the tests that need data and nbval are skipped (not listed one by one)
 test: setup lint
 	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
 	if [ -n "$$data" ]; then export COLORLIB_DATA="$$data"; else unset COLORLIB_DATA; fi; \
-	$(PY) -m pytest tests -m "not browser" || exit 1; \
+	$(PY) -m pytest tests -m "not browser" $$([ -n "$$data" ] || echo -rfE) || exit 1; \
 	if [ -n "$$data" ]; then $(MAKE) --no-print-directory nbval DATA="$$data"; fi
 
 # no training, no notebook runs: for the edit-test loop
@@ -94,8 +94,10 @@ baselines: setup
 STUDY_BUDGET ?= 360
 STUDY_RUNS ?= runs/study-paper
 STUDY_FIGURES ?= figures/paper/baselines
+STUDY_PRESET ?= paper
+STUDY_ARGS ?=
 STUDY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 .PHONY: gpu-study
 gpu-study:
-	$(STUDY_PY) -m colorlib study --preset paper --seeds 3 $(DATA_ARG) --out $(STUDY_RUNS) \
-	  --figures $(STUDY_FIGURES) --time-budget $(STUDY_BUDGET) --no-progress
+	$(STUDY_PY) -m colorlib study --preset $(STUDY_PRESET) --seeds 3 $(DATA_ARG) --out $(STUDY_RUNS) \
+	  --figures $(STUDY_FIGURES) --time-budget $(STUDY_BUDGET) --no-progress $(STUDY_ARGS)
