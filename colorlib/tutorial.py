@@ -106,8 +106,10 @@ def recipe_changes(config: dict, preset: Optional[str] = None) -> dict:
             if k in FIELD_NAMES and k not in RUN_MECHANICS and v != recipe[k]}
 
 
-def describe_changes(changes: dict) -> str:
-    """`{"lr": 0.0002, "beta1": 0.5}` -> "lr=0.0002, beta1=0.5"; none: the paper's recipe."""
+def describe_changes(changes: Optional[dict]) -> str:
+    """`{"lr": 0.0002, "beta1": 0.5}` -> "lr=0.0002, beta1=0.5"; {}: the paper's recipe; None: unknown."""
+    if changes is None:
+        return "unknown: no method of that name in this version's colorlib/baselines.py"
     return ", ".join(f"{k}={v}" for k, v in changes.items()) or "none: the paper's recipe"
 
 
@@ -120,7 +122,7 @@ def method_changes(preset: str = "quick") -> dict[str, dict]:
             for name, overrides in METHODS.items()}
 
 
-def changes_table(changes: dict[str, dict]) -> str:
+def changes_table(changes: dict[str, Optional[dict]]) -> str:
     """A Markdown table: one row per run, the settings in which it differs from the paper's recipe."""
     lines = ["| run | settings that differ from the paper's recipe |", "|---|---|"]
     lines += [f"| {name} | {describe_changes(c).replace('|', '/')} |" for name, c in changes.items()]
