@@ -161,10 +161,11 @@ def _number(cell: str) -> Optional[float]:
 
 
 def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
-    """n (colour, hatch) pairs, all different: the 20 colours of tab20, then again with hatches."""
+    """n (colour, hatch) pairs, all different: the 20 colours of tab20 (its ten dark shades first,
+    then the ten light ones, so neighbours differ in hue), then again with hatches."""
     from matplotlib import colormaps
 
-    palette = colormaps["tab20"].colors
+    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
     hatches = (None, "//", "..", "xx", "\\\\", "oo")
     return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
 
