@@ -122,6 +122,22 @@ def method_changes(preset: str = "quick") -> dict[str, dict]:
             for name, overrides in METHODS.items()}
 
 
+# methods of figures/quick/baselines that colorlib.baselines has since renamed: the shipped
+# "paper-feature-aware-norm" was trained when norm="fan" meant the SPADE reading, today's norm="spade"
+RENAMED_METHODS = {"paper-feature-aware-norm": "paper-spade"}
+
+
+def shipped_changes(names: Sequence[str], preset: str = "quick") -> dict[str, Optional[dict]]:
+    """What each method of a shipped table changes, looked up in colorlib.baselines (under today's
+    name where it was renamed: the row is then labelled with both names); None where it is unknown."""
+    known = method_changes(preset)
+    out: dict[str, Optional[dict]] = {}
+    for name in names:
+        today = RENAMED_METHODS.get(name, name)
+        out[name if today == name else f"{name} (today {today})"] = known.get(today)
+    return out
+
+
 def changes_table(changes: dict[str, Optional[dict]]) -> str:
     """A Markdown table: one row per run, the settings in which it differs from the paper's recipe."""
     lines = ["| run | settings that differ from the paper's recipe |", "|---|---|"]
