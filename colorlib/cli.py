@@ -85,15 +85,19 @@ def cmd_figures(args) -> int:
     import warnings
 
     from .plots import save_figures
-    from .rundir import RunDirWarning
+    from .rundir import RunDirRepaired, RunDirWarning
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunDirWarning)
+        warnings.simplefilter("always", RunDirRepaired)
         written = save_figures(args.run_dir, args.out, args.sample_epochs)
     for path in written:
         print(path)
     damaged = [w for w in caught if issubclass(w.category, RunDirWarning)]
+    repaired = [w for w in caught if issubclass(w.category, RunDirRepaired)]
+    for message in dict.fromkeys(str(w.message) for w in repaired):  # rebuilt from last.pt: nothing is lost
+        print(f"note: {message}", file=sys.stderr)
     for w in caught:
-        if w not in damaged:  # anything else is shown as Python would have shown it
+        if w not in damaged and w not in repaired:  # anything else is shown as Python would have shown it
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     for message in dict.fromkeys(str(w.message) for w in damaged):  # each damaged file once
         print(f"warning: {message}", file=sys.stderr)

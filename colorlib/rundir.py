@@ -6,21 +6,29 @@
     RUN/samples/gray.png       the fixed test images as the generator sees them (one strip)
     RUN/samples/truth.png      ... and their ground-truth colours
     RUN/samples/epoch_NNNN.png the generator's colorization of them after epoch NNNN
-    RUN/checkpoints/last.pt    networks + optimizers, for resuming
+    RUN/epochs.csv             one row per epoch: collapse statistic, validation scores, rates
+    RUN/checkpoints/last.pt    networks + optimizers + the history rows they cover, for resuming
     RUN/checkpoints/generator.pt  the final generator alone, for colorizing and evaluation
+    RUN/train.lock             while a training writes the run: its process id and host
 
 Every file is written to a temporary name and renamed into place, so a crash or a Ctrl-C
-leaves the previous version intact, never half a file.
+leaves the previous version intact, never half a file. last.pt is the run's record: it is
+written first, then history.csv, epochs.csv and run.json, which describe what it holds; a
+history.csv or epochs.csv found damaged or missing is rewritten from it (`read_history`).
 """
 from __future__ import annotations
 
-import csv
+import contextlib
 import io
 import json
 import os
 import re
+import socket
+import sys
 import tempfile
+import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Optional
 
@@ -40,6 +48,10 @@ class RunDirError(RuntimeError):
 
 class RunDirWarning(UserWarning):
     """Part of a run directory is damaged and was left out; the message names the file."""
+
+
+class RunDirRepaired(UserWarning):
+    """A damaged or missing file of a run directory was rewritten from its checkpoint; nothing is lost."""
 
 
 _UMASK = os.umask(0)
@@ -137,37 +149,155 @@ def write_epochs(run_dir, columns: tuple[str, ...], rows: list[list[float]]) -> 
     atomic_write_text(Path(run_dir) / "epochs.csv", out.getvalue())
 
 
-def read_epochs(run_dir) -> dict[str, torch.Tensor]:
-    """epochs.csv as one 1-D tensor per column ({} for runs made before it existed)."""
-    path = Path(run_dir) / "epochs.csv"
-    if not path.exists():
+class _Damaged(Exception):
+    """Why a history.csv or epochs.csv is not what the trainer wrote."""
+
+
+def _parse_table(path: Path, columns: Optional[tuple[str, ...]]) -> tuple[tuple[str, ...], list[list[float]]]:
+    """A CSV table as the trainer writes it: a header, then numbered rows of numbers."""
+    try:
+        text = path.read_bytes().decode("ascii")
+    except UnicodeDecodeError:
+        raise _Damaged("it holds bytes that are not text") from None
+    if not text:
+        raise _Damaged("it is empty")
+    if not text.endswith("\n"):
+        raise _Damaged("its last line is cut off")
+    lines = text[:-1].split("\n")
+    header = tuple(lines[0].split(","))
+    if columns is not None and header != tuple(columns):
+        raise _Damaged(f"it has columns {list(header)}, expected {tuple(columns)}")
+    rows = []
+    for number, line in enumerate(lines[1:], start=2):
+        fields = line.split(",")
+        if len(fields) != len(header):
+            raise _Damaged(f"line {number} has {len(fields)} fields, not {len(header)}")
+        try:
+            rows.append([float(v) for v in fields])
+        except ValueError:
+            raise _Damaged(f"line {number} is garbled") from None
+    if [r[0] for r in rows] != list(range(1, len(rows) + 1)):
+        raise _Damaged(f"its rows are not numbered 1 to {len(rows)}")
+    return header, rows
+
+
+def _run_info_count(run_dir: Path, key: str) -> Optional[int]:
+    """A count from run.json, where run.json is readable and was written with it (else None)."""
+    try:
+        info = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    value = info.get(key) if isinstance(info, dict) and "history_rows" in info else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _rebuild(run_dir: Path, name: str, reason: str) -> tuple[tuple[str, ...], list[list[float]]]:
+    """Rewrite RUN/name (history.csv or epochs.csv) from the rows last.pt carries, with a
+    `RunDirRepaired` warning; a `RunDirError` of one line where that is not possible."""
+    path, last = run_dir / name, run_dir / "checkpoints" / "last.pt"
+    damaged = f"{path} is damaged ({reason})"
+    if not last.exists():
+        raise RunDirError(f"{damaged} and there is no checkpoint to rebuild it from ({last} does not exist). "
+                          f"Restore the file from a copy or train the run again.")
+    try:
+        ckpt = load_checkpoint(last, (CHECKPOINT_FORMAT,))
+    except RunDirError as exc:
+        raise RunDirError(f"{damaged}, and it cannot be rebuilt: {exc}") from None
+    if name == "history.csv":
+        if not isinstance(ckpt.get("history"), torch.Tensor):
+            raise RunDirError(f"{damaged}, and {last} was written before checkpoints kept the history, so it "
+                              f"cannot be rebuilt. Restore the file from a copy or train the run again.")
+        columns, rows = HISTORY_COLUMNS, ckpt["history"].double().tolist()
+        write = lambda: write_history(run_dir, ckpt["history"])  # noqa: E731
+    else:
+        if "epoch_columns" not in ckpt:
+            raise RunDirError(f"{damaged}, and {last} was written before checkpoints kept the epoch table, so "
+                              f"it cannot be rebuilt. Restore the file from a copy or train the run again.")
+        columns, rows = tuple(ckpt["epoch_columns"]), [list(r) for r in ckpt.get("epoch_rows", [])]
+        write = lambda: write_epochs(run_dir, columns, rows)  # noqa: E731
+    try:
+        write()
+        done = "rewritten from"
+    except OSError as exc:  # a read-only copy of a run: the rows are still used
+        done = f"read from (could not rewrite it: {first_line(exc)})"
+    warnings.warn(f"{damaged}; {done} {last}, which holds {len(rows)} rows of it", RunDirRepaired, stacklevel=4)
+    return columns, rows
+
+
+def _read_table(run_dir, name: str, columns: Optional[tuple[str, ...]], count_key: str,
+                repair: bool) -> Optional[tuple[tuple[str, ...], list[list[float]]]]:
+    """history.csv or epochs.csv, checked: a table that cannot be parsed, is shorter than run.json
+    says, or is missing while there is a checkpoint, is damaged; it is rebuilt from last.pt when
+    `repair`, else refused. None: no table, and none expected."""
+    run_dir = Path(run_dir)
+    path = run_dir / name
+    try:
+        if not path.exists():
+            expected = _run_info_count(run_dir, count_key) or 0
+            if not (run_dir / "checkpoints" / "last.pt").exists() and expected == 0:
+                return None
+            if name == "epochs.csv" and expected == 0 and not _checkpoint_has_epoch_rows(run_dir):
+                return None  # a run from before epochs.csv existed
+            raise _Damaged("it is missing")
+        header, rows = _parse_table(path, columns)
+        expected = _run_info_count(run_dir, count_key)
+        if expected is not None and len(rows) < expected:
+            raise _Damaged(f"it has {len(rows)} rows where run.json counts {expected}")
+        return header, rows
+    except _Damaged as exc:
+        if not repair:
+            raise RunDirError(f"{path} is damaged ({exc}).") from None
+        return _rebuild(run_dir, name, str(exc))
+
+
+def _checkpoint_has_epoch_rows(run_dir: Path) -> bool:
+    last = run_dir / "checkpoints" / "last.pt"
+    if not last.exists():
+        return False
+    try:
+        return bool(load_checkpoint(last, (CHECKPOINT_FORMAT,)).get("epoch_rows"))
+    except RunDirError:
+        return False
+
+
+def read_epochs(run_dir, repair: bool = True) -> dict[str, torch.Tensor]:
+    """epochs.csv as one 1-D tensor per column ({} for runs made before it existed). A damaged or
+    missing one is rebuilt from last.pt (see `read_history`)."""
+    table = _read_table(run_dir, "epochs.csv", None, "epochs_done", repair)
+    if table is None:
         return {}
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None) or []
-        rows = [[float(v) for v in row] for row in reader if row]
+    header, rows = table
     data = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(header))
     return {c: data[:, i] for i, c in enumerate(header)}
 
 
-def read_history(run_dir) -> dict[str, torch.Tensor]:
-    """The history as one 1-D tensor per column (empty tensors for a run with no iterations)."""
-    path = Path(run_dir) / "history.csv"
-    if not path.exists():
-        return {c: torch.empty(0) for c in HISTORY_COLUMNS}
-    with open(path, newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if tuple(header or ()) != HISTORY_COLUMNS:
-            raise RunDirError(f"{path} has columns {header}, expected {HISTORY_COLUMNS}")
-        rows = [[float(v) for v in row] for row in reader]
+def read_history(run_dir, repair: bool = True) -> dict[str, torch.Tensor]:
+    """The history as one 1-D tensor per column (empty tensors for a run with no iterations).
+
+    A history.csv that is truncated, garbled, shorter than run.json counts, or missing while the
+    run has a checkpoint, is rewritten from the rows last.pt carries, with a `RunDirRepaired`
+    warning; where that is not possible (or with repair=False) a `RunDirError` says why."""
+    table = _read_table(run_dir, "history.csv", HISTORY_COLUMNS, "history_rows", repair)
+    rows = table[1] if table is not None else []
     table = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS))
     return {c: table[:, i] for i, c in enumerate(HISTORY_COLUMNS)}
 
 
-def history_tensor(run_dir) -> torch.Tensor:
-    h = read_history(run_dir)
+def history_tensor(run_dir, repair: bool = True) -> torch.Tensor:
+    h = read_history(run_dir, repair)
     return torch.stack([h[c] for c in HISTORY_COLUMNS], dim=1).float()
+
+
+def checkpoint_expected(run_dir) -> bool:
+    """Whether run.json says the run has written last.pt (a run stopped before its first
+    checkpoint has none, and resuming it starts it over)."""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(info, dict):
+        return False
+    return any(isinstance(info.get(k), int) and info[k] > 0 for k in ("epochs_done", "iterations_done"))
 
 
 # ---------------------------------------------------------------- samples
@@ -267,3 +397,232 @@ def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERAT
         except ValueError as exc:  # ConfigError
             raise RunDirError(f"checkpoint {str(path)!r} has an invalid config ({exc}). {remedy}") from None
     return ckpt
+
+
+# ---------------------------------------------------------------- the run lock
+LOCK_NAME = "train.lock"
+_HELD: dict[str, "weakref.ref[RunLock]"] = {}  # run directory -> this process's lock on it
+
+
+def _process_start(pid: int) -> Optional[int]:
+    """The start time of process `pid` in clock ticks since boot (Linux), to tell a reused PID apart."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _process_alive(pid: int, start: Optional[int]) -> bool:
+    """Whether process `pid` of this host still runs (and is the one that started at `start`)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    except OSError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] == "Z":  # exited, not yet reaped by its parent
+            return False
+        return start is None or int(fields[19]) == start
+    except (OSError, ValueError, IndexError):
+        return True
+
+
+def _read_lock(path: Path) -> Optional[dict]:
+    try:
+        owner = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {}
+    return owner if isinstance(owner, dict) else {}
+
+
+def _command_line() -> str:
+    """This process's command, as typed: `python -m colorlib train ...` rather than a path to __main__.py."""
+    argv = list(sys.argv) or [""]
+    first = Path(argv[0])
+    argv[0] = f"python -m {first.parent.name}" if first.name == "__main__.py" else first.name
+    return " ".join(argv)[:300]
+
+
+def describe_lock_owner(owner: dict) -> str:
+    command = f", `{owner['command']}`" if owner.get("command") else ""
+    return (f"process {owner.get('pid', '?')} on {owner.get('host', '?')}, started "
+            f"{owner.get('started', '?')}{command}")
+
+
+class RunLock:
+    """RUN/train.lock: one training at a time writes a run directory.
+
+    The file holds the owner's process id, host, start time and command line. It is created
+    whole, with a hard link from a finished temporary file, so it is never seen half-written. A
+    lock whose process no longer runs on this host (killed, crashed, machine restarted) is stale
+    and taken over; a lock from another host cannot be checked, so the message says to delete it
+    if that training is gone. Within one process a second Trainer may take over a run directory
+    from one that is not training (a notebook cell run again)."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_NAME
+        self.key = os.path.abspath(self.path)
+        self.held = False
+        self.training = False  # set by the trainer while it trains
+        self._created_dir = False
+        self._finalizer = None
+
+    def acquire(self) -> None:
+        if self.held:
+            return
+        if not self.run_dir.exists():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self._created_dir = True
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "process_start": _process_start(os.getpid()),
+              "command": _command_line()}
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{LOCK_NAME}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+                f.flush()
+                os.fsync(f.fileno())
+            for _ in range(100):
+                if self._link(tmp):
+                    break
+                owner = _read_lock(self.path)
+                if owner is None:  # released in the meantime
+                    continue
+                if owner == {}:  # unreadable: being written without a link, or damaged
+                    if time.time() - self._mtime() < 5:
+                        time.sleep(0.05)
+                        continue
+                    self._break(owner)
+                    continue
+                if self._mine(owner):
+                    break
+                if owner.get("host") == me["host"] and isinstance(owner.get("pid"), int) and \
+                        not _process_alive(owner["pid"], owner.get("process_start")):
+                    self._break(owner)
+                    continue
+                where = "this host" if owner.get("host") == me["host"] else "another host"
+                raise RunDirError(
+                    f"{self.run_dir} is in use by another training ({describe_lock_owner(owner)}): two "
+                    f"trainings would overwrite each other's files. Wait for it to finish, stop it, or "
+                    f"choose another run directory; if that training is no longer running on {where}, "
+                    f"delete {self.path}.")
+            else:
+                raise RunDirError(f"could not lock {self.run_dir}: {self.path} keeps changing. Try again.")
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.held = True
+        _HELD[self.key] = weakref.ref(self)
+        self._finalizer = weakref.finalize(self, _release_lock_file, self.path, self.key, None)
+
+    def _link(self, tmp: str) -> bool:
+        try:
+            os.link(tmp, self.path)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # a file system without hard links: exclusive creation instead
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as f:
+                f.write(Path(tmp).read_bytes())
+            return True
+
+    def _mtime(self) -> float:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return time.time()
+
+    def _mine(self, owner: dict) -> bool:
+        """A lock of this process, on a run directory no Trainer of it is training: taken over."""
+        if owner.get("pid") != os.getpid() or owner.get("host") != socket.gethostname():
+            return False
+        ref = _HELD.get(self.key)
+        other = ref() if ref is not None else None
+        if other is not None and other is not self and other.held and other.training:
+            return False
+        if other is not None and other is not self:
+            other.held = False
+            if other._finalizer is not None:
+                other._finalizer.detach()
+        return True
+
+    def _break(self, stale: dict) -> None:
+        """Remove a stale lock, unless someone else replaced it meanwhile (a second mutex keeps two
+        processes that found the same stale lock from both taking it)."""
+        mutex = self.path.with_name(LOCK_NAME + ".break")
+        try:
+            fd = os.open(mutex, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            try:
+                holder = int(mutex.read_text() or 0)
+                if holder and not _process_alive(holder, None) or time.time() - mutex.stat().st_mtime > 10:
+                    mutex.unlink()  # left by a process killed while breaking
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.05)
+            return
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            if _read_lock(self.path) == stale:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+        finally:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                mutex.unlink()
+
+    def release(self) -> None:
+        """Remove the lock file (and the run directory, where acquire made it and it stayed empty).
+        Also after an acquire that was interrupted (Ctrl-C) between making the file and noting it:
+        a lock file of this process that no other lock of it holds is removed."""
+        self.held = False
+        self.training = False
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+        _release_lock_file(self.path, self.key, self)
+        if self._created_dir:
+            with contextlib.suppress(OSError):
+                self.run_dir.rmdir()  # only succeeds when empty
+
+
+def _release_lock_file(path: Path, key: str, lock: Optional[RunLock]) -> None:
+    ref = _HELD.get(key)
+    current = ref() if ref is not None else None
+    if current is not None and lock is not None and current is not lock:
+        return  # another lock of this process took the directory over
+    _HELD.pop(key, None)
+    owner = _read_lock(path)
+    if owner and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def remove_temporary_files(run_dir) -> list[Path]:
+    """Delete the temporary files of atomic writes that a killed process left in a run directory
+    (call it only while holding the run's lock: then no write of it is in flight)."""
+    removed = []
+    run_dir = Path(run_dir)
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "samples"):
+        for path in folder.glob(".*.tmp"):
+            try:
+                if path.name.startswith(f".{LOCK_NAME}.") and time.time() - path.stat().st_mtime < 60:
+                    continue  # another process trying to lock the run right now
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
