@@ -61,8 +61,10 @@ def _config_overrides(args) -> dict:
 
 
 def cmd_train(args) -> int:
+    import warnings
+
     from . import rundir
-    from .training import train
+    from .training import TrainingInterrupted, train
     overrides = _config_overrides(args)
     run_dir = args.run_dir or f"runs/{args.preset}"
     if args.resume:  # the run's own config, with only what was asked for changed
@@ -71,10 +73,29 @@ def cmd_train(args) -> int:
             cfg = config_from_dict({**rundir.read_config(run_dir).to_dict(), **overrides})
     else:
         cfg = make_config(args.preset, **overrides)
+    show = warnings.showwarning
+
+    def note_repairs(message, category, *rest, **kwargs):  # a repaired file: one line, not a warning dump
+        if issubclass(category, rundir.RunDirRepaired):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kwargs)
+
     try:
-        out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, epoch_lines=args.no_progress)
-    except KeyboardInterrupt:
-        print("interrupted: the last checkpoint is kept; continue with --resume", file=sys.stderr)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", rundir.RunDirRepaired)
+            warnings.showwarning = note_repairs
+            out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress,
+                        epoch_lines=args.no_progress)
+    except TrainingInterrupted as exc:  # says what the run directory keeps
+        print(str(exc), file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # before training began: loading data, building the networks
+        if rundir.is_run_dir(run_dir):
+            print(f"interrupted before training began; continue the run in {run_dir} with --resume",
+                  file=sys.stderr)
+        else:
+            print(INTERRUPTED, file=sys.stderr)
         return 130
     if os.environ.get("RANK", "0") == "0":
         print(f"run directory: {out}")

@@ -30,9 +30,12 @@ import copy
 import math
 import os
 import platform
+import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -59,6 +62,41 @@ EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "v
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training; the message says what the run directory keeps (see Trainer.iterate)."""
+
+
+class DeferredInterrupt:
+    """While active (a `with` block), Ctrl-C (SIGINT) is noted instead of raised, so that the
+    trainer stops at the next iteration boundary, where the run can be saved exactly; a second
+    Ctrl-C raises KeyboardInterrupt at once. Active only in the main thread and only where SIGINT
+    has Python's default handler (as in a terminal or a Jupyter cell); elsewhere it does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.broke = False  # a KeyboardInterrupt left a `with` block: its work may be half done
+        self._previous = None
+
+    def __enter__(self) -> "DeferredInterrupt":
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.broke = self.broke or (kind is not None and issubclass(kind, KeyboardInterrupt))
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _note(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("colorlib: stopping after this iteration to save the run there (Ctrl-C again to stop at once)",
+              file=sys.stderr, flush=True)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -124,9 +162,28 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
                  dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None):
         """data_cache: a dict shared by trainers packed into one process (see packing.py), so
-        that they decode the data, and hold it on the device, once."""
+        that they decode the data, and hold it on the device, once.
+
+        The run directory is locked (RUN/train.lock) from here until training ends, on every
+        path out: a second training into it is refused, naming the first."""
         self.dist = dist or Dist.from_env()
         self.run_dir = Path(run_dir)
+        self.lock = rundir.RunLock(self.run_dir) if self.dist.is_main else None
+        if self.lock is not None:
+            self.lock.acquire()
+            rundir.remove_temporary_files(self.run_dir)  # left by a training that was killed
+        try:
+            self._setup(cfg, run_dir, resume, progress, dist, epoch_lines, data_cache)
+        except BaseException:
+            self.release_lock()
+            raise
+
+    def release_lock(self) -> None:
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+
+    def _setup(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
+               dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None):
         self.commit = git_commit()  # once: run.json is rewritten at every checkpoint
         self.progress = progress and self.dist.is_main
         self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
@@ -173,6 +230,9 @@ class Trainer:
         self.autocast = autocast_for(self.device) if cfg.amp else contextlib.nullcontext
 
         self.epoch = 0  # epochs completed
+        self.iteration = 0  # iterations of epoch self.epoch + 1 completed (a run saved mid-epoch resumes there)
+        self.partial_losses = torch.empty(0, len(LOSS_NAMES))  # ... and their losses, until that epoch ends
+        self.saved = (0, 0, 0)  # (epoch, iteration, history rows) of the checkpoint last.pt holds
         self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
         self.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
         self.best_fd = math.inf
@@ -184,9 +244,13 @@ class Trainer:
         if self.G.bins is not None:  # the class-rebalancing weights come from the training colours
             _, rgb = to_model_range(self.images[:5000])
             self.G.bins.fit_prior(rgb_to_ycbcr(rgb)[:, 1:])
-        if resume:
-            self._load(self.run_dir / "checkpoints" / "last.pt")
-        if self.G_ema is not None and not resume:
+        last = self.run_dir / "checkpoints" / "last.pt"
+        # a run stopped before its first checkpoint has none: resuming it starts it over, same config
+        loaded = resume and (last.exists() or rundir.checkpoint_expected(self.run_dir))
+        if loaded:
+            self._load(last)
+            self._check_planned_epochs()
+        if self.G_ema is not None and not loaded:
             self.G_ema.load_state_dict(self.G.state_dict())
 
         # the networks the step calls: DDP- and compile-wrapped views of self.G / self.D,
@@ -214,6 +278,8 @@ class Trainer:
         if self.dist.is_main:  # only now that the data loaded: a failed start leaves no run behind
             self.run_dir.mkdir(parents=True, exist_ok=True)
             rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
+            if resume:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
+                self._write_tables(self._kept_history(), repair_note=True)
         if self.dist.is_main and not (self.run_dir / "samples" / "truth.png").exists():
             rundir.save_strip(self.run_dir / "samples" / "truth.png", samples.images)
             rundir.save_strip(self.run_dir / "samples" / "gray.png", to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
@@ -297,6 +363,8 @@ class Trainer:
         epochs to the time it has); config.json follows."""
         if epochs < max(self.epoch, 1):
             raise ConfigError(f"cannot plan {epochs} epochs: {self.epoch} are done")
+        if self.iteration > 0:  # the epoch in progress is finished: its updates are in the weights
+            epochs = max(epochs, self.epoch + 1)
         self.cfg = config_from_dict({**self.cfg.to_dict(), "epochs": epochs})
         if self.dist.is_main:
             rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
@@ -314,11 +382,40 @@ class Trainer:
             raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
                                      f"({state_dict_mismatch(exc)})") from None
         self.epoch = int(ckpt["epoch"])
+        self.iteration = int(ckpt.get("iteration", 0))
         self.wall_time = float(ckpt.get("wall_time", 0.0))
         self.epoch_rows = [list(r) for r in ckpt.get("epoch_rows", [])][:self.epoch]
         self.best_fd = float(ckpt.get("best_fd", math.inf))
-        history = rundir.history_tensor(self.run_dir)
-        self.history = history[history[:, 1] <= self.epoch]  # rows after the checkpoint are redone
+        iters = self.iterations_per_epoch
+        rows = self.epoch * iters + self.iteration
+        if "history" in ckpt:  # the rows this checkpoint covers travel with it
+            history = ckpt["history"]
+            if (not isinstance(history, torch.Tensor) or history.shape != (rows, len(rundir.HISTORY_COLUMNS))
+                    or not 0 <= self.iteration <= iters):
+                raise rundir.RunDirError(f"checkpoint {path} is damaged: its history does not cover epoch "
+                                         f"{self.epoch}, iteration {self.iteration}. Use another checkpoint or "
+                                         f"retrain.")
+        else:  # written before checkpoints kept the history: history.csv, rows after the checkpoint redone
+            history = rundir.history_tensor(self.run_dir, repair=False)
+            history = history[history[:, 1] <= self.epoch]
+            if history.shape[0] != rows:
+                raise rundir.RunDirError(
+                    f"{self.run_dir / 'history.csv'} holds {history.shape[0]} rows up to epoch {self.epoch}, "
+                    f"where checkpoint {path} covers {rows}, and this older checkpoint has no copy to "
+                    f"rebuild it from. Restore the file from a copy or train the run again.")
+        self.history = history[:self.epoch * iters].float()
+        self.partial_losses = history[self.epoch * iters:, 2:].float()
+        self.saved = (self.epoch, self.iteration, rows)
+
+    def _check_planned_epochs(self) -> None:
+        """A resumed run cannot be planned shorter than what its checkpoint holds."""
+        least = self.epoch + (1 if self.iteration else 0)
+        if self.cfg.epochs < least:
+            held = f"{self.epoch} epoch{'s' if self.epoch != 1 else ''}"
+            if self.iteration:
+                held += f" and {self.iteration} iterations of epoch {self.epoch + 1}"
+            raise ConfigError(f"cannot resume {self.run_dir} with epochs={self.cfg.epochs}: its checkpoint "
+                              f"already holds {held}. Ask for epochs={least} or more; the run was left as it was.")
 
     @property
     def iterations_per_epoch(self) -> int:
@@ -429,61 +526,144 @@ class Trainer:
 
     # ------------------------------------------------------------ the loop
     def fit(self) -> Path:
-        for _ in self.iterate():
-            pass
+        steps = self.iterate()
+        try:
+            for _ in steps:
+                pass
+        except KeyboardInterrupt as exc:  # Ctrl-C between two iterations: saved there, see iterate
+            if isinstance(exc, TrainingInterrupted):
+                raise
+            steps.close()
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+        finally:
+            steps.close()
         return self.run_dir
 
     def iterate(self):
         """Train to the end, yielding after every iteration: `fit` runs it through, and
-        packing.train_packed interleaves several runs' iterations on one device."""
-        cfg, dist = self.cfg, self.dist
-        iters = self.iterations_per_epoch
-        if iters == 0:
-            raise ConfigError(f"{self.images.shape[0]} training images make no batch of {cfg.batch_size}")
-        local = cfg.batch_size // dist.world_size
-        bar = None
-        if self.progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=cfg.epochs * iters, initial=self.epoch * iters, unit="it",
-                       desc=f"{cfg.preset} on {self.device.type}", dynamic_ncols=True)
-        self._write_run_info("running")
+        packing.train_packed interleaves several runs' iterations on one device.
+
+        Stopping loses nothing. Ctrl-C during an iteration or an epoch's end is held until it is
+        done (`DeferredInterrupt`); the run is then saved at that iteration boundary (the
+        checkpoint records the iteration within the epoch, and the partial epoch's losses travel
+        in its history) and `TrainingInterrupted` says what is kept: resuming continues exactly
+        there, bitwise as if never stopped. Closing the generator at a yield (a caller or a
+        packed run stopping) saves the same way. A second Ctrl-C stops at once and keeps the last
+        checkpoint; run.json always describes what last.pt holds."""
+        gate = DeferredInterrupt()
+        if self.lock is not None:  # released when training ends; a later fit() takes it again
+            self.lock.acquire()
+            self.lock.training = True
+        bar = losses = None
         started = time.perf_counter()
         try:
+            cfg, dist = self.cfg, self.dist
+            iters = self.iterations_per_epoch
+            if iters == 0:
+                raise ConfigError(f"{self.images.shape[0]} training images make no batch of {cfg.batch_size}")
+            local = cfg.batch_size // dist.world_size
+            if self.progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=cfg.epochs * iters, initial=self.epoch * iters + self.iteration, unit="it",
+                           desc=f"{cfg.preset} on {self.device.type}", dynamic_ncols=True)
+            self._write_run_info("running")
+            started = time.perf_counter()
             while self.epoch < self.cfg.epochs:  # cfg re-read: set_epochs may change the plan
                 cfg = self.cfg
                 epoch = self.epoch
-                if cfg.lr_schedule != "constant":
-                    self.lrs = self._set_lrs(epoch)
-                order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
-                losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
-                for it in range(iters):
-                    batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
-                    losses[it] = self._step_index(batch[dist.rank * local:(dist.rank + 1) * local])
-                    if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
-                        self._check_and_report(losses[it], epoch, it, bar)
-                    yield
-                losses = losses.cpu()
-                if not torch.isfinite(losses).all():
-                    bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
-                    self._diverged(epoch, bad, losses[bad])
-                self._end_epoch(epoch, losses, started)
-                if self.epoch_lines:
-                    means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
-                    print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - started:.1f} s)",
-                          flush=True)
-                started = time.perf_counter()
+                with gate:
+                    if cfg.lr_schedule != "constant":
+                        self.lrs = self._set_lrs(epoch)
+                    order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
+                    losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
+                    first = self.iteration  # > 0: a run saved in the middle of this epoch
+                    if first:
+                        losses[:first] = self.partial_losses.to(self.device)
+                for it in range(first, iters):
+                    with gate:
+                        batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
+                        losses[it] = self._step_index(batch[dist.rank * local:(dist.rank + 1) * local])
+                        self.iteration = it + 1
+                        if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
+                            self._check_and_report(losses[it], epoch, it, bar)
+                    if gate.requested:
+                        with gate:
+                            self._stop_here(losses, started, raise_interrupt=True)
+                    try:
+                        yield
+                    except GeneratorExit:
+                        with gate:
+                            self._stop_here(losses, started, raise_interrupt=False)
+                        raise
+                with gate:
+                    losses = losses.cpu()
+                    if not torch.isfinite(losses).all():
+                        bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
+                        self._diverged(epoch, bad, losses[bad])
+                    self.iteration, self.partial_losses = 0, losses[:0]  # the epoch joins the history
+                    self._end_epoch(epoch, losses, started)
+                    if self.epoch_lines:
+                        means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
+                        print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - started:.1f} s)",
+                              flush=True)
+                    started = time.perf_counter()
+                if gate.requested and self.epoch < self.cfg.epochs:  # at the very end: just finish
+                    with gate:
+                        self._stop_here(None, started, raise_interrupt=True)
+            with gate:
+                if self.epoch == self.cfg.epochs:
+                    if self.dist.is_main and not (self.run_dir / "checkpoints" / "generator.pt").exists():
+                        self._save_generator()  # a run killed between its last two files
+                    self._write_run_info("finished")
+        except (TrainingInterrupted, TrainingDiverged, GeneratorExit):
+            raise
         except KeyboardInterrupt:
-            self._write_run_info("interrupted")
+            if gate.broke:  # at once, inside an iteration (a second Ctrl-C, or no handler): last.pt is kept
+                self._write_run_info("interrupted")
+            else:  # between the guarded blocks, at an iteration boundary: saved there
+                with gate:
+                    self._stop_here(losses, started, raise_interrupt=False)
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+        except Exception as exc:
+            self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
             raise
         finally:
             if bar is not None:
                 bar.close()
-        if self.epoch == self.cfg.epochs:
-            self._write_run_info("finished")
+            self.release_lock()
+
+    def _stop_here(self, losses: Optional[torch.Tensor], started: float, raise_interrupt: bool) -> None:
+        """Save the run at the iteration boundary it stands at (unless last.pt already holds it, or
+        a loss of the partial epoch is not finite), mark it interrupted, and with raise_interrupt
+        raise `TrainingInterrupted` saying what is kept."""
+        if self.dist.is_main:
+            partial = losses[:self.iteration].cpu() if losses is not None else self.partial_losses
+            here = (self.epoch, self.iteration)
+            if here != self.saved[:2] and torch.isfinite(partial).all():
+                self.partial_losses = partial.float()
+                self.wall_time += time.perf_counter() - started
+                self.save_checkpoint(status="interrupted")
+            else:
+                self._write_run_info("interrupted")
+        if raise_interrupt:
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}")
+
+    def _kept_message(self) -> str:
+        epoch, iteration, _ = self.saved
+        if not (self.run_dir / "checkpoints" / "last.pt").exists():
+            return (f"no checkpoint was written yet; continue with --resume (resume=True), which starts "
+                    f"{self.run_dir} over from its first iteration with the same configuration")
+        held = f"{epoch} of {self.cfg.epochs} epochs"
+        if iteration:
+            held += f" and {iteration} of {self.iterations_per_epoch} iterations of epoch {epoch + 1}"
+        return (f"{self.run_dir / 'checkpoints' / 'last.pt'} keeps {held} (run.json agrees); "
+                f"continue with --resume (resume=True)")
 
     def close(self, wait: bool = True) -> None:
         """Under torchrun: wait until rank 0 has written everything, then leave the process group
-        (a rank that exits with gloo threads still running aborts the whole job)."""
+        (a rank that exits with gloo threads still running aborts the whole job). Releases the
+        run directory's lock if training has not already."""
+        self.release_lock()
         import torch.distributed as td
         if self.dist.world_size > 1 and td.is_initialized():
             try:
@@ -503,7 +683,10 @@ class Trainer:
 
     def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
         detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
-        kept = (f"The last good checkpoint (after epoch {self.epoch}) is kept in {self.run_dir / 'checkpoints'}."
+        saved_epoch, saved_iteration, _ = self.saved
+        after = (f"after epoch {saved_epoch}" if not saved_iteration
+                 else f"epoch {saved_epoch + 1}, iteration {saved_iteration}")
+        kept = (f"The last good checkpoint ({after}) is kept in {self.run_dir / 'checkpoints'}."
                 if (self.run_dir / "checkpoints" / "last.pt").exists() else "No checkpoint had been written yet.")
         msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
                f"{kept} Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
@@ -546,30 +729,80 @@ class Trainer:
         G.train()
         return to_uint8(out)
 
-    def save_checkpoint(self) -> None:
-        """History first, then the checkpoint that points at it: a crash between the two leaves
-        a longer history, which resume trims to the checkpoint's epoch."""
-        rundir.write_history(self.run_dir, self.history)
+    def save_checkpoint(self, status: Optional[str] = None) -> None:
+        """last.pt first, then the files that describe it: history.csv, epochs.csv, run.json.
+
+        The checkpoint carries the history rows it covers (those of a partial epoch included,
+        when it is saved mid-epoch), so a kill between two of these files leaves last.pt ahead,
+        and resuming rewrites the others from it; read_history repairs a damaged history.csv
+        from it too."""
         ckpt_dir = self.run_dir / "checkpoints"
+        history = self._kept_history()
         ckpt = {"format": rundir.CHECKPOINT_FORMAT, "config": self.cfg.to_dict(), "epoch": self.epoch,
+                "iteration": self.iteration, "history": history, "epoch_columns": list(EPOCH_COLUMNS),
                 "wall_time": self.wall_time, "generator": self.G.state_dict(),
                 "discriminator": self.D.state_dict(), "g_opt": self.g_opt.state_dict(),
                 "d_opt": self.d_opt.state_dict(), "epoch_rows": self.epoch_rows, "best_fd": self.best_fd}
         if self.G_ema is not None:
             ckpt["generator_ema"] = self.G_ema.state_dict()
         rundir.atomic_save(rundir.to_cpu(ckpt), ckpt_dir / "last.pt")
-        if self.epoch == self.cfg.epochs:  # what users colorize with: the EMA generator when kept
-            rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
-                                              "epoch": self.epoch, "generator": self.G_eval.state_dict()}),
-                               ckpt_dir / "generator.pt")
-        self._write_run_info("running" if self.epoch < self.cfg.epochs else "finished")
+        self.saved = (self.epoch, self.iteration, int(history.shape[0]))
+        if self.epoch == self.cfg.epochs and not self.iteration:
+            self._save_generator()
+        self._write_tables(history)
+        self._write_run_info(status or ("running" if self.epoch < self.cfg.epochs else "finished"))
+
+    def _save_generator(self) -> None:
+        """generator.pt, what users colorize with: the EMA generator when kept."""
+        rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
+                                          "epoch": self.epoch, "generator": self.G_eval.state_dict()}),
+                           self.run_dir / "checkpoints" / "generator.pt")
+
+    def _history_rows(self, epoch: int, losses: torch.Tensor) -> torch.Tensor:
+        """History rows (HISTORY_COLUMNS) of the first len(losses) iterations of 0-based `epoch`."""
+        first, n = epoch * self.iterations_per_epoch, losses.shape[0]
+        cols = torch.stack([torch.arange(first + 1, first + n + 1, dtype=torch.float32),
+                            torch.full((n,), float(epoch + 1))], dim=1)
+        return torch.cat([cols, losses.float().cpu()], dim=1)
+
+    def _kept_history(self) -> torch.Tensor:
+        """The finished epochs' rows and those of the partial epoch in progress."""
+        if not self.iteration:
+            return self.history
+        return torch.cat([self.history, self._history_rows(self.epoch, self.partial_losses)])
+
+    def _write_tables(self, history: torch.Tensor, repair_note: bool = False) -> None:
+        """history.csv and epochs.csv as the checkpoint holds them. With repair_note (on resume),
+        a file that was not a shorter or longer version of that (damaged) is named in a warning."""
+        files = {"history.csv": lambda: rundir.write_history(self.run_dir, history),
+                 "epochs.csv": lambda: rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)}
+        for name, write in files.items():
+            path = self.run_dir / name
+            before = path.read_bytes() if repair_note and path.exists() else None
+            write()
+            if not repair_note:
+                continue
+            after = path.read_bytes().splitlines()
+            old = before.splitlines() if before is not None else None
+            shorter = min(len(after), len(old)) if old is not None else 0
+            if old is None and len(after) > 1:
+                reason = "it was missing"
+            elif old is not None and old[:shorter] != after[:shorter]:
+                reason = "it did not match the checkpoint"
+            else:
+                continue
+            warnings.warn(f"{path} was damaged ({reason}); rewritten from {self.run_dir / 'checkpoints' / 'last.pt'}",
+                          rundir.RunDirRepaired, stacklevel=2)
 
     def _write_run_info(self, status: str, error: Optional[str] = None) -> None:
+        """run.json: always what last.pt holds (epochs_done, and iteration_in_epoch for a run saved
+        in the middle of an epoch), whatever the trainer had reached in memory."""
         if not self.dist.is_main:
             return
+        epoch, iteration, rows = getattr(self, "saved", (0, 0, 0))
         info = {
-            "status": status, "epochs_done": self.epoch, "epochs": self.cfg.epochs,
-            "iterations_done": int(self.history.shape[0]), "wall_time_s": round(self.wall_time, 2),
+            "status": status, "epochs_done": epoch, "iteration_in_epoch": iteration, "epochs": self.cfg.epochs,
+            "iterations_done": rows, "history_rows": rows, "wall_time_s": round(self.wall_time, 2),
             "device": str(self.device), "device_name": device_name(self.device),
             "world_size": self.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
             "data_source": getattr(self, "data_source", None), "train_images": int(self.images.shape[0])
