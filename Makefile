@@ -4,6 +4,7 @@
 #   make test                     the test suite (ruff, pytest, then nbval over every notebook)
 #   make test-fast                the same pytest run without the slow tests (seconds, not minutes)
 #   make test-browser             the tutorial in JupyterLab in headless Chromium (installs it if it can)
+#   make soak                     training killed and resumed 50 times must end bitwise as if never stopped
 # Point DATA (or $COLORLIB_DATA) at a train/<class>/*.jpg folder; unset, CIFAR-10 is downloaded.
 
 PRESET ?= quick
@@ -15,7 +16,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 DATA_ARG := $(if $(DATA),--data $(DATA),)
 
-.PHONY: setup train figures figures-from-run notebooks notebooks-shipped nbval lint test test-fast test-browser \
+.PHONY: setup train figures figures-from-run notebooks notebooks-shipped nbval lint test test-fast test-browser soak \
 	bench baselines
 
 $(VENV)/.installed: pyproject.toml
@@ -68,6 +69,17 @@ test: setup lint
 # no training, no notebook runs: for the edit-test loop
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not browser"
+
+# fault injection at length: a tiny training killed SOAK_KILLS times (SIGKILL or SIGINT, at random
+# moments: startup, training, before the first checkpoint, inside a checkpoint's writes) and resumed
+# each time must end bitwise identical to an uninterrupted one (make test runs 10 kills)
+SOAK_KILLS ?= 50
+SOAK_SEED ?= 0
+soak: setup
+	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	if [ -z "$$data" ]; then echo "make soak needs CIFAR-10: DATA=folder with train/ and test/" >&2; exit 1; fi; \
+	COLORLIB_DATA="$$data" COLORLIB_FAULT_KILLS=$(SOAK_KILLS) COLORLIB_FAULT_SEED=$(SOAK_SEED) \
+	  $(PY) -m pytest tests/test_fault_injection.py -s -q -p no:cacheprovider
 
 # JupyterLab in headless Chromium: 05 and 06 run as a reader runs them (slider, upload). Installs
 # Chromium with apt-get where it is missing and that is possible; otherwise the test skips, saying why.

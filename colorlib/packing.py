@@ -93,9 +93,12 @@ def load_plan(path) -> dict:
 
 
 def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = None,
-                  progress: bool = False, data_cache: Optional[dict] = None):
+                  progress: bool = False, data_cache: Optional[dict] = None, log=None):
     """A Trainer per spec in OUT/<method>/seed<k>, each resumed if its directory holds a run,
-    skipped if that run is finished. Returns (trainers, finished run directories)."""
+    skipped if that run is finished. Returns (trainers, finished run directories).
+
+    With `log`, a run that cannot start (a configuration error, say) is reported and left out,
+    so one bad run does not cost the whole pack its device time."""
     from .training import Trainer
     data_cache = {} if data_cache is None else data_cache
     trainers, finished = [], []
@@ -110,20 +113,27 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
         if exists and not resume:  # started but stopped before its first checkpoint: start over
             import shutil
             shutil.rmtree(run_dir)
-        trainers.append(Trainer(cfg if not resume else None, run_dir, resume=resume, progress=progress,
-                                data_cache=data_cache))
+        try:
+            trainers.append(Trainer(cfg if not resume else None, run_dir, resume=resume, progress=progress,
+                                    data_cache=data_cache))
+        except Exception as exc:
+            if log is None:
+                raise
+            log(f"   {spec.name}: cannot start ({type(exc).__name__}: {exc}); left out")
     return trainers, finished
 
 
 def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optional[float] = None,
-                 fit_epochs: bool = False) -> dict:
+                 fit_epochs: bool = False, log=None) -> dict:
     """Train `trainers` side by side until all finish.
 
     time_budget (seconds): with fit_epochs, once every run has finished its first epoch, the
     planned epochs of all runs are cut to what the budget holds at the measured pace (never
     raised; config.json follows, so each run says how long it really trained). Without
     fit_epochs, or if the pace drops, runs stop at the first epoch end past the budget.
-    Returns throughput figures: runs, images trained, seconds, images per second, epochs.
+    With `log`, a run that fails (diverges, say) is reported and dropped while the others go on;
+    without it the failure propagates.
+    Returns throughput figures: runs, images trained, seconds, images per second, epochs, failures.
     """
     if not trainers:
         return {"runs": 0, "images": 0, "seconds": 0.0, "images_per_s": 0.0}
@@ -139,7 +149,8 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
         from tqdm.auto import tqdm
         total = sum((t.cfg.epochs - t.epoch) * t.iterations_per_epoch for t in trainers)
         bar = tqdm(total=total, unit="it", desc=f"{len(trainers)} runs packed", dynamic_ncols=True)
-    images, steps, fitted, cut = 0, 0, False, False
+    images, steps, fitted, cut, epoch1_at = 0, 0, 0, False, 0.0
+    failed: dict[str, str] = {}
     steady_from = None  # (time, images) once every run is past its first epoch: capture, warm-up excluded
     try:
         while active:
@@ -150,9 +161,16 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
                     except StopIteration:
                         active.remove(i)
                         continue
+                    except Exception as exc:
+                        if log is None:
+                            raise
+                        failed[str(trainers[i].run_dir)] = f"{type(exc).__name__}: {exc}"
+                        log(f"   {trainers[i].run_dir}: failed ({failed[str(trainers[i].run_dir)][:300]}); the others go on")
+                        active.remove(i)
+                        continue
                 images += trainers[i].cfg.batch_size
                 steps += 1
-            if steady_from is None and all(t.epoch > first_epochs[t.run_dir] for t in trainers):
+            if steady_from is None and all(t.epoch > first_epochs[t.run_dir] for t in live(trainers, failed)):
                 if cuda:
                     torch.cuda.synchronize()
                 steady_from = (time.perf_counter(), images)
@@ -163,16 +181,25 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
             if time_budget is None:
                 continue
             elapsed = time.perf_counter() - started
-            if fit_epochs and not fitted and all(t.epoch > first_epochs[t.run_dir] for t in trainers):
-                fitted = True  # the first epoch's pace, its validation and writing included
-                per_epoch = elapsed / min(t.epoch - first_epochs[t.run_dir] for t in trainers)
-                for t in trainers:
-                    afford = t.epoch + int((time_budget - elapsed) / per_epoch)
-                    if afford < t.cfg.epochs:
-                        t.set_epochs(max(afford, t.epoch))
+            runs = live(trainers, failed)
+            done_epochs = min((t.epoch - first_epochs[t.run_dir] for t in runs), default=0)
+            if fit_epochs and fitted < 2 and done_epochs > fitted:
+                # after the first epoch (its pace includes the CUDA-graph captures, so it errs
+                # short), then again after the second, at the steady pace, while no run has
+                # started a learning-rate decay, so the changed plan is what each run follows
+                if fitted == 0:
+                    per_epoch = elapsed
+                else:
+                    per_epoch = elapsed - epoch1_at
+                epoch1_at = elapsed
+                fitted += 1
+                if fitted == 1 or all(t.epoch <= t.cfg.epochs // 2 for t in runs):
+                    for t in runs:
+                        afford = t.epoch + int((0.95 * time_budget - elapsed) / per_epoch)  # 5% margin
+                        t.set_epochs(max(min(afford, planned[t.run_dir]), t.epoch))
             if elapsed > time_budget and not cut:  # finish the epoch in flight, then stop
                 cut = True
-                for t in trainers:
+                for t in live(trainers, failed):
                     if t.epoch < t.cfg.epochs:
                         t.set_epochs(t.epoch + 1)
     finally:
@@ -191,7 +218,11 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
             "images_per_s": images / seconds if seconds > 0 else math.nan,
             "steady_images_per_s": steady,
             "epochs": {str(t.run_dir): t.epoch for t in trainers},
-            "planned_epochs": {str(k): v for k, v in planned.items()}, "cut_by_budget": cut}
+            "planned_epochs": {str(k): v for k, v in planned.items()}, "cut_by_budget": cut, "failed": failed}
+
+
+def live(trainers: Sequence, failed: dict) -> list:
+    return [t for t in trainers if str(t.run_dir) not in failed]
 
 
 def sweep(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = None, pack: int = 0,

@@ -131,6 +131,7 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     common = {"data": data, "device": str(dev), **(overrides or {})}
     # checkpoints only at the end: a pack of dozens of runs would otherwise write gigabytes
     common.setdefault("checkpoint_every", 10_000)
+    common.setdefault("log_every", 100)  # a diverging run is caught within 100 iterations
     out, figures = Path(out), Path(figures)
     figures.mkdir(parents=True, exist_ok=True)
     data_cache: dict = {}
@@ -140,10 +141,10 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
 
     specs = expand({m: METHODS[m] for m in names}, range(seeds))
-    trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache)
+    trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache, log=log)
     left = None if time_budget is None else time_budget - (time.perf_counter() - started)
     log(f"== training {len(trainers)} runs packed" + (f", {left:.0f} s budget" if left else ""))
-    packed = train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None)
+    packed = train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
     speedup = packed["steady_images_per_s"] / sequential["steady_images_per_s"]
     log(f"   packed: {packed['steady_images_per_s']:.0f} images/s after the first epoch, "
         f"{packed['images_per_s']:.0f} over all {packed['seconds']:.0f} s ({speedup:.1f}x one run)")
@@ -170,9 +171,18 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
             run_dir = out / name / f"seed{seed}"
             if not rundir.is_run_dir(run_dir):
                 continue
-            s = score_run(run_dir, splits, classifier, dev)
+            if not (run_dir / "checkpoints").exists():
+                continue  # a run that failed before its first epoch ended has nothing to score
+            try:
+                s = score_run(run_dir, splits, classifier, dev)
+            except Exception as exc:  # one unreadable run must not lose the others' scores
+                log(f"   {run_dir}: not scored ({type(exc).__name__}: {exc})")
+                continue
             info = rundir.read_run_info(run_dir)
-            s.update(seed=seed, epochs_done=info.get("epochs_done"), status=info.get("status"))
+            # a run that diverged is scored by its best epoch before that, and says so
+            s.update(seed=seed, epochs_done=info.get("epochs_done"), status=info.get("status"),
+                     failure=packed["failed"].get(str(run_dir)))
+            rundir.write_json(run_dir / "scores.json", s)  # kept even if the study stops later
             per_seed.append(s)
             dirs.append(run_dir)
         if not per_seed:
@@ -204,7 +214,7 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
              "packed_images_per_s_whole_run": packed["images_per_s"],
              "speedup": speedup, "epochs_planned": packed.get("planned_epochs"), "epochs_done": packed.get("epochs"),
              "packed_seconds": packed["seconds"], "cut_by_budget": packed.get("cut_by_budget"),
-             "configs": {name: METHODS[name] for name in names}, "seeds": seeds,
+             "configs": {name: METHODS[name] for name in names}, "seeds": seeds, "failed": packed["failed"],
              "torch": torch.__version__}
     rundir.write_json(figures / "metrics.json", report)
     rundir.write_json(figures / "study_bench.json", bench)

@@ -228,6 +228,10 @@ class Trainer:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.autocast = autocast_for(self.device) if cfg.amp else contextlib.nullcontext
+        # spectral normalization estimates sigma by power iteration on every forward; under bf16
+        # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
+        # (it is small: about a tenth of an iteration's arithmetic)
+        self.autocast_d = contextlib.nullcontext if cfg.d_norm == "spectral" else self.autocast
 
         self.epoch = 0  # epochs completed
         self.iteration = 0  # iterations of epoch self.epoch + 1 completed (a run saved mid-epoch resumes there)
@@ -352,8 +356,10 @@ class Trainer:
         rates = (self.cfg.lr * factor, (self.cfg.d_lr or self.cfg.lr) * factor)
         for opt, lr in zip((self.g_opt, self.d_opt), rates):
             for group in opt.param_groups:
-                if isinstance(group["lr"], torch.Tensor) and group["lr"].device == self.device:
-                    group["lr"].fill_(lr)  # in place: a captured CUDA graph reads this tensor
+                if isinstance(group["lr"], torch.Tensor):
+                    # in place: a captured CUDA graph holds this tensor's address, so a new tensor
+                    # would leave the graph reading freed memory
+                    group["lr"].fill_(lr)
                 else:
                     group["lr"] = self._lr_value(lr)
         return rates
@@ -376,6 +382,8 @@ class Trainer:
             self.D.load_state_dict(ckpt["discriminator"])
             self.g_opt.load_state_dict(ckpt["g_opt"])
             self.d_opt.load_state_dict(ckpt["d_opt"])
+            for group in self.g_opt.param_groups + self.d_opt.param_groups:
+                group["lr"] = self._lr_value(float(group["lr"]))  # saved on the CPU: back on the device
             if self.G_ema is not None:
                 self.G_ema.load_state_dict(ckpt["generator_ema"])
         except (KeyError, RuntimeError) as exc:
@@ -433,9 +441,9 @@ class Trainer:
             for _ in range(cfg.d_steps):
                 self.d_opt.zero_grad(set_to_none=True)
                 real = rgb.detach().requires_grad_(True) if cfg.r1_gamma > 0 else rgb
-                with self.autocast():
-                    real_logits = self.d_step(gray, real)
-                    fake_logits = self.d_step(gray, fake.detach())
+                with self.autocast_d():
+                    real_logits = self.d_step(gray, real.float())
+                    fake_logits = self.d_step(gray, fake.detach().float())
                 d_real, d_fake = discriminator_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
                 d_loss = d_real + d_fake
                 if cfg.r1_gamma > 0:
@@ -445,8 +453,8 @@ class Trainer:
                 d_real_sum = d_real_sum + d_real.detach()
                 d_fake_sum = d_fake_sum + d_fake.detach()
             set_requires_grad(self.D, False)  # the G step needs gradients through D, not for D
-            with self.autocast():
-                fake_logits = self.d_frozen(gray, fake)
+            with self.autocast_d():
+                fake_logits = self.d_frozen(gray, fake.float())
         else:  # regression baseline: no discriminator at all
             fake_logits = torch.zeros(gray.shape[0], device=gray.device)
         self.g_opt.zero_grad(set_to_none=True)
