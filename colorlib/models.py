@@ -63,6 +63,10 @@ class FrozenFeatures(nn.Module):
         self.stem, self.block16, self.block8 = body[:3], body[3:10], body[10:17]  # 32, 16, 8 pixels
         self.channels = {32: 32, 16: 64, 8: 256}
         self.requires_grad_(False)
+        from .classifier import CIFAR_MEAN, CIFAR_STD
+        # buffers, not tensors made in forward: a host-to-device copy cannot be captured in a CUDA graph
+        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
 
     def train(self, mode: bool = True):  # fixed statistics whatever mode the generator is in
         return super().train(False)
@@ -75,11 +79,8 @@ class FrozenFeatures(nn.Module):
         self.block8.load_state_dict(body[10:17].state_dict())
 
     def forward(self, gray: torch.Tensor) -> dict[int, torch.Tensor]:
-        from .classifier import CIFAR_MEAN, CIFAR_STD
         x = gray.add(1).div(2).expand(-1, 3, -1, -1)  # the classifier reads RGB in [0, 1]
-        mean = torch.tensor(CIFAR_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(CIFAR_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        h32 = self.stem((x - mean) / std)
+        h32 = self.stem((x - self.mean.to(x.dtype)) / self.std.to(x.dtype))
         h16 = self.block16(h32)
         h8 = self.block8(h16)
         return {32: h32, 16: h16, 8: h8}
