@@ -72,7 +72,7 @@ test-fast: setup
 
 # fault injection at length: a tiny training killed SOAK_KILLS times (SIGKILL or SIGINT, at random
 # moments: startup, training, before the first checkpoint, inside a checkpoint's writes) and resumed
-# each time must end bitwise identical to an uninterrupted one (make test runs 10 kills)
+# each time must end bitwise identical to an uninterrupted one (make test runs 8 kills)
 SOAK_KILLS ?= 50
 SOAK_SEED ?= 0
 soak: setup

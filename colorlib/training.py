@@ -13,8 +13,11 @@ entire iteration (three optimizer steps) as a CUDA graph, so a
 progress bar is updated and at the end of each epoch.
 
 Resuming is exact: the epoch order is a pure function of (seed, epoch), and a checkpoint
-holds both networks and both optimizers, so a run stopped after epoch k and resumed ends
-with the same weights and history as one that never stopped.
+holds both networks and both optimizers, the iteration it was taken at within its epoch and
+the history rows it covers (a partial epoch's losses included), so a run stopped at any
+iteration and resumed ends with the same weights and history as one that never stopped. Ctrl-C
+is held until the iteration in progress is done and the run is saved there (Trainer.iterate);
+run.json always describes what last.pt holds; RUN/train.lock keeps a second training out.
 
 Distributed: under `torchrun` each rank trains on its shard of every global batch with
 DistributedDataParallel; on GPUs batch norm statistics are synchronised across ranks

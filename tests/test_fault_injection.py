@@ -10,7 +10,7 @@ after a Ctrl-C all of them agreeing exactly, with no lock or temporary file left
 run, resumed with `--resume` until it finishes, must end bitwise identical (weights, optimizer
 states, history.csv, epochs.csv, samples) to the same run trained without interruption.
 
-    COLORLIB_FAULT_KILLS   kills in all (default 10, split over checkpoint_every 1 and 2);
+    COLORLIB_FAULT_KILLS   kills in all (default 8, split over checkpoint_every 1 and 2);
                            `make soak` runs 50
     COLORLIB_FAULT_SEED    the random generator's seed (default 0)
 """
@@ -35,7 +35,7 @@ from colorlib import rundir
 from colorlib.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-KILLS = int(os.environ.get("COLORLIB_FAULT_KILLS", "10"))
+KILLS = int(os.environ.get("COLORLIB_FAULT_KILLS", "8"))
 SEED = int(os.environ.get("COLORLIB_FAULT_SEED", "0"))
 ITERS = 2  # 100 images, batch 50
 WRITES = (".last.pt.", ".history.csv.", ".epochs.csv.", ".run.json.")  # temporary names of atomic writes
