@@ -161,9 +161,10 @@ class PrecomputedFeatures(nn.Module):
         return features.double()
 
 
-def feature_distance_metric(classifier: nn.Module):
+def feature_distance_metric(classifier: nn.Module, **metric_options):
     from torchmetrics.image.fid import FrechetInceptionDistance
-    return FrechetInceptionDistance(feature=PrecomputedFeatures(classifier.feature_dim), normalize=False)
+    return FrechetInceptionDistance(feature=PrecomputedFeatures(classifier.feature_dim), normalize=False,
+                                    **metric_options)
 
 
 def inception_fid_metric(weights_path: str):

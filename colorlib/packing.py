@@ -109,10 +109,7 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
         if exists and rundir.read_run_info(run_dir).get("status") == "finished":
             finished.append(run_dir)
             continue
-        resume = exists and (run_dir / "checkpoints" / "last.pt").exists()
-        if exists and not resume:  # started but stopped before its first checkpoint: start over
-            import shutil
-            shutil.rmtree(run_dir)
+        resume = exists  # a run stopped before its first checkpoint restarts from iteration 0
         try:
             trainers.append(Trainer(cfg if not resume else None, run_dir, resume=resume, progress=progress,
                                     data_cache=data_cache))

@@ -26,7 +26,8 @@ class Validator:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.classifier = load_classifier(SHIPPED_CLASSIFIER, device).eval()
-        self.fd = feature_distance_metric(self.classifier).to(self.device)
+        # only rank 0 validates under torchrun: no gathering from ranks that never call it
+        self.fd = feature_distance_metric(self.classifier, sync_on_compute=False).to(self.device)
         self.fd.reset_real_features = False  # the real side is computed once and kept across resets
         with torch.no_grad():
             for start in range(0, len(self.images), batch_size):
