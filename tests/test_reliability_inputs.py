@@ -411,7 +411,8 @@ def test_a_long_strip_is_worked_at_reduced_size_with_a_note(checkpoint, tmp_path
     assert out.size == (30_000, 1)
     assert seen[0][2] * seen[0][3] <= colorize_module.MAX_RENDER_PIXELS  # not 32 x 960,000
 
-    code, _, stderr = colorize_cli(capsys, photo, "-o", tmp_path / "out", "--checkpoint", checkpoint)
+    code, _, stderr = colorize_cli(capsys, photo, "-o", tmp_path / "out", "--checkpoint", checkpoint,
+                                   "--render-size", "32")
     assert code == 0
     note = one_line(stderr)
     assert re.fullmatch(r"note: .*strip\.png \(30000x1\) is worked at \d+x\d+ pixels instead of 960000x32, "
