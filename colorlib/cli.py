@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 # only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
 # heavy modules load is answered by main() like any other interruption

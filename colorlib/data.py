@@ -189,7 +189,8 @@ def pack_folder(folder: str, out: str) -> dict:
         prefix = _common_prefix(blobs)
         blobs = [b[len(prefix):] for b in blobs]
         lengths = torch.tensor([len(b) for b in blobs], dtype=torch.int64)
-        pack[split] = {"bytes": torch.cat(blobs), "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
+        offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+        pack[split] = {"bytes": torch.cat(blobs), "offsets": offsets,
                        "labels": torch.tensor(labels, dtype=torch.int64), "prefix": prefix}
         pack["classes"] = classes
     from .rundir import atomic_save

@@ -473,7 +473,8 @@ def comparison_figure(reports: Sequence[dict]):
             ax.legend(fontsize=8)
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(title)
-    fig.suptitle(f"Colorization metrics on {reports[0]['data']['images']} test images of {reports[0]['data']['source']}")
+    data = reports[0]["data"]
+    fig.suptitle(f"Colorization metrics on {data['images']} test images of {data['source']}")
     return fig
 
 

@@ -71,7 +71,8 @@ def load_plan(path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"plan file {str(path)!r} does not exist") from None
     except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"plan file {str(path)!r} is not readable JSON ({exc}); see `colorlib sweep --help`") from None
+        raise ConfigError(f"plan file {str(path)!r} is not readable JSON ({exc}); "
+                          f"see `colorlib sweep --help`") from None
     if not isinstance(plan, dict) or not isinstance(plan.get("methods"), (dict, list)):
         raise ConfigError(f"plan file {str(path)!r} needs a \"methods\" object (name -> config overrides)")
     methods = plan["methods"]
@@ -161,8 +162,8 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
                     except Exception as exc:
                         if log is None:
                             raise
-                        failed[str(trainers[i].run_dir)] = f"{type(exc).__name__}: {exc}"
-                        log(f"   {trainers[i].run_dir}: failed ({failed[str(trainers[i].run_dir)][:300]}); the others go on")
+                        why = failed[str(trainers[i].run_dir)] = f"{type(exc).__name__}: {exc}"
+                        log(f"   {trainers[i].run_dir}: failed ({why[:300]}); the others go on")
                         active.remove(i)
                         continue
                 images += trainers[i].cfg.batch_size

@@ -57,11 +57,13 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
     ax_gd.set(xlabel="iteration", ylabel="loss", title="Generator and discriminator loss (Fig. 3)")
     ax_gd.set_yscale("log")
     ax_gd.legend()
-    parts = ((h["g_adv"], "G adversarial", "tab:blue"), (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
+    parts = ((h["g_adv"], "G adversarial", "tab:blue"),
+             (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
              (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red"))
     for values, label, color in parts:
         ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
-    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{'s' if window > 1 else ''})")
+    plural = "s" if window > 1 else ""
+    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{plural})")
     ax_parts.set_yscale("log")
     ax_parts.legend(fontsize=8)
     if n:

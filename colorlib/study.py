@@ -234,7 +234,8 @@ def _ms(entry: dict, key: str, fmt: str) -> str:
 
 
 def study_table(report: dict) -> str:
-    cols = (("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"), ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
+    cols = (("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
+            ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
             ("ssim", "SSIM", "{:.3f}"), ("colourfulness", "Colourf.", "{:.1f}"),
             ("semantic_accuracy", "Semantic acc.", "{:.2%}"), ("feature_fd", "Feature FD", "{:.2f}"))
     truth = report["ground_truth"]["test"]

@@ -53,6 +53,7 @@ class Validator:
         finally:
             G.train(was_training)
         mse = sq_err / pixels
-        return {"images": len(self.images), "psnr_dataset_db": 10 * torch.log10(torch.tensor(255.0 ** 2 / max(mse, 1e-10))).item(),
+        psnr = 10 * torch.log10(torch.tensor(255.0 ** 2 / max(mse, 1e-10))).item()
+        return {"images": len(self.images), "psnr_dataset_db": psnr,
                 "colourfulness": colour / len(self.images), "truth_colourfulness": self.truth_colourfulness,
                 "feature_fd": fd}

@@ -105,7 +105,8 @@ def test_sweep_command_trains_a_plan_and_skips_finished_runs(data_dir, tmp_path,
     assert (out / "paper" / "seed0" / "checkpoints" / "last.pt").read_bytes() == before  # finished: kept
 
 
-@pytest.mark.parametrize("content, message", [("{", "not readable JSON"), ('{"methods": {"x": "nope"}}', "not a baselines method"),
+@pytest.mark.parametrize("content, message", [("{", "not readable JSON"),
+                                              ('{"methods": {"x": "nope"}}', "not a baselines method"),
                                               ("[]", "needs a \"methods\" object")])
 def test_a_bad_plan_file_is_one_clear_line(tmp_path, capsys, content, message):
     plan = tmp_path / "plan.json"
