@@ -1,21 +1,30 @@
 """Benchmark: colorlib's trainer against the loop most tutorials write, side by side, one run.
 
-    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--out bench.json]
+    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--also FIELD=VALUE] [--out bench.json]
 
 Both loops train the same networks (the preset's), with the same batch size, data and
 algorithm (two D updates then one G update on eq. 5). The reference is written the usual way:
 a torchvision ImageFolder / CIFAR10 dataset with per-sample PIL transforms behind a DataLoader,
 float32, contiguous tensors, plain Adam, eager execution. The trainer is `colorlib.Trainer` as
-the `train` command runs it. Reported: training images/s of each and their ratio, generator
-inference images/s, peak memory, and the projected wall time of the paper's 100 epochs.
+the `train` command runs it, in the precision it chooses for the device (printed, with the
+reason: on a CPU bf16 autocast is used only where it pays, see training.cpu_bf16_decision).
+Reported: training images/s of each and their ratio, generator inference images/s, peak memory,
+and the projected wall time of the paper's 100 epochs.
+
+The loops are timed side by side: after each one's warm-up, in rounds of a few iterations of
+each in turn (the order rotating), so that a machine shared with other work slows both alike
+and the ratio holds even where the images/s do not. `--also amp=false` (repeatable; several
+fields joined by commas) times the trainer with other settings in the same rounds.
 """
 from __future__ import annotations
 
 import dataclasses
 import io
 import json
+import math
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Optional
 
@@ -26,7 +35,7 @@ from .data import DataError, resolve_source
 from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
 from .rundir import first_line
-from .training import Trainer, device_name, pick_device, set_requires_grad
+from .training import Trainer, cpu_has_fast_bf16, device_name, pick_device, set_requires_grad
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
 
@@ -105,8 +114,9 @@ class PackedJPEGs(torch.utils.data.Dataset):
         return Image.open(io.BytesIO(blob)).convert("RGB"), int(self.labels[i])
 
 
-def time_naive(cfg, source: str, device: torch.device, iters: int, warmup: int) -> tuple[float, float]:
-    """Images/s and peak memory of the reference loop."""
+def naive_loop(cfg, source: str, device: torch.device) -> Iterator[None]:
+    """The reference loop, set up here (its data errors raised now); each `next()` then runs one
+    training iteration."""
     torch.manual_seed(cfg.seed)
     G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
     g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
@@ -114,63 +124,86 @@ def time_naive(cfg, source: str, device: torch.device, iters: int, warmup: int) 
     loader = torch.utils.data.DataLoader(naive_dataset(source, cfg.data_root), batch_size=cfg.batch_size,
                                          shuffle=True, drop_last=True, num_workers=2,
                                          pin_memory=device.type == "cuda")
-    _reset_peak(device)
-    batches = iter(loader)
-    done, start = 0, None
-    while done < warmup + iters:
-        if done == warmup:
+
+    def steps():
+        while True:
+            for gray, rgb in loader:
+                gray, rgb = gray.to(device), rgb.to(device)
+                fake = G(gray)
+                for _ in range(cfg.d_steps):
+                    d_opt.zero_grad()
+                    d_real, d_fake = discriminator_loss(D(gray, rgb), D(gray, fake.detach()))
+                    (d_real + d_fake).backward()
+                    d_opt.step()
+                set_requires_grad(D, False)
+                g_opt.zero_grad()
+                total, _, _ = generator_loss(D(gray, fake), fake, rgb, cfg.lam, cfg.content_loss, cfg.adv_weight)
+                total.backward()
+                g_opt.step()
+                set_requires_grad(D, True)
+                yield
+
+    return steps()
+
+
+def trainer_loop(trainer: Trainer) -> Iterator[None]:
+    """colorlib's trainer driving its own iteration (shuffled batches of the data it holds), one
+    training iteration per `next()`."""
+    n, batch = trainer.images.shape[0], trainer.cfg.batch_size
+    while True:
+        order = torch.randperm(n, device=trainer.device)
+        for it in range(n // batch):
+            trainer._step_index(order[it * batch:(it + 1) * batch])
+            yield
+
+
+def trainer_precision(trainer: Trainer) -> tuple[str, str]:
+    """The precision the trainer's networks run in (its autocast factory's), and why."""
+    factory = trainer.autocast
+    if hasattr(factory, "precision"):
+        return factory.precision, factory.reason
+    return "float32", "amp=false in the config"
+
+
+@dataclasses.dataclass
+class Loop:
+    """One training loop in a side-by-side timing, and what it measured."""
+    label: str
+    start: Callable[[], Iterator[None]]  # sets the loop up (when its warm-up begins) and returns its steps
+    threads: int
+    steps: Optional[Iterator[None]] = None
+    seconds: list = dataclasses.field(default_factory=list)  # of each timed round
+    peak_mb: float = math.nan
+
+    def images_per_s(self, iterations: int, batch: int) -> float:
+        return len(self.seconds) * iterations * batch / sum(self.seconds)
+
+
+def time_side_by_side(loops: list[Loop], device: torch.device, warmup: int, rounds: int, per_round: int) -> None:
+    """Set each loop up and warm it up alone, in turn (its peak memory read then), then time
+    `rounds` rounds of `per_round` iterations of every loop in turn, the order rotating by one
+    each round. Each loop runs at its own thread count: what its code would run at."""
+    for loop in loops:
+        _reset_peak(device)
+        loop.steps = loop.start()
+        torch.set_num_threads(loop.threads)
+        for _ in range(warmup):  # for torch.compile, the warm-up absorbs the compilation
+            next(loop.steps)
+        _sync(device)
+        loop.peak_mb = _peak_memory_mb(device)
+    for r in range(rounds):
+        for loop in loops[r % len(loops):] + loops[:r % len(loops)]:
+            torch.set_num_threads(loop.threads)
             _sync(device)
             start = time.perf_counter()
-        try:
-            gray, rgb = next(batches)
-        except StopIteration:
-            batches = iter(loader)
-            continue
-        gray, rgb = gray.to(device), rgb.to(device)
-        fake = G(gray)
-        for _ in range(cfg.d_steps):
-            d_opt.zero_grad()
-            d_real, d_fake = discriminator_loss(D(gray, rgb), D(gray, fake.detach()))
-            (d_real + d_fake).backward()
-            d_opt.step()
-        set_requires_grad(D, False)
-        g_opt.zero_grad()
-        total, _, _ = generator_loss(D(gray, fake), fake, rgb, cfg.lam, cfg.content_loss, cfg.adv_weight)
-        total.backward()
-        g_opt.step()
-        set_requires_grad(D, True)
-        done += 1
-    _sync(device)
-    seconds = time.perf_counter() - start
-    del batches  # shuts the workers (and the pin-memory thread) down before the next timing
-    return iters * cfg.batch_size / seconds, _peak_memory_mb(device)
-
-
-def time_trainer(cfg, device: torch.device, iters: int, warmup: int) -> tuple[float, float, Trainer]:
-    """Images/s and peak memory of colorlib's trainer, driving its own iteration."""
-    with tempfile.TemporaryDirectory(prefix="colorlib-bench-") as run_dir:
-        trainer = Trainer(cfg, Path(run_dir) / "run", progress=False)
-    _reset_peak(device)
-    n = trainer.images.shape[0]
-    done, start, epoch = 0, None, 0
-    while done < warmup + iters:
-        order = torch.randperm(n, device=trainer.device)
-        for it in range(n // cfg.batch_size):
-            if done == warmup:
-                _sync(device)
-                start = time.perf_counter()
-            if done == warmup + iters:
-                break
-            trainer._step_index(order[it * cfg.batch_size:(it + 1) * cfg.batch_size])
-            done += 1
-        epoch += 1
-    _sync(device)
-    seconds = time.perf_counter() - start
-    return iters * cfg.batch_size / seconds, _peak_memory_mb(device), trainer
+            for _ in range(per_round):
+                next(loop.steps)
+            _sync(device)
+            loop.seconds.append(time.perf_counter() - start)
 
 
 def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], iters: int = 20,
-                       train_size: int = 1000) -> dict[str, float]:
+                       train_size: int = 1000, data_cache: Optional[dict] = None) -> dict[str, float]:
     """Train `iters` identical steps per variant of the speed options; report each variant's
     generator weights' relative distance from the first (reference) variant's.
 
@@ -180,7 +213,7 @@ def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], ite
     for name, options in variants.items():
         c = dataclasses.replace(cfg, train_size=train_size, **options)
         with tempfile.TemporaryDirectory(prefix="colorlib-drift-") as run_dir:
-            trainer = Trainer(c, Path(run_dir) / "run", progress=False)
+            trainer = Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache)
             for it in range(iters):
                 index = torch.arange(it * c.batch_size, (it + 1) * c.batch_size, device=trainer.device)
                 trainer._step_index(index % trainer.images.shape[0])
@@ -207,46 +240,91 @@ def time_inference(trainer: Trainer, batch: int, iters: int) -> float:
 
 def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Optional[int] = None,
                   device: str = "auto", train_size: int = 5000, overrides: Optional[dict] = None,
-                  with_compile: bool = False) -> dict:
+                  with_compile: bool = False, also: Optional[list[dict]] = None) -> dict:
+    """Time the tutorial loop, colorlib's trainer and the trainer with each of `also` (config
+    overrides) side by side; with_compile adds the trainer with compile=True."""
     dev = pick_device(device)
     iters = iters or (300 if dev.type == "cuda" else 20)
     warmup = 10 if dev.type == "cuda" else 3
+    # few long rounds on a GPU (the DataLoader's prefetched batches favour the reference at the
+    # start of each of its rounds), more on a CPU, where other work comes and goes
+    rounds = min(iters, 3 if dev.type == "cuda" else 5)
+    per_round = -(-iters // rounds)
     source = resolve_source(data)
     cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
-    naive_ips, naive_mem = time_naive(cfg, source, dev, iters, warmup)
-    ours_ips, ours_mem, trainer = time_trainer(cfg, dev, iters, warmup)
+    threads = torch.get_num_threads()  # the process default: the tutorial loop's, and the trainer's unless cfg.threads
+    variants = [dict(v) for v in (also or [])] + ([dict(compile=True)] if with_compile else [])
+    configs = [dataclasses.replace(cfg, **options) for options in [{}] + variants]
+    trainers: list[Trainer] = []
+    data_cache: dict = {}  # the trainers read the data once
+
+    def start_trainer(c):
+        with tempfile.TemporaryDirectory(prefix="colorlib-bench-") as run_dir:
+            trainers.append(Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache))
+        return trainer_loop(trainers[-1])
+
+    loops = [Loop("tutorial loop", lambda: naive_loop(cfg, source, dev), threads)]
+    loops += [Loop("colorlib" + (f" with {_describe(options)}" if options else ""),
+                   lambda c=c: start_trainer(c), c.threads or threads) for options, c in zip([{}] + variants, configs)]
+    try:
+        time_side_by_side(loops, dev, warmup, rounds, per_round)
+    finally:
+        for loop in loops:
+            if loop.steps is not None:
+                loop.steps.close()  # the DataLoader's workers stop here
+        torch.set_num_threads(threads)  # a trainer with cfg.threads set the process's
+    naive, ours = loops[0], loops[1]
+    ips = {loop.label: loop.images_per_s(per_round, cfg.batch_size) for loop in loops}
+    naive_ips, ours_ips = ips[naive.label], ips[ours.label]
+    trainer = trainers[0]
+    precision, reason = trainer_precision(trainer)
     infer_ips = time_inference(trainer, 500, 20 if dev.type == "cuda" else 3)
-    compiled_ips = None
-    if with_compile:  # the warm-up iterations absorb the compilation
-        compiled_ips, _, _ = time_trainer(dataclasses.replace(cfg, compile=True), dev, iters, warmup)
+    alternatives = []
+    for options, loop, t in zip(variants, loops[2:], trainers[1:]):
+        alternatives.append({"overrides": options, "threads": loop.threads, "precision": trainer_precision(t)[0],
+                             "train_images_per_s": round(ips[loop.label], 1),
+                             "speedup": round(ips[loop.label] / naive_ips, 2)})
+    compiled = alternatives[-1] if with_compile else None
     if dev.type == "cuda":  # the GPU-only options, checked against plain float32 eager steps
         drift = speed_option_drift(cfg, dev, {
             "fp32 eager": dict(amp=False, cuda_graphs=False, channels_last=False),
             "fp32 + CUDA graph + channels_last": dict(amp=False, cuda_graphs=True, channels_last=True),
-            "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)})
+            "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)},
+            data_cache=data_cache)
     else:
+        amp_label = "bf16 autocast" if cpu_has_fast_bf16() else "amp=true (float32 here: bf16 does not pay)"
         drift = speed_option_drift(cfg, dev, {
             "fp32 contiguous": dict(amp=False, channels_last=False),
             "fp32 channels_last": dict(amp=False, channels_last=True),
-            "bf16 autocast + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200)
+            f"{amp_label} + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200,
+            data_cache=data_cache)
     paper_iters = PAPER_EPOCHS * (PAPER_IMAGES // cfg.batch_size)
     result = {
         "preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
-        "threads": torch.get_num_threads(), "batch_size": cfg.batch_size, "iterations_timed": iters,
+        "threads": threads, "batch_size": cfg.batch_size, "iterations_timed": rounds * per_round,
         "networks": {k: getattr(cfg, k) for k in ("g_width", "g_depth", "norm", "d_width", "d_depth", "d_norm")},
         "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
+        "colorlib_precision": precision, "colorlib_precision_reason": reason,
         "naive_train_images_per_s": round(naive_ips, 1), "colorlib_train_images_per_s": round(ours_ips, 1),
         "speedup": round(ours_ips / naive_ips, 2), "generator_inference_images_per_s": round(infer_ips, 1),
-        "colorlib_compiled_train_images_per_s": round(compiled_ips, 1) if compiled_ips else None,
-        "speedup_compiled": round(compiled_ips / naive_ips, 2) if compiled_ips else None,
-        "naive_peak_memory_mb": round(naive_mem, 1), "colorlib_peak_memory_mb": round(ours_mem, 1),
+        "colorlib_compiled_train_images_per_s": compiled["train_images_per_s"] if compiled else None,
+        "speedup_compiled": compiled["speedup"] if compiled else None,
+        "alternatives": alternatives,
+        "naive_peak_memory_mb": round(naive.peak_mb, 1), "colorlib_peak_memory_mb": round(ours.peak_mb, 1),
         "memory_measure": "CUDA max allocated" if dev.type == "cuda" else "process peak RSS",
         "paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / ours_ips / 60, 1),
         "naive_paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / naive_ips / 60, 1),
+        "timing": {"warmup_iterations": warmup, "rounds": rounds, "iterations_per_round": per_round,
+                   "images_per_s_by_round": {loop.label: [round(per_round * cfg.batch_size / t, 1)
+                                                          for t in loop.seconds] for loop in loops}},
         "speed_option_drift_vs_reference": drift,
         "date": time.strftime("%Y-%m-%d"),
     }
     return result
+
+
+def _describe(options: dict) -> str:
+    return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
 
 
 def format_table(r: dict) -> str:
@@ -255,9 +333,9 @@ def format_table(r: dict) -> str:
         ("training images/s, colorlib", f"{r['colorlib_train_images_per_s']:.0f}"),
         ("speed-up", f"{r['speedup']:.2f}x"),
     ]
-    if r.get("colorlib_compiled_train_images_per_s"):
-        rows += [("training images/s, colorlib + torch.compile", f"{r['colorlib_compiled_train_images_per_s']:.0f}"),
-                 ("speed-up with torch.compile", f"{r['speedup_compiled']:.2f}x")]
+    rows += [(f"training images/s, colorlib with {_describe(a['overrides'])}",
+              f"{a['train_images_per_s']:.0f} ({a['speedup']:.2f}x; {a['precision']})")
+             for a in r.get("alternatives", [])]
     rows += [
         ("generator inference images/s (32x32)", f"{r['generator_inference_images_per_s']:.0f}"),
         (f"peak memory MB, tutorial / colorlib ({r['memory_measure']})",
@@ -267,15 +345,21 @@ def format_table(r: dict) -> str:
     ]
     rows += [(f"weights drift after steps: {k}", f"{v:.1e}") for k, v in r["speed_option_drift_vs_reference"].items()]
     width = max(len(k) for k, _ in rows)
-    head = f"{r['preset']} networks, batch {r['batch_size']}, {r['device_name']} ({r['device']}), torch {r['torch']}"
-    return "\n".join([head] + [f"  {k:<{width}}  {v}" for k, v in rows])
+    timing = r.get("timing", {})
+    head = [f"{r['preset']} networks, batch {r['batch_size']}, {r['device_name']} ({r['device']}), torch {r['torch']}, "
+            f"{r['threads']} threads",
+            f"colorlib precision: {r['colorlib_precision']} ({r['colorlib_precision_reason']})",
+            f"timed side by side: {timing.get('rounds')} rounds of {timing.get('iterations_per_round')} iterations "
+            f"of each loop in turn, after {timing.get('warmup_iterations')} warm-up iterations each"]
+    return "\n".join(head + [f"  {k:<{width}}  {v}" for k, v in rows])
 
 
 def cmd_bench(args) -> int:
     from .config import parse_override
     overrides = dict(parse_override(s) for s in args.set)
+    also = [dict(parse_override(s) for s in text.split(",")) for text in args.also]
     result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
-                           args.with_compile)
+                           args.with_compile, also)
     print(format_table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -293,6 +377,8 @@ def register_cli(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--train-size", type=positive_int, default=5000, help="training images held in memory")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
+    p.add_argument("--also", action="append", default=[], metavar="FIELD=VALUE[,FIELD=VALUE]",
+                   help="also time the trainer with these settings, side by side (e.g. amp=false, threads=1)")
     p.add_argument("--with-compile", action="store_true",
                    help="also time the trainer with torch.compile (compilation takes a minute or so)")
     p.add_argument("--out", default="bench.json")

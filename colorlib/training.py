@@ -123,6 +123,14 @@ CPU_BF16_MIN_SPEEDUP = 1.1  # what calibrated bf16 must gain over float32 to be 
 _cpu_bf16: Optional[tuple[bool, str]] = None  # the decision, made once per process
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether oneDNN has bf16 arithmetic on this CPU (AVX512-BF16 or AMX); elsewhere it emulates bf16."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def cpu_has_amx() -> Optional[bool]:
     """Whether the CPU has AMX bf16 tiles (Intel Sapphire Rapids and later); None where neither
     PyTorch nor the OS can tell."""
@@ -204,11 +212,7 @@ def _decide_cpu_bf16() -> tuple[bool, str]:
     pinned = os.environ.get(CPU_BF16_ENV, "").strip().lower()
     if pinned in ("1", "true", "yes", "on", "0", "false", "no", "off"):
         return pinned in ("1", "true", "yes", "on"), f"pinned by ${CPU_BF16_ENV}={pinned}"
-    try:
-        bf16_units = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        bf16_units = False
-    if not bf16_units:
+    if not cpu_has_bf16_units():
         return False, "no bf16 units (AVX512-BF16 or AMX): bf16 would be emulated, slower than float32"
     amx = cpu_has_amx()
     if amx:
