@@ -952,7 +952,7 @@ class Trainer:
 
 def state_dict_mismatch(exc: Exception) -> str:
     """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
-    lines = [l.strip() for l in str(exc).splitlines()[1:3] if l.strip()]
+    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
     return "; ".join(lines)[:300] or rundir.first_line(exc)
 
 
