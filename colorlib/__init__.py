@@ -16,7 +16,9 @@ _EXPORTS = {
     "losses": ("cosine_similarity_loss", "discriminator_loss", "generator_loss"),
     "models": ("Discriminator", "Generator", "build_discriminator", "build_generator", "count_parameters"),
     "rundir": ("RunDirError",),
-    "training": ("Trainer", "TrainingDiverged", "load_generator", "pick_device", "train"),
+    "checkpoints": ("load_generator",),
+    "device": ("pick_device",),
+    "training": ("Trainer", "TrainingDiverged", "train"),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = [*_HOME, "__version__"]

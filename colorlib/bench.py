@@ -7,7 +7,7 @@ algorithm (two D updates then one G update on eq. 5). The reference is written t
 a torchvision ImageFolder / CIFAR10 dataset with per-sample PIL transforms behind a DataLoader,
 float32, contiguous tensors, plain Adam, eager execution. The trainer is `colorlib.Trainer` as
 the `train` command runs it, in the precision it chooses for the device (printed, with the
-reason: on a CPU bf16 autocast is used only where it pays, see training.cpu_bf16_decision).
+reason: on a CPU bf16 autocast is used only where it pays, see device.cpu_bf16_decision).
 Reported: training images/s of each and their ratio, generator inference images/s, peak memory,
 and the projected wall time of the paper's 100 epochs.
 
@@ -35,7 +35,8 @@ from .data import DataError, resolve_source
 from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
 from .rundir import first_line
-from .training import Trainer, cpu_has_fast_bf16, device_name, pick_device, set_requires_grad
+from .device import cpu_has_fast_bf16, device_name, pick_device
+from .training import Trainer, set_requires_grad
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
 

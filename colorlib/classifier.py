@@ -168,7 +168,7 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
     from .data import load_split
-    from .training import pick_device
+    from .device import pick_device
 
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")

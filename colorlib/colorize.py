@@ -221,7 +221,7 @@ def load_model(checkpoint=None, device: Union[str, torch.device] = "cpu"):
     Raises `RunDirError` with what to do when the file is missing or is not a colorlib
     generator.
     """
-    from .training import load_generator
+    from .checkpoints import load_generator
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.exists():
             raise RunDirError(
@@ -501,7 +501,7 @@ def cmd_colorize(args) -> int:
 def _colorize_files(args) -> int:
     from tqdm import tqdm
 
-    from .training import pick_device
+    from .device import pick_device
 
     out_dir = Path(args.output)
     jobs, failed = collect_jobs(args.inputs, out_dir)

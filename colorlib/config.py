@@ -94,7 +94,7 @@ CHOICES = {
     "d_arch": ("global", "patch"),
     "output": ("rgb", "ycbcr", "classes"),
     "lr_schedule": ("constant", "linear"),
-    "device": None,  # checked when resolved, see training.pick_device
+    "device": None,  # checked when resolved, see device.pick_device
 }
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))

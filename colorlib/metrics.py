@@ -355,7 +355,8 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
     """Evaluate a run directory's generator on the test split; writes RUN/metrics.json."""
     from . import rundir
     from .classifier import load_classifier
-    from .training import load_generator, pick_device
+    from .checkpoints import load_generator
+    from .device import pick_device
 
     run_dir = Path(run_dir)
     dev = pick_device(device)

@@ -59,7 +59,7 @@ def sync(device) -> None:
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
     """Scores of a run's selected generator on each split, raw and through colorize."""
     from .metrics import colorize_method, evaluate_methods, generator_method
-    from .training import load_generator
+    from .checkpoints import load_generator
     ckpt = run_dir / "checkpoints" / "best.pt"
     if not ckpt.exists():
         ckpt = run_dir / "checkpoints" / "generator.pt"
@@ -120,7 +120,7 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     from .data import load_split
     from .metrics import evaluate_methods, gray_baseline
     from .packing import expand, make_trainers, train_packed
-    from .training import device_name, pick_device
+    from .device import device_name, pick_device
 
     names = list(methods or METHODS)
     unknown = [m for m in names if m not in METHODS]

@@ -1,0 +1,43 @@
+"""Trained generators from checkpoint files: what evaluation, colorize and the notebooks load.
+
+The file formats and their checks live in rundir.py (`load_checkpoint`); this module turns a
+`generator.pt`, a `last.pt`, a `best.pt` or a run directory into a generator ready to run, without
+the trainer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from . import rundir
+from .config import config_from_dict
+from .models import build_generator
+
+
+def state_dict_mismatch(exc: Exception) -> str:
+    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
+    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
+    return "; ".join(lines)[:300] or rundir.first_line(exc)
+
+
+
+def load_generator(path, device: str | torch.device = "cpu"):
+    """A trained generator (eval mode) and its Config, from generator.pt, last.pt or a run directory."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("generator.pt", "last.pt"):
+            if (path / "checkpoints" / name).exists():
+                path = path / "checkpoints" / name
+                break
+        else:
+            raise rundir.RunDirError(f"{path} holds no checkpoint (checkpoints/generator.pt or last.pt)")
+    ckpt = rundir.load_checkpoint(path)
+    cfg = config_from_dict(ckpt["config"])
+    G = build_generator(cfg)
+    try:  # a training checkpoint of a run that kept an EMA generator: that one is the result
+        G.load_state_dict(ckpt.get("generator_ema", ckpt["generator"]))
+    except RuntimeError as exc:
+        raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
+                                 f"({state_dict_mismatch(exc)})") from None
+    return G.to(device).eval(), cfg

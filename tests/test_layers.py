@@ -1,0 +1,20 @@
+"""The house rules of colorlib's imports: running a trained generator never needs the trainer."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_colorize_and_evaluation_do_not_import_the_trainer():
+    code = ("import sys; from colorlib.colorize import load_model, colorize; import colorlib.metrics; "
+            "import colorlib.photos; load_model(); "
+            "print(sorted(m for m in sys.modules if m.startswith('colorlib.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    loaded = eval(out)
+    assert "colorlib.checkpoints" in loaded and "colorlib.training" not in loaded, loaded
+
+
+def test_the_trainer_still_offers_its_old_names():
+    from colorlib import checkpoints, device, training
+    assert training.load_generator is checkpoints.load_generator
+    assert training.pick_device is device.pick_device
