@@ -40,7 +40,7 @@ figures: setup
 notebooks: setup
 	$(PY) notebooks/pipeline.py --preset quick $(DATA_ARG) --run-dir runs/quick --figures-dir figures/quick --refresh-notebooks
 
-# 05-07 committed with the outputs of what ships: the paper run, the generator, the baselines table
+# 05-08 committed with the outputs of what ships: the paper run, the generator, the baselines tables
 notebooks-shipped: setup
 	$(PY) notebooks/pipeline.py --refresh-shipped
 

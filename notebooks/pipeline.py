@@ -3,7 +3,7 @@
     python notebooks/pipeline.py --preset quick                 # train, then every figure
     python notebooks/pipeline.py --from-run runs/paper          # an existing run's figures, no training
     python notebooks/pipeline.py --preset quick --refresh-notebooks
-    python notebooks/pipeline.py --refresh-shipped              # 05-07 on what ships, no training
+    python notebooks/pipeline.py --refresh-shipped              # 05-08 on what ships, no training
 
 Executed notebooks go to <run dir>/notebooks/, the figures (PNG + provenance.json) to
 figures/<preset>/. `--from-run` skips 04_training and reads the run's preset from its config.json,
@@ -11,9 +11,10 @@ e.g. for a run trained with `python -m colorlib train` on a GPU machine without 
 `--refresh-notebooks` also copies the executed notebooks 01-04 over the ones in notebooks/, with
 their outputs and with clean metadata (kernelspec and language_info only: no papermill records, no
 widget state, no injected-parameters cell), which is how the committed notebooks get the outputs
-of a real run. 05_results, 06 and 07 are committed with the outputs of what ships with the
+of a real run. 05_results, 06, 07 and 08 are committed with the outputs of what ships with the
 repository (the full paper run in figures/paper/run, the generator in colorlib/weights, the
-baselines table in figures/quick/baselines): `--refresh-shipped` re-executes them on those.
+baselines table in figures/quick/baselines, the GPU study in figures/paper/baselines*):
+`--refresh-shipped` re-executes them on those.
 
 A run directory that already holds a run is continued, and a finished one is reused as it is
 (04_training's `resume` parameter): delete it to train from scratch.
@@ -49,7 +50,8 @@ REFRESHED = ("01_data", "02_architecture", "03_losses", "04_training")
 # committed with the outputs of what ships (`--refresh-shipped`): each with its parameters
 SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "interactive": False},
            "06_colorize_your_photos": {},
-           "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run"}}
+           "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run"},
+           "08_stable_colours": {}}
 
 
 def tutorial_notebooks() -> list[Path]:
@@ -136,13 +138,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--refresh-notebooks", action="store_true",
                    help="copy the executed notebooks 01-04, outputs included, over those in notebooks/")
     p.add_argument("--refresh-shipped", action="store_true",
-                   help="only re-execute 05-07 on what ships (the paper run, the generator, the baselines table) "
-                        "and copy them over those in notebooks/; no training, no data needed")
+                   help="only re-execute 05-08 on what ships (the paper run, the generator, the baselines tables) "
+                        "and copy them over those in notebooks/; no training (08 counts the colours of CIFAR-10 "
+                        "training images: $COLORLIB_DATA, else downloaded)")
     return p.parse_args(argv)
 
 
 def refresh_shipped(data: str | None) -> int:
-    """05-07 executed on what ships with the repository, copied over the committed ones."""
+    """05-08 executed on what ships with the repository, copied over the committed ones."""
     import tempfile
 
     forbidden = [p for p in (str(REPO), data if data and os.path.isabs(data) else None, str(Path.home())) if p]
@@ -216,7 +219,7 @@ def main(argv=None) -> int:
         for nb in refreshed:
             clean_copy(out_dir / nb.name, nb, forbidden)
         print(f"refreshed {', '.join(nb.name for nb in refreshed)} with the outputs of this run "
-              f"(05-07 show what ships: --refresh-shipped)")
+              f"(05-08 show what ships: --refresh-shipped)")
     print(f"pipeline: {wall:.0f} s; notebooks in {out_dir}, figures in {figures_dir}")
     return 0
 
