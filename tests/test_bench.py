@@ -23,6 +23,7 @@ def small_copy(data_dir, folder, train: int = 20, test: int = 2):
     return folder
 
 
+@pytest.mark.slow
 def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(data_dir, tmp_path, capsys):
     out, data = tmp_path / "bench.json", small_copy(data_dir, tmp_path / "data")
     code = main(["bench", "--preset", "smoke", "--device", "cpu", "--data", str(data), "--iters", "2",

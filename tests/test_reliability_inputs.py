@@ -86,6 +86,7 @@ def test_train_device_option_is_checked_like_set(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_bad_device_through_the_real_entry_point(tmp_path):
     run_dir = tmp_path / "run"
     result = python_m_colorlib("train", "--preset", "smoke", "--set", "device=meta", "--run-dir", str(run_dir),

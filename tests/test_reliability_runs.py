@@ -105,6 +105,7 @@ def train_args(data_dir, run, *extra) -> list[str]:
 
 
 # ---------------------------------------------------------------- 1: every interruption is resumable
+@pytest.mark.slow
 def test_ctrl_c_in_the_first_epoch_saves_that_iteration_and_resume_is_bitwise(smoke_run, data_dir, tmp_path,
                                                                             monkeypatch, capsys):
     run = tmp_path / "run"
@@ -124,6 +125,7 @@ def test_ctrl_c_in_the_first_epoch_saves_that_iteration_and_resume_is_bitwise(sm
     assert_same_run(run, smoke_run.run_dir)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("checkpoint_every, call, kept", [(5, 7, (1, 3)), (2, 10, (2, 2))])
 def test_ctrl_c_between_sparse_checkpoints_is_saved_where_it_stopped(smoke_run, smoke_config, tmp_path, monkeypatch,
                                                                      checkpoint_every, call, kept):
@@ -140,6 +142,7 @@ def test_ctrl_c_between_sparse_checkpoints_is_saved_where_it_stopped(smoke_run, 
     assert_same_run(run, smoke_run.run_dir)
 
 
+@pytest.mark.slow
 def test_a_crash_before_the_first_checkpoint_restarts_on_resume(smoke_run, smoke_config, tmp_path, monkeypatch):
     run = tmp_path / "run"
     trainer = Trainer(smoke_config(), run, progress=False)
@@ -157,6 +160,7 @@ def test_a_crash_before_the_first_checkpoint_restarts_on_resume(smoke_run, smoke
     assert_same_run(run, smoke_run.run_dir)
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_training_began_resumes_from_the_start(smoke_run, data_dir, tmp_path, monkeypatch, capsys):
     run = tmp_path / "run"
     save_strip = rundir.save_strip
@@ -175,6 +179,7 @@ def test_ctrl_c_before_training_began_resumes_from_the_start(smoke_run, data_dir
     assert_same_run(run, smoke_run.run_dir)
 
 
+@pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(smoke_run, smoke_config, tmp_path, monkeypatch):
     run = tmp_path / "run"
     trainer = Trainer(smoke_config(), run, progress=False)
@@ -186,6 +191,7 @@ def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(smoke_run, sm
     assert_same_run(run, smoke_run.run_dir)
 
 
+@pytest.mark.slow
 def test_a_training_stopped_between_iterations_is_saved_there(smoke_run, smoke_config, tmp_path):
     # what packing.train_packed does to the other runs when one of them stops
     run = tmp_path / "run"
@@ -207,6 +213,7 @@ def write_lock(run: Path, **owner) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_second_training_into_a_run_directory_in_use_is_refused(data_dir, tmp_path, capsys):
     run = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "colorlib", *train_args(data_dir, run),
@@ -238,6 +245,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("owner", ["dead", "reused pid", "unreadable"])
 def test_a_stale_lock_is_taken_over(smoke_config, tmp_path, owner):
     run = tmp_path / "run"
@@ -267,6 +275,7 @@ def test_a_lock_from_another_host_is_refused_saying_how_to_clear_it(smoke_config
     assert sorted(p.name for p in run.iterdir()) == [rundir.LOCK_NAME]
 
 
+@pytest.mark.slow
 def test_within_one_process_a_run_directory_in_training_is_refused(smoke_config, tmp_path):
     run = tmp_path / "run"
     steps = Trainer(smoke_config(), run, progress=False).iterate()
@@ -286,6 +295,7 @@ def test_within_one_process_a_run_directory_in_training_is_refused(smoke_config,
 
 @pytest.mark.parametrize("way_out", ["finished", "ctrl_c", "at_once", "crash", "diverged", "bad data",
                                      "fewer epochs"])
+@pytest.mark.slow
 def test_the_lock_is_released_on_every_way_out(smoke_config, smoke_run_copy, tmp_path, monkeypatch, way_out):
     run = tmp_path / "fresh"
     if way_out == "bad data":
@@ -313,6 +323,7 @@ def test_the_lock_is_released_on_every_way_out(smoke_config, smoke_run_copy, tmp
 
 
 # ---------------------------------------------------------------- 3: run.json agrees with last.pt
+@pytest.mark.slow
 @pytest.mark.parametrize("how, kept", [("at_once", (2, 0)), ("sigint", (2, 3))])
 def test_run_json_and_evaluate_agree_with_the_checkpoint_after_ctrl_c(smoke_config, tmp_path, monkeypatch,
                                                                       capsys, how, kept):
@@ -333,6 +344,7 @@ def test_run_json_and_evaluate_agree_with_the_checkpoint_after_ctrl_c(smoke_conf
 
 
 # ---------------------------------------------------------------- 4: --resume --epochs below what is done
+@pytest.mark.slow
 @pytest.mark.parametrize("interrupted", [False, True])
 def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(smoke_run_copy, smoke_config, tmp_path,
                                                                           monkeypatch, capsys, interrupted):
@@ -382,6 +394,7 @@ def test_figures_rebuild_a_damaged_table_from_the_checkpoint(smoke_run_copy, tmp
     assert (tmp_path / "figures" / "loss_curves.png").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["history.csv", "epochs.csv"])
 def test_resume_rebuilds_a_damaged_table_and_ends_bitwise(smoke_run, smoke_config, tmp_path, monkeypatch, capsys,
                                                           name):
