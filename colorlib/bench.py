@@ -284,7 +284,8 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     for options, loop, t in zip(variants, loops[2:], trainers[1:]):
         alternatives.append({"overrides": options, "threads": loop.threads, "precision": trainer_precision(t)[0],
                              "train_images_per_s": round(ips[loop.label], 1),
-                             "speedup": round(ips[loop.label] / naive_ips, 2)})
+                             "speedup": round(ips[loop.label] / naive_ips, 2),
+                             "speedup_by_round": _ratios(naive, loop)})
     compiled = alternatives[-1] if with_compile else None
     if dev.type == "cuda":  # the GPU-only options, checked against plain float32 eager steps
         drift = speed_option_drift(cfg, dev, {
@@ -307,7 +308,8 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
         "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
         "colorlib_precision": precision, "colorlib_precision_reason": reason,
         "naive_train_images_per_s": round(naive_ips, 1), "colorlib_train_images_per_s": round(ours_ips, 1),
-        "speedup": round(ours_ips / naive_ips, 2), "generator_inference_images_per_s": round(infer_ips, 1),
+        "speedup": round(ours_ips / naive_ips, 2), "speedup_by_round": _ratios(naive, ours),
+        "generator_inference_images_per_s": round(infer_ips, 1),
         "colorlib_compiled_train_images_per_s": compiled["train_images_per_s"] if compiled else None,
         "speedup_compiled": compiled["speedup"] if compiled else None,
         "alternatives": alternatives,
@@ -324,6 +326,15 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     return result
 
 
+def _ratios(naive: Loop, loop: Loop) -> list[float]:
+    """`loop`'s speed-up over the tutorial loop in each round: the two ran minutes apart at most."""
+    return [round(a / b, 2) for a, b in zip(naive.seconds, loop.seconds)]
+
+
+def _spread(ratios: list[float]) -> str:
+    return f"; rounds {min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else ""
+
+
 def _describe(options: dict) -> str:
     return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
 
@@ -332,10 +343,11 @@ def format_table(r: dict) -> str:
     rows = [
         ("training images/s, tutorial loop", f"{r['naive_train_images_per_s']:.0f}"),
         ("training images/s, colorlib", f"{r['colorlib_train_images_per_s']:.0f}"),
-        ("speed-up", f"{r['speedup']:.2f}x"),
+        ("speed-up", f"{r['speedup']:.2f}x ({r['colorlib_precision']}{_spread(r.get('speedup_by_round', []))})"),
     ]
     rows += [(f"training images/s, colorlib with {_describe(a['overrides'])}",
-              f"{a['train_images_per_s']:.0f} ({a['speedup']:.2f}x; {a['precision']})")
+              f"{a['train_images_per_s']:.0f}  {a['speedup']:.2f}x ({a['precision']}"
+              f"{_spread(a.get('speedup_by_round', []))})")
              for a in r.get("alternatives", [])]
     rows += [
         ("generator inference images/s (32x32)", f"{r['generator_inference_images_per_s']:.0f}"),

@@ -41,6 +41,7 @@ def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(dat
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in rounds.values())
     (alternative,) = result["alternatives"]
     assert alternative["overrides"] == {"amp": False} and alternative["precision"] == "float32"
+    assert len(result["speedup_by_round"]) == len(alternative["speedup_by_round"]) == 2
     for key in ("naive_train_images_per_s", "colorlib_train_images_per_s", "speedup"):
         assert math.isfinite(result[key]) and result[key] > 0
     assert "colorlib with amp=false" in stdout and "speed-up" in stdout
