@@ -79,7 +79,7 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
                       f"or set run_dir to a run directory.")
 
 
-def jpeg(fig, quality: int = 85, dpi="figure"):
+def jpeg(fig, quality: int = 80, dpi="figure"):
     """A matplotlib figure as an inline JPEG: photo grids at a fraction of their PNG size.
 
     Chroma is kept at full resolution (4:4:4), so colours stay as sharp as the gray levels,
