@@ -11,10 +11,11 @@ reason: on a CPU bf16 autocast is used only where it pays, see device.cpu_bf16_d
 Reported: training images/s of each and their ratio, generator inference images/s, peak memory,
 and the projected wall time of the paper's 100 epochs.
 
-The loops are timed side by side: after each one's warm-up, in rounds of a few iterations of
-each in turn (the order rotating), so that a machine shared with other work slows both alike
-and the ratio holds even where the images/s do not. `--also amp=false` (repeatable; several
-fields joined by commas) times the trainer with other settings in the same rounds.
+The loops are timed side by side: after each one's warm-up, in rounds of one iteration of each
+in turn on a CPU (a few long rounds on a GPU), the order rotating, so that a machine shared with
+other work slows both alike; the speed-up of each round is kept, and their spread printed.
+`--also amp=false` (repeatable; several fields joined by commas) times the trainer with other
+settings in the same rounds.
 """
 from __future__ import annotations
 
@@ -247,9 +248,10 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     dev = pick_device(device)
     iters = iters or (300 if dev.type == "cuda" else 20)
     warmup = 10 if dev.type == "cuda" else 3
-    # few long rounds on a GPU (the DataLoader's prefetched batches favour the reference at the
-    # start of each of its rounds), more on a CPU, where other work comes and goes
-    rounds = min(iters, 3 if dev.type == "cuda" else 5)
+    # a few long rounds on a GPU (the DataLoader's prefetched batches favour the reference at the
+    # start of each of its rounds); one iteration per round on a CPU, where other work on the
+    # machine comes and goes within seconds and the loops should meet it alike
+    rounds = min(iters, 3) if dev.type == "cuda" else iters
     per_round = -(-iters // rounds)
     source = resolve_source(data)
     cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
@@ -332,7 +334,10 @@ def _ratios(naive: Loop, loop: Loop) -> list[float]:
 
 
 def _spread(ratios: list[float]) -> str:
-    return f"; rounds {min(ratios):.2f}-{max(ratios):.2f}x" if len(ratios) > 1 else ""
+    if len(ratios) < 2:
+        return ""
+    ordered = sorted(ratios)
+    return f"; by round: median {ordered[len(ordered) // 2]:.2f}x, {ordered[0]:.2f}-{ordered[-1]:.2f}x"
 
 
 def _describe(options: dict) -> str:
