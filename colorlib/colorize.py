@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ConfigError
-from .data import CHROMA_TO_RGB, KB, KG, KR, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
+from .color import CHROMA_TO_RGB, KB, KG, KR, luma, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
 from .rundir import RunDirError
 
 # the trained generator that ships with the package (a colorlib-generator-v1 file)
@@ -111,8 +111,7 @@ class GrayPhoto:
 def luma_of_rgb(rgb: torch.Tensor) -> torch.Tensor:
     """uint8 or float RGB [3, H, W] -> float32 luma [H, W] in [0, 1], BT.601 like the training data."""
     scale = 255.0 if rgb.dtype == torch.uint8 else 1.0
-    r, g, b = (c.float() for c in rgb.unbind(0))
-    return (KR * r + KG * g + KB * b).div_(scale)
+    return luma(rgb.float()).div_(scale)
 
 
 def _has_color(img: Image.Image) -> bool:

@@ -22,19 +22,12 @@ import torch
 import torchvision
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
+from .color import (CB_SCALE, CHROMA_TO_RGB, CR_SCALE, KB, KG, KR, LUMA_WEIGHTS, luma,  # noqa: F401
+                    rgb_to_ycbcr, ycbcr_to_rgb)  # the colour maths lives in color.py; re-exported here
 from .config import DATA_ENV
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PACK_FORMAT = "colorlib-jpeg-pack-v1"
-# ITU-R BT.601 luma, the weights behind PIL's "L" mode and OpenCV's RGB2GRAY
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
-KR, KG, KB = LUMA_WEIGHTS
-# BT.601 YCbCr as in JPEG: Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE, both in [-0.5, 0.5]
-CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
-# how much one unit of Cb and Cr moves R, G and B: the columns of the inverse transform
-CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
-                              [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
-                              [CB_SCALE, 0.0]])
 
 
 class DataError(RuntimeError):
@@ -231,9 +224,7 @@ def to_model_range(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     what the generator sees.
     """
     rgb = images.float().div_(127.5).sub_(1.0)
-    r, g, b = rgb.unbind(1)  # Python-scalar weights: no host-to-device copy, CUDA-graph safe
-    gray = (LUMA_WEIGHTS[0] * r + LUMA_WEIGHTS[1] * g + LUMA_WEIGHTS[2] * b).unsqueeze(1)
-    return gray, rgb
+    return luma(rgb).unsqueeze(1), rgb
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -245,21 +236,3 @@ def epoch_order(n: int, epoch: int, seed: int, device=None) -> torch.Tensor:
     """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resume is exact."""
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     return torch.randperm(n, generator=g).to(device)
-
-
-def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
-    """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
-    r, g, b = rgb.unbind(-3)
-    y = KR * r + KG * g + KB * b
-    return torch.stack([y, (b - y) / CB_SCALE, (r - y) / CR_SCALE], dim=-3)
-
-
-def ycbcr_to_rgb(ycbcr: torch.Tensor, chroma_to_rgb: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `colorize.combine` for the gamut).
-
-    Linear, so it holds in any consistent units (the model's [-1, 1] too). Pass
-    `chroma_to_rgb` already on the right device to avoid a host-to-device copy (CUDA graphs).
-    """
-    matrix = CHROMA_TO_RGB.to(ycbcr) if chroma_to_rgb is None else chroma_to_rgb
-    y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
-    return y + torch.einsum("ck,...khw->...chw", matrix, cbcr)

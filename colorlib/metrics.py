@@ -272,7 +272,7 @@ def generator_method(G: nn.Module) -> Method:
 def colorize_method(G: nn.Module) -> Method:
     """What `colorize` delivers: the network's chroma on the input's exact luma (colorize.py)."""
     from .colorize import combine
-    from .data import rgb_to_ycbcr
+    from .color import rgb_to_ycbcr
     G.eval()
 
     def colorize(gray: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import nn
 
 from .chroma import ChromaBins
 from .config import Config
-from .data import CHROMA_TO_RGB, ycbcr_to_rgb
+from .color import CHROMA_TO_RGB, ycbcr_to_rgb
 
 
 class SpadeNorm(nn.Module):

@@ -39,7 +39,7 @@ from PIL import Image, ImageOps
 
 from . import colorize
 from .config import ConfigError
-from .data import rgb_to_ycbcr
+from .color import rgb_to_ycbcr
 from .metrics import colourfulness, psnr
 
 # photos are downscaled to at most this many pixels on the long side before they are evaluated:

@@ -1,0 +1,47 @@
+"""Colour maths, one implementation: BT.601 luma and YCbCr, as in JPEG.
+
+The generator reads BT.601 luma (the weights behind Pillow's "L" mode and OpenCV's RGB2GRAY), the
+data pipeline computes it, colorize keeps a photo's own, and the chroma-only generators predict
+Cb and Cr around it. Everything here is linear, so it holds in [0, 1], [0, 255] or the model's
+[-1, 1] alike, and uses Python-scalar weights: no host-to-device copy, CUDA-graph safe.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+# ITU-R BT.601 luma, the weights behind PIL's "L" mode and OpenCV's RGB2GRAY
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+KR, KG, KB = LUMA_WEIGHTS
+# BT.601 YCbCr as in JPEG: Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE, both in [-0.5, 0.5]
+CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
+# how much one unit of Cb and Cr moves R, G and B: the columns of the inverse transform
+CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
+                              [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
+                              [CB_SCALE, 0.0]])
+
+
+
+def luma(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of RGB [..., 3, H, W] -> [..., H, W], in the input's units."""
+    r, g, b = rgb.unbind(-3)
+    return KR * r + KG * g + KB * b
+
+
+def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
+    r, g, b = rgb.unbind(-3)
+    y = luma(rgb)
+    return torch.stack([y, (b - y) / CB_SCALE, (r - y) / CR_SCALE], dim=-3)
+
+
+def ycbcr_to_rgb(ycbcr: torch.Tensor, chroma_to_rgb: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `colorize.combine` for the gamut).
+
+    Linear, so it holds in any consistent units (the model's [-1, 1] too). Pass
+    `chroma_to_rgb` already on the right device to avoid a host-to-device copy (CUDA graphs).
+    """
+    matrix = CHROMA_TO_RGB.to(ycbcr) if chroma_to_rgb is None else chroma_to_rgb
+    y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
+    return y + torch.einsum("ck,...khw->...chw", matrix, cbcr)
