@@ -48,6 +48,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import ConfigError
 from .color import CHROMA_TO_RGB, KB, KG, KR, luma, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
+from . import rundir
 from .rundir import RunDirError
 
 # the trained generator that ships with the package (a colorlib-generator-v1 file)
@@ -368,28 +369,11 @@ def encode(img: Image.Image, fmt: str) -> bytes:
 
 
 def write_atomically(path: Path, data: bytes, overwrite: bool = False) -> None:
-    """Write `data` to a temporary file beside `path`, then rename it into place: a crash, a full
-    disk or Ctrl-C leaves either the complete file or nothing, never part of one."""
+    """Write `data` through a temporary file beside `path` and a rename (rundir's one atomic
+    writer): a crash, a full disk or Ctrl-C leaves either the complete file or nothing."""
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide the photo from other users
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    rundir.atomic_write_bytes(path, data)
 
 
 @dataclass

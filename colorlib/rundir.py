@@ -54,8 +54,12 @@ class RunDirRepaired(UserWarning):
     """A damaged or missing file of a run directory was rewritten from its checkpoint; nothing is lost."""
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _umask() -> int:
+    """The process's umask: reading it means setting it, so it is put back at once (and read at
+    the write, not at import, so that importing colorlib never touches process state)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -67,7 +71,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
