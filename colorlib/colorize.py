@@ -46,15 +46,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .config import ConfigError
-from .color import CHROMA_TO_RGB, KB, KG, KR, luma, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
 from . import rundir
+from .color import CHROMA_TO_RGB, KB, KG, KR, luma, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
+from .config import ConfigError
+from .data import IMAGE_EXTENSIONS
 from .rundir import RunDirError
 
 # the trained generator that ships with the package (a colorlib-generator-v1 file)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "generator.pt"
 # what a folder given to the command line is searched for (files named explicitly are always tried)
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+PHOTO_EXTENSIONS = IMAGE_EXTENSIONS + (".tif", ".tiff")  # training data never comes as TIFF; photos do
 METHODS = ("chroma", "naive")
 # the working resolution's short side: chosen on the sample photos (colorlib.photos, notebook 08):
 # with the shipped generator, 64 beats the gray copy on 7 of 9 photos and keeps 69% of their
