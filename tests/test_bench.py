@@ -42,6 +42,8 @@ def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(dat
     (alternative,) = result["alternatives"]
     assert alternative["overrides"] == {"amp": False} and alternative["precision"] == "float32"
     assert len(result["speedup_by_round"]) == len(alternative["speedup_by_round"]) == 2
+    assert min(result["speedup_by_round"]) <= result["speedup"] <= max(result["speedup_by_round"])
+    assert result["speedup_overall"] > 0 and alternative["speedup_overall"] > 0
     for key in ("naive_train_images_per_s", "colorlib_train_images_per_s", "speedup"):
         assert math.isfinite(result[key]) and result[key] > 0
     assert "colorlib with amp=false" in stdout and "speed-up" in stdout
