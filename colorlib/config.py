@@ -63,7 +63,7 @@ class Config:
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast on CUDA, and on CPUs with bf16 units (AVX512-BF16 / AMX)
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (device.cpu_bf16_decision)
     compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
     cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
 
