@@ -7,7 +7,7 @@ algorithm (two D updates then one G update on eq. 5). The reference is written t
 a torchvision ImageFolder / CIFAR10 dataset with per-sample PIL transforms behind a DataLoader,
 float32, contiguous tensors, plain Adam, eager execution. The trainer is `colorlib.Trainer` as
 the `train` command runs it, in the precision it chooses for the device (printed, with the
-reason: on a CPU bf16 autocast is used only where it pays, see device.cpu_bf16_decision).
+reason: on a CPU bf16 autocast is used only where it pays, see precision.cpu_bf16_decision).
 Reported: training images/s of each and their ratio, generator inference images/s, peak memory,
 and the projected wall time of the paper's 100 epochs.
 
@@ -40,7 +40,8 @@ from .data import DataError, resolve_source
 from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
 from .rundir import first_line
-from .device import cpu_has_fast_bf16, device_name, pick_device
+from .device import device_name, pick_device
+from .precision import cpu_has_fast_bf16
 from .training import Trainer, set_requires_grad
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
@@ -405,7 +406,7 @@ def cmd_bench(args) -> int:
 
 
 def register_cli(sub) -> None:
-    from .cli import positive_int
+    from .config import positive_int
     p = sub.add_parser("bench", help="training/inference speed of colorlib vs a tutorial-style loop")
     p.add_argument("--preset", default="paper", help=f"whose networks to time: {', '.join(PRESETS)}")
     p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")

@@ -29,15 +29,6 @@ from .config import FIELD_NAMES, PRESETS, ConfigError, config_from_dict, make_co
 INTERRUPTED = "interrupted (Ctrl-C)"
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@ parameters, or from Python (`make_config("quick", epochs=3)`).
 from __future__ import annotations
 
 import dataclasses
+from argparse import ArgumentTypeError
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional
@@ -63,7 +64,7 @@ class Config:
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (device.cpu_bf16_decision)
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (precision.cpu_bf16_decision)
     compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
     cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
 
@@ -245,3 +246,14 @@ def _cast(name: str, raw: str, default: Any) -> Any:
 
 def default_data() -> Optional[str]:
     return os.environ.get(DATA_ENV) or None
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

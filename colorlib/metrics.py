@@ -529,7 +529,7 @@ def cmd_compare(args) -> int:
 
 def register_cli(sub) -> None:
     from .classifier import add_train_parser
-    from .cli import positive_int
+    from .config import positive_int
     p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "

@@ -51,7 +51,8 @@ from .config import Config, ConfigError, config_from_dict
 from .color import rgb_to_ycbcr
 from .data import epoch_order, load_split, to_model_range, to_uint8
 from .checkpoints import load_generator, state_dict_mismatch  # noqa: F401 (colorlib.training.load_generator)
-from .device import autocast_for, device_name, pick_device  # noqa: F401 (re-exported)
+from .device import device_name, pick_device  # noqa: F401 (re-exported)
+from .precision import autocast_for
 from .losses import discriminator_loss, generator_adversarial_loss, generator_loss, r1_penalty
 from .models import build_discriminator, build_generator
 

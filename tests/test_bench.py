@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from colorlib import device
+from colorlib import precision
 from colorlib.cli import main
 
 
@@ -31,7 +31,7 @@ def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(dat
     stdout = capsys.readouterr().out
     assert code == 0
     result = json.loads(out.read_text())
-    bf16, reason = device.cpu_bf16_decision()
+    bf16, reason = precision.cpu_bf16_decision()
     assert result["colorlib_precision"] == ("bfloat16" if bf16 else "float32")
     assert result["colorlib_precision_reason"] == reason and reason
     assert f"colorlib precision: {result['colorlib_precision']} ({reason})" in stdout
@@ -63,11 +63,11 @@ def probes(monkeypatch):
             raise Probes.speedup
         return Probes.speedup
 
-    monkeypatch.delenv(device.CPU_BF16_ENV, raising=False)
-    monkeypatch.setattr(device, "_cpu_bf16", None)  # undecided; restored after the test
-    monkeypatch.setattr(device, "cpu_has_bf16_units", lambda: Probes.units)
-    monkeypatch.setattr(device, "cpu_has_amx", lambda: Probes.amx)
-    monkeypatch.setattr(device, "calibrate_cpu_bf16", calibrate)
+    monkeypatch.delenv(precision.CPU_BF16_ENV, raising=False)
+    monkeypatch.setattr(precision, "_cpu_bf16", None)  # undecided; restored after the test
+    monkeypatch.setattr(precision, "cpu_has_bf16_units", lambda: Probes.units)
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: Probes.amx)
+    monkeypatch.setattr(precision, "calibrate_cpu_bf16", calibrate)
     return Probes
 
 
@@ -84,11 +84,11 @@ def probes(monkeypatch):
 ])
 def test_cpu_precision_decision(probes, units, amx, speedup, bf16, words, calibrated):
     probes.units, probes.amx, probes.speedup = units, amx, speedup
-    chosen, reason = device.cpu_bf16_decision()
+    chosen, reason = precision.cpu_bf16_decision()
     assert chosen is bf16 and words in reason
     assert probes.calibrations == calibrated
-    assert device.cpu_bf16_decision() == (chosen, reason) and probes.calibrations == calibrated  # cached
-    factory = device.autocast_for(torch.device("cpu"))
+    assert precision.cpu_bf16_decision() == (chosen, reason) and probes.calibrations == calibrated  # cached
+    factory = precision.autocast_for(torch.device("cpu"))
     assert (factory.precision, factory.reason) == ("bfloat16" if bf16 else "float32", reason)
     with factory():
         assert torch.is_autocast_enabled("cpu") is bf16
@@ -96,32 +96,32 @@ def test_cpu_precision_decision(probes, units, amx, speedup, bf16, words, calibr
 
 @pytest.mark.parametrize("value, bf16", [("1", True), ("on", True), ("0", False), ("false", False)])
 def test_the_environment_pins_the_cpu_precision(probes, monkeypatch, value, bf16):
-    monkeypatch.setenv(device.CPU_BF16_ENV, value)
+    monkeypatch.setenv(precision.CPU_BF16_ENV, value)
     probes.units, probes.amx, probes.speedup = True, False, RuntimeError("must not be measured")
-    assert device.cpu_bf16_decision() == (bf16, f"pinned by ${device.CPU_BF16_ENV}={value}")
+    assert precision.cpu_bf16_decision() == (bf16, f"pinned by ${precision.CPU_BF16_ENV}={value}")
     assert probes.calibrations == 0
 
 
 def test_an_unknown_pin_is_ignored(probes, monkeypatch):
-    monkeypatch.setenv(device.CPU_BF16_ENV, "maybe")
-    assert device.cpu_bf16_decision()[0] is True and probes.calibrations == 1
+    monkeypatch.setenv(precision.CPU_BF16_ENV, "maybe")
+    assert precision.cpu_bf16_decision()[0] is True and probes.calibrations == 1
 
 
 def test_other_devices_say_their_precision():
-    mps = device.autocast_for(torch.device("mps"))
+    mps = precision.autocast_for(torch.device("mps"))
     assert mps.precision == "float32" and "mps" in mps.reason
     with mps():
         assert not torch.is_autocast_enabled("cpu")
-    assert device.autocast_for(torch.device("cuda")).precision == "bfloat16"
+    assert precision.autocast_for(torch.device("cuda")).precision == "bfloat16"
 
 
 def test_the_capability_probe_answers():
-    assert device.cpu_has_amx() in (True, False, None)
-    assert device.cpu_has_bf16_units() in (True, False)
+    assert precision.cpu_has_amx() in (True, False, None)
+    assert precision.cpu_has_bf16_units() in (True, False)
 
 
 def test_calibration_measures_and_leaves_the_process_as_it_was():
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
-    speedup = device.calibrate_cpu_bf16(rounds=1, batch=2)
+    speedup = precision.calibrate_cpu_bf16(rounds=1, batch=2)
     assert math.isfinite(speedup) and speedup > 0
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
