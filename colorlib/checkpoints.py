@@ -21,7 +21,6 @@ def state_dict_mismatch(exc: Exception) -> str:
     return "; ".join(lines)[:300] or rundir.first_line(exc)
 
 
-
 def load_generator(path, device: str | torch.device = "cpu"):
     """A trained generator (eval mode) and its Config, from generator.pt, last.pt or a run directory."""
     path = Path(path)
@@ -32,7 +31,12 @@ def load_generator(path, device: str | torch.device = "cpu"):
                 break
         else:
             raise rundir.RunDirError(f"{path} holds no checkpoint (checkpoints/generator.pt or last.pt)")
-    ckpt = rundir.load_checkpoint(path)
+    return generator_from_checkpoint(rundir.load_checkpoint(path), path, device)
+
+
+def generator_from_checkpoint(ckpt: dict, path, device: str | torch.device = "cpu"):
+    """The generator (eval mode) and Config of a checkpoint already read by rundir.load_checkpoint
+    (for callers that also want its other fields, such as the epoch of a best.pt)."""
     cfg = config_from_dict(ckpt["config"])
     G = build_generator(cfg)
     try:  # a training checkpoint of a run that kept an EMA generator: that one is the result

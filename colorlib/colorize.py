@@ -293,14 +293,20 @@ def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = D
 
 @torch.inference_mode()
 def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int = DEFAULT_RENDER_SIZE,
-                  method: str = "chroma") -> torch.Tensor:
+                  method: str = "chroma", chroma_gain: float = 1.0) -> torch.Tensor:
     """Full-resolution luma [H, W] in [0, 1] -> colour uint8 [3, H, W].
 
     method="chroma": the generator's chroma, upsampled, on the input's own luminance.
     method="naive": the generator's RGB output upsampled as it is (blurry; for comparison).
+    chroma_gain (chroma only) multiplies the predicted chroma before it goes back on the luma:
+    0 gives the gray copy, above 1 more saturated colours (`combine` keeps them in gamut).
     """
     if method not in METHODS:
         raise ConfigError(f"method={method!r}; choose one of {', '.join(METHODS)}")
+    if not (math.isfinite(chroma_gain) and chroma_gain >= 0):
+        raise ConfigError(f"chroma_gain={chroma_gain!r} must be a finite number >= 0")
+    if method == "naive" and chroma_gain != 1.0:
+        raise ConfigError("chroma_gain applies to method='chroma' only (naive keeps the generator's RGB as it is)")
     small = predict_rgb(model, luma, render_size)
     size = tuple(luma.shape)
     if method == "naive":
@@ -308,6 +314,8 @@ def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int =
     # bicubic: at 30-100x magnification bilinear leaves visible diamond-shaped facets.
     # (antialias only changes downsampling; upsampling needs none.)
     cbcr = F.interpolate(rgb_to_ycbcr(small)[None, 1:], size=size, mode="bicubic", align_corners=False)[0]
+    if chroma_gain != 1.0:
+        cbcr.mul_(chroma_gain)
     # stored height x width x 3 (returned as a [3, H, W] view) so Pillow can take it without a copy
     out = torch.empty(*size, 3, dtype=torch.uint8).permute(2, 0, 1)
     for top in range(0, size[0], 512):  # in strips, so temporaries stay small on huge photos

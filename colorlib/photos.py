@@ -25,7 +25,6 @@ command's own (`colorize.colorize_luma` on the photo's BT.601 luma as Pillow com
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import time
@@ -34,12 +33,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from . import colorize
-from .config import ConfigError
-from .color import rgb_to_ycbcr
 from .metrics import colourfulness, psnr
 
 # photos are downscaled to at most this many pixels on the long side before they are evaluated:
@@ -130,31 +126,9 @@ def gray_copy(rgb: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def colorize_luma_gain(luma: torch.Tensor, model: torch.nn.Module, render_size: int = 32,
                        chroma_gain: float = 1.0, method: str = "chroma") -> torch.Tensor:
-    """`colorize.colorize_luma` with the predicted chroma multiplied by `chroma_gain` before it is
-    put back on the luma (where that leaves the RGB cube, `colorize.combine` shrinks it towards
-    gray, so the luma is still kept). chroma_gain=1 gives exactly colorize_luma's output; 0 gives
-    the gray copy; above 1, more saturated colours. The same steps as colorize_luma: the
-    generator's colour at the working resolution, its chroma upsampled bicubically to the photo's
-    size, combined with the full-resolution luma in strips of 512 rows.
-    """
-    if method not in colorize.METHODS:
-        raise ConfigError(f"method={method!r}; choose one of {', '.join(colorize.METHODS)}")
-    if not (math.isfinite(chroma_gain) and chroma_gain >= 0):
-        raise ConfigError(f"chroma_gain={chroma_gain!r} must be a finite number >= 0")
-    if method == "naive":
-        if chroma_gain != 1.0:
-            raise ConfigError("chroma_gain applies to method='chroma' only (naive keeps the generator's RGB as it is)")
-        return colorize.colorize_luma(luma, model, render_size, method)
-    small = colorize.predict_rgb(model, luma, render_size)
-    size = tuple(luma.shape)
-    cbcr = F.interpolate(rgb_to_ycbcr(small)[None, 1:], size=size, mode="bicubic", align_corners=False)[0]
-    if chroma_gain != 1.0:
-        cbcr.mul_(chroma_gain)
-    out = torch.empty(*size, 3, dtype=torch.uint8).permute(2, 0, 1)
-    for top in range(0, size[0], 512):
-        rows = slice(top, top + 512)
-        out[:, rows] = colorize._to_uint8(colorize.combine(luma[rows], cbcr[:, rows]))
-    return out
+    """`colorize.colorize_luma` with the predicted chroma multiplied by `chroma_gain` (1: exactly
+    what the colorize command gives; 0: the gray copy; above 1: more saturated colours)."""
+    return colorize.colorize_luma(luma, model, render_size, method, chroma_gain)
 
 
 @contextlib.contextmanager

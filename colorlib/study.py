@@ -59,13 +59,13 @@ def sync(device) -> None:
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
     """Scores of a run's selected generator on each split, raw and through colorize."""
     from .metrics import colorize_method, evaluate_methods, generator_method
-    from .checkpoints import load_generator
-    ckpt = run_dir / "checkpoints" / "best.pt"
-    if not ckpt.exists():
-        ckpt = run_dir / "checkpoints" / "generator.pt"
-    G, _ = load_generator(ckpt, device)
-    selected_epoch = int(rundir.load_checkpoint(ckpt).get("epoch", -1))
-    out = {"checkpoint": ckpt.name, "epoch": selected_epoch}
+    from .checkpoints import generator_from_checkpoint
+    path = run_dir / "checkpoints" / "best.pt"
+    if not path.exists():
+        path = run_dir / "checkpoints" / "generator.pt"
+    ckpt = rundir.load_checkpoint(path)  # read once: the generator and the epoch it was selected at
+    G, _ = generator_from_checkpoint(ckpt, path, device)
+    out = {"checkpoint": path.name, "epoch": int(ckpt.get("epoch", -1))}
     for split, data in splits.items():
         result = evaluate_methods({"raw": generator_method(G), "colorize": colorize_method(G)},
                                   data.images, data.labels, classifier, device=device)

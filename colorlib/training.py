@@ -185,8 +185,9 @@ class Trainer:
             opt_kw.update(fused=True, capturable=self.use_graphs)
         # a learning rate that changes during a run must be a device tensor inside a CUDA graph
         self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
-        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(cfg.lr), **opt_kw)
-        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(cfg.d_lr or cfg.lr), **opt_kw)
+        g_lr, d_lr = self.rates(0)
+        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(g_lr), **opt_kw)
+        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(d_lr), **opt_kw)
         # the exponential moving average of G's weights (Karras et al. 2018; Yazici et al. 2019):
         # a low-pass filter over the oscillations of adversarial training
         self.G_ema = None
@@ -323,10 +324,13 @@ class Trainer:
         half = self.cfg.epochs // 2
         return 1.0 - max(0, epoch + 1 - half) / (self.cfg.epochs - half + 1)
 
-    def _set_lrs(self, epoch: int) -> tuple[float, float]:
+    def rates(self, epoch: int) -> tuple[float, float]:
+        """(G's, D's) learning rates in epoch `epoch` (0-based)."""
         factor = self.lr_factor(epoch)
-        rates = (self.cfg.lr * factor, (self.cfg.d_lr or self.cfg.lr) * factor)
-        for opt, lr in zip((self.g_opt, self.d_opt), rates):
+        return self.cfg.lr * factor, (self.cfg.d_lr or self.cfg.lr) * factor
+
+    def _set_lrs(self, epoch: int) -> None:
+        for opt, lr in zip((self.g_opt, self.d_opt), self.rates(epoch)):
             for group in opt.param_groups:
                 if isinstance(group["lr"], torch.Tensor):
                     # in place: a captured CUDA graph holds this tensor's address, so a new tensor
@@ -334,7 +338,6 @@ class Trainer:
                     group["lr"].fill_(lr)
                 else:
                     group["lr"] = self._lr_value(lr)
-        return rates
 
     def set_epochs(self, epochs: int) -> None:
         """Change the planned length of a run that has not finished (a packed study fits its
@@ -553,7 +556,7 @@ class Trainer:
                 epoch = self.epoch
                 with gate:
                     if cfg.lr_schedule != "constant":
-                        self.lrs = self._set_lrs(epoch)
+                        self._set_lrs(epoch)
                     order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
                     losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
                     first = self.iteration  # > 0: a run saved in the middle of this epoch
@@ -685,7 +688,7 @@ class Trainer:
             return
         d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.cfg.adv_weight > 0 else 0.0
         val = self.validator.score(self.G_eval) if self.validator is not None else {}
-        lrs = self.lrs if self.cfg.lr_schedule != "constant" else (self.cfg.lr, self.cfg.d_lr or self.cfg.lr)
+        lrs = self.rates(epoch)
         self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
                                 val.get("colourfulness", math.nan), val.get("feature_fd", math.nan), *lrs])
         rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)

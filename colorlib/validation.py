@@ -20,8 +20,8 @@ class Validator:
 
     def __init__(self, images: torch.Tensor, device, batch_size: int = 500):
         from .classifier import SHIPPED_CLASSIFIER, load_classifier
-        from .metrics import colourfulness, feature_distance_metric
-        self._colourfulness = colourfulness
+        from .metrics import colourfulness, feature_distance_metric, psnr_from_mse
+        self._colourfulness, self._psnr_from_mse = colourfulness, psnr_from_mse
         self.images = images.to(device)
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -52,8 +52,7 @@ class Validator:
             fd = float(self.fd.compute())
         finally:
             G.train(was_training)
-        mse = sq_err / pixels
-        psnr = 10 * torch.log10(torch.tensor(255.0 ** 2 / max(mse, 1e-10))).item()
+        psnr = self._psnr_from_mse(sq_err / pixels).item()
         return {"images": len(self.images), "psnr_dataset_db": psnr,
                 "colourfulness": colour / len(self.images), "truth_colourfulness": self.truth_colourfulness,
                 "feature_fd": fd}

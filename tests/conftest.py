@@ -7,6 +7,7 @@ training its own; tests that would modify a run work on `smoke_run_copy`.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -100,3 +101,20 @@ def small_folder(data_dir, tmp_path_factory) -> Path:
             for jpg in sorted(class_dir.glob("*.jpg"))[:per_class]:
                 shutil.copyfile(jpg, target / jpg.name)
     return root
+
+
+@contextlib.contextmanager
+def without_root():
+    """Root reads and writes everything regardless of permissions: as root, act as the user
+    `nobody` for a while (effective ids only, so root can take them back), so that permission
+    tests exercise what a normal user meets."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)

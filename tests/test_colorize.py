@@ -1,5 +1,4 @@
 """Colorizing real photos: luminance kept, any size, and every kind of bad file handled."""
-import contextlib
 import io
 import os
 import re
@@ -20,6 +19,7 @@ from colorlib.colorize import (DEFAULT_CHECKPOINT, ImageReadError, colorize, col
 from colorlib.config import ConfigError
 from colorlib.data import load_split
 from colorlib.rundir import GENERATOR_FORMAT, RunDirError
+from conftest import without_root
 
 GRACE_HOPPER = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)  # ships with matplotlib
 
@@ -361,22 +361,6 @@ def test_cli_output_folder_that_cannot_be_created(checkpoint, tmp_path, capsys):
     code, _, stderr = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "a_file" / "out",
                               "--checkpoint", checkpoint)
     assert code == 2 and "cannot write to the output folder" in stderr
-
-
-@contextlib.contextmanager
-def without_root():
-    """Root ignores folder permissions: as root, act as the user `nobody` for a while (effective
-    ids only, so root can take them back)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 def test_cli_unwritable_output_folder(checkpoint, capsys):

@@ -3,7 +3,6 @@ status of the command line's policy (0 done, 1 partly done, 2 bad input and noth
 130 interrupted), and never leaves a half-written file behind."""
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -24,6 +23,7 @@ from colorlib.cli import main
 from colorlib.colorize import ImageReadError, load_model, read_photo, render_shape
 from colorlib.config import FIELD_NAMES, ConfigError, Config, config_from_dict, make_config, parse_override
 from colorlib.models import build_generator
+from conftest import without_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -440,21 +440,6 @@ def test_unreadable_file_is_reported_as_a_permission_problem(checkpoint, tmp_pat
     assert one_line(stderr) == f"FAILED {photo}: permission denied: you may not read this file; check its " \
                                f"permissions (ls -l)"
     assert "colorized 1 of 2 photo(s)" in stdout and "1 failed" in stdout
-
-
-@contextlib.contextmanager
-def without_root():
-    """Root reads everything: as root, act as the user `nobody` for a while (effective ids only)."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setegid(65534)
-    os.seteuid(65534)
-    try:
-        yield
-    finally:
-        os.seteuid(0)
-        os.setegid(0)
 
 
 def test_unreadable_files_and_folders_really_locked(checkpoint, capsys):
