@@ -96,9 +96,11 @@ test-browser: setup
 bench: setup
 	$(PY) -m colorlib bench --preset paper $(DATA_ARG) --out $(FIG_DIR)/bench.json
 
-# every baseline and ablation at the preset's budget, scored side by side
+# every baseline and ablation x 3 seeds at the preset's budget: chosen on the validation split,
+# scored on the test split (the study below, on whatever device there is); 07_evaluation shows it
 baselines: setup
-	$(PY) -m colorlib baselines --preset $(PRESET) $(DATA_ARG) --out runs/baselines-$(PRESET) --figures $(FIG_DIR)/baselines
+	$(PY) -m colorlib study --preset $(PRESET) --seeds 3 $(DATA_ARG) --out runs/baselines-$(PRESET) \
+	  --figures $(FIG_DIR)/baselines $(STUDY_ARGS)
 
 # The whole comparison on one GPU, no Jupyter needed (torch >= 2.4): every method of the
 # baselines table x 3 seeds, packed, at the paper's networks and data, epochs fitted to

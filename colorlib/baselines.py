@@ -1,6 +1,12 @@
-"""Baselines and ablations, trained at one budget and scored side by side.
+"""Baselines and ablations (METHODS), trained at one budget and scored side by side.
 
-    python -m colorlib baselines --preset quick --out runs/baselines-quick --figures figures/quick/baselines
+    python -m colorlib study --preset quick --seeds 3          (make baselines: the tables of the repo)
+    python -m colorlib baselines --preset quick --out runs/baselines-one-seed
+
+`study` (study.py) trains every method with several seeds, chooses on the validation split and
+reports the test split with mean and spread: that is what the repository's tables come from.
+`baselines` (run_baselines below) is the quick look: one seed per method, one after the other,
+each scored with `evaluate` into a `compare` table.
 
 Every method is the chosen preset (same data, epochs, batch size, seed, network widths) with
 a few fields changed; "gray (copied to RGB)" needs no training and is scored by `evaluate`.
@@ -16,7 +22,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from . import rundir
-from .config import PRESETS, make_config
+from .config import make_config
 
 GAN_ADAM = dict(lr=2e-4, beta1=0.5)
 # the chroma-only generator with a spectral-norm D, GAN Adam: the best variant of the first table
@@ -77,33 +83,11 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
         done = rundir.is_run_dir(run_dir) and rundir.read_run_info(run_dir).get("status") == "finished"
         if not done:
             print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
-            resume = rundir.is_run_dir(run_dir) and (run_dir / "checkpoints" / "last.pt").exists()
-            train(cfg if not resume else None, run_dir, resume=resume, progress=progress, epoch_lines=not progress)
+            # a run already there continues with its own config.json (training.run_config)
+            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress)
         if not (run_dir / "metrics.json").exists() or not done:
             print(f"== {name}: evaluating")
             evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)
         run_dirs.append(run_dir)
     written = compare_runs([str(d) for d in run_dirs], figures or out)
     return written
-
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("baselines", help="train and score every baseline and ablation at one budget")
-    p.add_argument("--preset", default="quick", help=f"the budget every method gets: {', '.join(PRESETS)}")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
-    p.add_argument("--out", required=True, help="folder for one run directory per method")
-    p.add_argument("--figures", help="where the table and chart go (default: --out)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
-    p.add_argument("--classifier", help="classifier checkpoint (default: the one that ships)")
-    p.add_argument("--limit", type=int, help="score a seeded subset of the test split")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_baselines)
-
-
-def cmd_baselines(args) -> int:
-    written = run_baselines(args.preset, args.out, args.data, args.methods, args.figures, args.classifier,
-                            args.limit, args.device, not args.no_progress)
-    for path in written:
-        print(path)
-    return 0

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import statistics
 import tempfile
@@ -35,7 +34,7 @@ from typing import Optional
 
 import torch
 
-from .config import DATA_ENV, PRESETS, make_config
+from .config import DATA_ENV, make_config
 from .data import DataError, resolve_source
 from .losses import discriminator_loss, generator_loss
 from .models import build_discriminator, build_generator
@@ -160,7 +159,7 @@ def trainer_loop(trainer: Trainer) -> Iterator[None]:
     while True:
         order = torch.randperm(n, device=trainer.device)
         for it in range(n // batch):
-            trainer._step_index(order[it * batch:(it + 1) * batch])
+            trainer.train_step(order[it * batch:(it + 1) * batch])
             yield
 
 
@@ -228,7 +227,7 @@ def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], ite
             trainer = Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache)
             for it in range(iters):
                 index = torch.arange(it * c.batch_size, (it + 1) * c.batch_size, device=trainer.device)
-                trainer._step_index(index % trainer.images.shape[0])
+                trainer.train_step(index % trainer.images.shape[0])
             weights[name] = torch.cat([p.detach().float().flatten().cpu() for p in trainer.G.parameters()])
     reference = next(iter(weights.values()))
     return {name: float((w - reference).norm() / reference.norm()) for name, w in weights.items()}
@@ -389,34 +388,3 @@ def format_table(r: dict) -> str:
             f"of each loop in turn, after {timing.get('warmup_iterations')} warm-up iterations each; "
             f"images/s of the median round"]
     return "\n".join(head + [f"  {k:<{width}}  {v}" for k, v in rows])
-
-
-def cmd_bench(args) -> int:
-    from .config import parse_override
-    overrides = dict(parse_override(s) for s in args.set)
-    also = [dict(parse_override(s) for s in text.split(",")) for text in args.also]
-    result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
-                           args.with_compile, also)
-    print(format_table(result))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
-    return 0
-
-
-def register_cli(sub) -> None:
-    from .config import positive_int
-    p = sub.add_parser("bench", help="training/inference speed of colorlib vs a tutorial-style loop")
-    p.add_argument("--preset", default="paper", help=f"whose networks to time: {', '.join(PRESETS)}")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
-    p.add_argument("--iters", type=positive_int, help="timed iterations per loop (default 300 on GPU, 20 on CPU)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--train-size", type=positive_int, default=5000, help="training images held in memory")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--also", action="append", default=[], metavar="FIELD=VALUE[,FIELD=VALUE]",
-                   help="also time the trainer with these settings, side by side (e.g. amp=false, threads=1)")
-    p.add_argument("--with-compile", action="store_true",
-                   help="also time the trainer with torch.compile (compilation takes a minute or so)")
-    p.add_argument("--out", default="bench.json")
-    p.set_defaults(func=cmd_bench)

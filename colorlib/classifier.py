@@ -26,7 +26,6 @@ colorizer's [-1, 1] output goes in as `(x + 1) / 2`.
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import math
 import time
@@ -50,6 +49,10 @@ LOGIT_SCALE = 0.125  # keeps early logits small so label-smoothed CE starts near
 
 class ClassifierError(RuntimeError):
     """A classifier checkpoint that cannot be used; the message says what to do."""
+
+
+class ClassifierDiverged(RuntimeError):
+    """The classifier's training loss became NaN or infinite; nothing was saved."""
 
 
 def conv_bn_gelu(cin: int, cout: int, pool: bool = False) -> list[nn.Module]:
@@ -167,11 +170,12 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      test_size: Optional[int] = None, device: str = "auto", seed: int = 0,
                      log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
-    from .data import load_split
+    from .config import ConfigError
+    from .data import DataError, load_split
     from .device import pick_device
 
     if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
+        raise ConfigError(f"epochs must be at least 1, got {epochs}")
     dev = pick_device(device)
     cuda = dev.type == "cuda"
     torch.manual_seed(seed)
@@ -179,9 +183,9 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
     train = load_split(data, "train", train_size, seed)
     test = load_split(data, "test", test_size, seed)
     if (train.labels < 0).any() or not train.classes:
-        raise ValueError(f"{train.source} has no class folders; the classifier needs train/<class>/*.jpg")
+        raise DataError(f"{train.source} has no class folders; the classifier needs train/<class>/*.jpg")
     if test.classes != train.classes:
-        raise ValueError(f"train and test classes differ: {train.classes} vs {test.classes}")
+        raise DataError(f"train and test classes differ: {train.classes} vs {test.classes}")
     log(f"data: {len(train)} train / {len(test)} test images, {len(train.classes)} classes "
         f"(loaded in {time.time() - t0:.1f}s), device {dev}")
 
@@ -222,8 +226,8 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
             total += loss.detach()
         mean_loss = (total / steps_per_epoch).item()  # one host sync per epoch
         if not math.isfinite(mean_loss):
-            raise RuntimeError(f"classifier training diverged at epoch {epoch} (loss {mean_loss}); "
-                               f"try a smaller --lr")
+            raise ClassifierDiverged(f"classifier training diverged at epoch {epoch} (loss {mean_loss}); "
+                                     f"try a smaller --lr")
         acc = accuracy(model, test_images, test_labels)
         log(f"epoch {epoch:3d}/{epochs}  loss {mean_loss:.4f}  test top-1 {100 * acc:.2f}%  "
             f"({time.time() - t_train:.1f}s)")
@@ -254,44 +258,3 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
     log(f"saved {out}: test top-1 {100 * final_acc:.2f}% on {len(test)} images (float16 weights), "
         f"{Path(out).stat().st_size / 1e6:.1f} MB, training {ckpt['train_seconds']}s")
     return {k: v for k, v in ckpt.items() if k != "state_dict"}
-
-
-def _widths(text: str) -> tuple[int, ...]:
-    try:
-        widths = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--widths must be comma-separated integers, got {text!r}") from None
-    if len(widths) != 3 or min(widths) < 1:
-        raise argparse.ArgumentTypeError(f"--widths needs three positive integers (32->16->8->4), got {text!r}")
-    return widths
-
-
-def cmd_train_classifier(args) -> int:
-    from .data import DataError
-    try:
-        train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                         widths=args.widths, train_size=args.train_size, test_size=args.test_size,
-                         device=args.device, seed=args.seed)
-    except (ValueError, RuntimeError) as exc:
-        if isinstance(exc, DataError):
-            raise  # the CLI prints data errors itself
-        print(f"error: {exc}")
-        return 1
-    return 0
-
-
-def add_train_parser(sub) -> None:
-    p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy",
-                       description="Train the small CNN used to score colorizations (semantic accuracy, "
-                                   "feature distance) and save it for `evaluate --classifier`.")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
-    p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--lr", type=float, default=0.4, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--widths", type=_widths, default=DEFAULT_WIDTHS, help="channels of the 3 blocks (64,256,256)")
-    p.add_argument("--train-size", type=int, help="random subset of the training split (for quick tests)")
-    p.add_argument("--test-size", type=int, help="random subset of the test split (for quick tests)")
-    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_train_classifier)

@@ -37,7 +37,7 @@ import stat
 import sys
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
 
@@ -480,39 +480,71 @@ def _prepare_output_folder(out_dir: Path) -> Optional[str]:
     return None
 
 
-def cmd_colorize(args) -> int:
+class OutputFolderError(RuntimeError):
+    """The output folder cannot take the batch (an input would be overwritten, it cannot be
+    written to); nothing was colorized. The message says what to choose instead."""
+
+
+class ColorizeInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `colorize_files`; the message says how many photos are done (those are whole)."""
+
+
+@dataclass
+class ColorizeSummary:
+    """What `colorize_files` did: `failed` holds (input, problem) for every input not colorized."""
+    out_dir: Path
+    photos: int
+    done: int = 0
+    skipped: int = 0  # their output existed already
+    colour_inputs: int = 0  # converted to gray first
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        summary = f"colorized {self.done} of {self.photos} photo(s) into {self.out_dir}"
+        if self.skipped:
+            summary += f", {self.skipped} skipped (output exists)"
+        if self.colour_inputs:
+            summary += f", {self.colour_inputs} already in colour (converted to gray first)"
+        return summary + (f"; {len(self.failed)} failed" if self.failed else "; none failed")
+
+
+def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int = DEFAULT_RENDER_SIZE,
+                   device: str = "cpu", overwrite: bool = False, max_pixels: Optional[int] = None,
+                   progress: bool = True) -> ColorizeSummary:
+    """Colorize the photos named by `inputs` (files, or folders searched recursively) into `out_dir`,
+    each written atomically; a photo that cannot be colorized is named on stderr (FAILED ...) and
+    the others go on. Everything that would spoil the whole batch is checked before the first
+    photo: RunDirError or ConfigError (the checkpoint, render_size, device), OutputFolderError.
+    Ctrl-C raises ColorizeInterrupted. max_pixels: Pillow's decompression-bomb limit for this
+    batch (0: none; default Pillow's)."""
     pillow_limit = Image.MAX_IMAGE_PIXELS
-    if args.max_pixels is not None:
-        Image.MAX_IMAGE_PIXELS = args.max_pixels if args.max_pixels > 0 else None
+    if max_pixels is not None:
+        Image.MAX_IMAGE_PIXELS = max_pixels if max_pixels > 0 else None
     try:
-        return _colorize_files(args)
+        return _colorize_files(inputs, Path(out_dir), checkpoint, render_size, device, overwrite, progress)
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit  # a process-wide setting: leave it as it was
 
 
-def _colorize_files(args) -> int:
+def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: int, device: str,
+                    overwrite: bool, progress: bool) -> ColorizeSummary:
     from tqdm import tqdm
 
     from .device import pick_device
 
-    out_dir = Path(args.output)
-    jobs, failed = collect_jobs(args.inputs, out_dir)
+    jobs, failed = collect_jobs(inputs, out_dir)
     for name, problem in failed:
         print(f"FAILED {name}: {problem}", file=sys.stderr)
     # everything that would spoil the whole batch is checked before the first photo
-    try:
-        refusal = _refuse_overwriting_inputs(jobs, out_dir)
-        if refusal is None:
-            model, _ = load_model(args.checkpoint, pick_device(args.device))
-            render_shape(32, 32, args.render_size, size_multiple(model))
-            refusal = _prepare_output_folder(out_dir)
-    except (RunDirError, ConfigError) as exc:
-        refusal = str(exc)
+    refusal = _refuse_overwriting_inputs(jobs, out_dir)
+    if refusal is None:
+        model, _ = load_model(checkpoint, pick_device(device))
+        render_shape(32, 32, render_size, size_multiple(model))
+        refusal = _prepare_output_folder(out_dir)
     if refusal:
-        print(f"error: {refusal}", file=sys.stderr)
-        return 2
+        raise OutputFolderError(refusal)
 
-    done = skipped = colour_inputs = 0
+    result = ColorizeSummary(out_dir, len(jobs), failed=failed)
     claimed: dict[Path, Job] = {}  # output -> the input that writes it
 
     def claim(target: Path, job: Job) -> None:
@@ -520,52 +552,44 @@ def _colorize_files(args) -> int:
             raise ImageReadError(f"its output {target} would be the output of {claimed[target].source} "
                                  f"too; colorize photos of the same name into separate folders")
 
-    bar = tqdm(jobs, unit="photo", desc="colorize", disable=args.no_progress or None, file=sys.stderr)
+    bar = tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr)
     try:
         for job in bar:
             try:
                 target, _ = _target(out_dir, job, has_alpha=False)
                 claim(target, job)
-                if target.exists() and not args.overwrite:  # before decoding: reruns are cheap
+                if target.exists() and not overwrite:  # before decoding: reruns are cheap
                     tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
                                file=sys.stderr)
-                    skipped += 1
+                    result.skipped += 1
                     continue
                 photo = read_photo(job.source)
                 target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
                 claim(target, job)
                 if photo.was_color:
-                    if colour_inputs == 0:
+                    if result.colour_inputs == 0:
                         tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
                                    f"gray first and get new colours (this note is not repeated; the summary "
                                    f"counts them)", file=sys.stderr)
-                    colour_inputs += 1
+                    result.colour_inputs += 1
                 if photo.frames > 1:
                     tqdm.write(f"note: {job.source} has {photo.frames} frames (an animation or a multi-page "
                                f"file); only the first is colorized", file=sys.stderr)
-                _note_reduced_size(job, photo, model, args.render_size)
-                image = to_pil(colorize_luma(photo.luma, model, args.render_size), photo.alpha)
+                _note_reduced_size(job, photo, model, render_size)
+                image = to_pil(colorize_luma(photo.luma, model, render_size), photo.alpha)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(target, encode(image, fmt), overwrite=args.overwrite)
-                done += 1
+                write_atomically(target, encode(image, fmt), overwrite=overwrite)
+                result.done += 1
             except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
                 failed.append((str(job.source), _describe_problem(exc)))
                 tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
     except KeyboardInterrupt:  # outputs are written atomically: those done are whole, none is partial
         bar.close()
-        print(f"interrupted: colorized {done} of {len(jobs)} photo(s) into {out_dir} before Ctrl-C; run the "
-              f"same command again to do the rest (photos already colorized are skipped)", file=sys.stderr)
-        return 130
+        raise ColorizeInterrupted(
+            f"interrupted: colorized {result.done} of {len(jobs)} photo(s) into {out_dir} before Ctrl-C; run "
+            f"the same command again to do the rest (photos already colorized are skipped)") from None
     bar.close()
-
-    summary = f"colorized {done} of {len(jobs)} photo(s) into {out_dir}"
-    if skipped:
-        summary += f", {skipped} skipped (output exists)"
-    if colour_inputs:
-        summary += f", {colour_inputs} already in colour (converted to gray first)"
-    summary += f"; {len(failed)} failed" if failed else "; none failed"
-    print(summary)
-    return 1 if failed else 0
+    return result
 
 
 def _note_reduced_size(job: Job, photo: GrayPhoto, model, render_size: int) -> None:
@@ -580,26 +604,3 @@ def _note_reduced_size(job: Job, photo: GrayPhoto, model, render_size: int) -> N
                    f"{asked[1]}x{asked[0]}, to keep memory bounded (at most {MAX_RENDER_PIXELS / 1e6:.1f} "
                    f"megapixels, sides up to {MAX_RENDER_SIDE})", file=sys.stderr)
 
-
-def register_cli(sub) -> None:
-    p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
-                       description="Colorize photos of any size with a trained generator: the photo's own "
-                                   "full-resolution luminance is kept and only its colour is predicted. "
-                                   "Outputs never overwrite inputs and are written atomically. Exit status: 0 "
-                                   "all colorized, 1 some photos failed, 2 nothing was done, 130 "
-                                   "interrupted (a rerun skips the photos already done).")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, or folders searched recursively")
-    p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                   help="folder for the colorized photos (created if needed; JPEG in, JPEG out; else PNG)")
-    p.add_argument("--checkpoint", default=None,
-                   help="generator.pt or run directory (default: the generator shipped with colorlib)")
-    p.add_argument("--render-size", type=int, default=DEFAULT_RENDER_SIZE,
-                   help=f"short side of the working resolution the generator sees (default "
-                        f"{DEFAULT_RENDER_SIZE}, measured best on sample photos; 32 is its training size; "
-                        f"a multiple of 2**g_depth, at most {MAX_RENDER_SIZE})")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}; 0: no limit)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.set_defaults(func=cmd_colorize)

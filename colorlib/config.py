@@ -7,7 +7,6 @@ parameters, or from Python (`make_config("quick", epochs=3)`).
 from __future__ import annotations
 
 import dataclasses
-from argparse import ArgumentTypeError
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional
@@ -246,14 +245,3 @@ def _cast(name: str, raw: str, default: Any) -> Any:
 
 def default_data() -> Optional[str]:
     return os.environ.get(DATA_ENV) or None
-
-
-def positive_int(text: str) -> int:
-    """argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise ArgumentTypeError(f"must be at least 1, got {value}")
-    return value

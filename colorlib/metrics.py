@@ -33,7 +33,6 @@ Commands: `python -m colorlib evaluate --run-dir DIR` (writes DIR/metrics.json),
 from __future__ import annotations
 
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
@@ -334,14 +333,17 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
 def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
                        limit: Optional[int] = None, batch_size: int = 500, device="cpu", name: str = "generator",
                        include_gray: bool = True, inception_weights: Optional[str] = None,
-                       progress: bool = False) -> dict:
+                       progress: bool = False, through_colorize: bool = False) -> dict:
     """Run generator `G` over the test split of `data` (first `limit` images in a seeded random
-    subset) and score it, next to the gray baseline; see `evaluate_methods`."""
+    subset) and score it, next to the gray baseline; see `evaluate_methods`. With through_colorize,
+    also what `colorize` delivers, as "<name> through colorize"."""
     from .data import load_split
     test = load_split(data, "test", limit, seed=0)
     methods: dict[str, Method] = {GRAY_METHOD: gray_baseline} if include_gray else {}
     G = G.to(device)
     methods[name] = generator_method(G)
+    if through_colorize:
+        methods[f"{name} through colorize"] = colorize_method(G)
     result = evaluate_methods(methods, test.images, test.labels, classifier, batch_size, device,
                               inception_weights, progress)
     result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
@@ -351,8 +353,14 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
 # ---------------------------------------------------------------- evaluate command
 def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
                  device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
-                 progress: bool = True, log=print) -> dict:
-    """Evaluate a run directory's generator on the test split; writes RUN/metrics.json."""
+                 progress: bool = True, log=print, generator=None, name: Optional[str] = None) -> dict:
+    """Evaluate a run directory's generator on the test split; writes RUN/metrics.json.
+
+    Two rows besides the gray copy: the network's raw output ("<run>") and what `colorize` delivers
+    ("<run> through colorize": its chroma on the input's luma). `generator`: score this generator
+    file instead of the run's own checkpoint (a run shipped without checkpoints, such as
+    figures/paper/run, with the generator.pt made from it). `name`: the rows' name (default: the
+    run directory's)."""
     from . import rundir
     from .classifier import load_classifier
     from .checkpoints import load_generator
@@ -360,7 +368,7 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
 
     run_dir = Path(run_dir)
     dev = pick_device(device)
-    G, cfg = load_generator(run_dir, dev)
+    G, cfg = load_generator(generator or run_dir, dev)
     clf, clf_info = None, None
     clf_path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
     if clf_path.exists() or classifier_path:
@@ -370,8 +378,9 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
         log(f"note: no classifier at {clf_path}; semantic accuracy and feature FD are skipped "
             f"(train one with `python -m colorlib train-classifier --out {clf_path}`)")
     started = time.time()
-    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=run_dir.name,
-                                inception_weights=inception_weights, progress=progress)
+    name = name or run_dir.name
+    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=name,
+                                inception_weights=inception_weights, progress=progress, through_colorize=True)
     info = rundir.read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
     config = cfg.to_dict()
     if config.get("data"):  # the data's name, not a local path: metrics files get shared
@@ -380,7 +389,8 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
         "format": METRICS_FORMAT,
         "run": {"name": run_dir.name, "preset": cfg.preset, "epochs_done": info.get("epochs_done"),
                 "config": config},
-        "method": run_dir.name,
+        "method": name,
+        "generator": Path(generator).name if generator else None,
         "classifier": clf_info,
         "feature_fd_label": FD_LABEL,
         "psnr_cap_db": PSNR_CAP_DB,
@@ -394,9 +404,9 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
 
 
 # ---------------------------------------------------------------- compare command
-TABLE_COLUMNS = (  # key, header, format
-    ("psnr_mean_db", "PSNR mean (dB)", "{:.2f}"),
+TABLE_COLUMNS = (  # key, header, format: fidelity first over the whole set, then per image without the cap
     ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
+    ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
     ("ssim", "SSIM", "{:.4f}"),
     ("colourfulness", "Colourfulness", "{:.1f}"),
     ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}"),
@@ -422,14 +432,18 @@ def read_metrics(run_dir) -> dict:
 
 
 def comparison_rows(reports: Sequence[dict]) -> tuple[list[tuple[str, dict]], dict]:
-    """(method name, metrics) rows: the gray baseline once, then each run; plus the ground truth."""
+    """(method name, metrics) rows: the gray baseline once, then each run's generator (its raw
+    output, and what `colorize` delivers where it was scored); plus the ground truth."""
     first = reports[0]
     truth = first["ground_truth"]
     rows = []
     if GRAY_METHOD in first["methods"]:
         rows.append((GRAY_METHOD, first["methods"][GRAY_METHOD]))
     for rep in reports:
-        rows.append((rep.get("label", rep["method"]), rep["methods"][rep["method"]]))
+        label = rep.get("label", rep["method"])
+        for name, scores in rep["methods"].items():
+            if name != GRAY_METHOD:  # "<run>" and "<run> through colorize", named by the report's label
+                rows.append((label + name[len(rep["method"]):] if name.startswith(rep["method"]) else name, scores))
     return rows, truth
 
 
@@ -438,13 +452,16 @@ def markdown_table(reports: Sequence[dict]) -> str:
     data = reports[0]["data"]
     lines = [f"Test split of `{data['source']}`, {data['images']} images. "
              f"Ground truth: colourfulness {_fmt(truth['colourfulness'], '{:.1f}')}, classifier "
-             f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}.", ""]
+             f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}. "
+             f"*Per-image PSNR leaves out {_left_out(rows)}: a copy of the gray input "
+             f"matches them exactly, and the capped PSNR would reward that. \"through colorize\": the "
+             f"network's chroma on the input's exact luma, as `colorize` delivers it.", ""]
     lines.append("| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |")
     lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
     lines.append("| ground truth | " + " | ".join(
         {"colourfulness": _fmt(truth["colourfulness"], "{:.1f}"),
          "semantic_accuracy": _fmt(truth["semantic_accuracy"], "{:.2%}"),
-         "psnr_mean_db": "-", "psnr_dataset_db": "-", "ssim": "1", "colourfulness_gap_pct": "0",
+         "psnr_colour_mean_db": "-", "psnr_dataset_db": "-", "ssim": "1", "colourfulness_gap_pct": "0",
          "pixel_accuracy": "100%", "feature_fd": "0"}[k] for k, _, _ in TABLE_COLUMNS) + " |")
     for name, m in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f in TABLE_COLUMNS) + " |")
@@ -455,28 +472,56 @@ def markdown_table(reports: Sequence[dict]) -> str:
     return "\n".join(lines + ["", "Runs:"] + runs) + "\n"
 
 
-def comparison_figure(reports: Sequence[dict]):
+def _left_out(rows: Sequence[tuple[str, dict]]) -> str:
+    counts = {m.get("gray_truths_left_out") for _, m in rows} - {None}
+    return (f"the {counts.pop()} test images whose truth is exactly gray" if len(counts) == 1
+            else "the test images whose truth is exactly gray")
+
+
+def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
+    """n (colour, hatch) pairs, all different: the 20 colours of tab20 (its ten dark shades first,
+    then the ten light ones, so neighbours differ in hue), then again with hatches."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
+    hatches = (None, "//", "..", "xx", "\\\\", "oo")
+    return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
+
+
+METRIC_PANELS = (("psnr_dataset_db", "PSNR dataset (dB)"), ("psnr_colour_mean_db", "PSNR per image* (dB)"),
+                 ("colourfulness", "Colourfulness"), ("pixel_accuracy", "Pixel accuracy"),
+                 ("semantic_accuracy", "Semantic accuracy"), ("feature_fd", "Classifier-feature FD"))
+
+
+def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = "",
+                     spreads: Optional[Mapping[str, dict]] = None):
+    """Bar charts of the metrics, one bar per method, each method in its own colour in every panel;
+    with `spreads` ({method: {metric key: std}}) an error bar of one standard deviation over seeds."""
     from matplotlib.figure import Figure
-    rows, truth = comparison_rows(reports)
-    panels = [("psnr_mean_db", "PSNR mean (dB)"), ("ssim", "SSIM"), ("colourfulness", "Colourfulness"),
-              ("pixel_accuracy", "Pixel accuracy"), ("semantic_accuracy", "Semantic accuracy"),
-              ("feature_fd", "Classifier-feature FD")]
-    fig = Figure(figsize=(14, 7), layout="constrained")
-    axes = fig.subplots(2, 3).ravel()
+
+    fig = Figure(figsize=(14, 7.5), layout="constrained")
     names = [name for name, _ in rows]
-    colors = [f"C{i}" for i in range(len(rows))]
-    for ax, (key, title) in zip(axes, panels):
+    styles = distinct_colours(len(rows))
+    for ax, (key, label) in zip(fig.subplots(2, 3).ravel(), METRIC_PANELS):
         values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
-        ax.bar(range(len(rows)), values, color=colors)
-        reference = truth.get(key)
-        if reference is not None:  # where the ground truth has a value, show it as the target
-            ax.axhline(reference, color="black", ls="--", lw=1, label="ground truth")
+        for i, (value, (colour, hatch)) in enumerate(zip(values, styles)):
+            err = (spreads or {}).get(names[i], {}).get(key)
+            ax.bar(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
+                   yerr=err, error_kw={"elinewidth": 1, "capsize": 2})
+        if truth.get(key) is not None:  # where the ground truth has a value, it is the target
+            ax.axhline(truth[key], color="black", ls="--", lw=1, label="ground truth")
             ax.legend(fontsize=8)
-        ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
-        ax.set_title(title)
-    data = reports[0]["data"]
-    fig.suptitle(f"Colorization metrics on {data['images']} test images of {data['source']}")
+        ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(label)
+    if title:
+        fig.suptitle(title)
     return fig
+
+
+def comparison_figure(reports: Sequence[dict]):
+    rows, truth = comparison_rows(reports)
+    data = reports[0]["data"]
+    return comparison_chart(rows, truth, f"Colorization metrics on {data['images']} test images of {data['source']}")
 
 
 def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
@@ -499,53 +544,11 @@ def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
     return [out / "metrics.md", out / "metrics.png"]
 
 
-# ---------------------------------------------------------------- CLI
-def _print_summary(report: dict) -> None:
+def summary_lines(report: dict) -> list[str]:
+    """An evaluation report (see `evaluate_run`) in a few lines: the ground truth, then each method."""
     truth = report["ground_truth"]
-    print(f"{report['data']['images']} test images; ground truth colourfulness {truth['colourfulness']:.1f}, "
-          f"classifier accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}")
+    lines = [f"{report['data']['images']} test images; ground truth colourfulness {truth['colourfulness']:.1f}, "
+             f"classifier accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}"]
     for name, m in report["methods"].items():
-        print(f"  {name}: " + ", ".join(f"{h} {_fmt(m.get(k), f)}" for k, h, f in TABLE_COLUMNS))
-
-
-def cmd_evaluate(args) -> int:
-    from .classifier import ClassifierError
-    try:
-        report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
-                              args.inception_weights, progress=not args.no_progress)
-    except (ClassifierError, MetricsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    _print_summary(report)
-    print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    for path in compare_runs(args.run_dirs, args.out):
-        print(path)
-    return 0
-
-
-def register_cli(sub) -> None:
-    from .classifier import add_train_parser
-    from .config import positive_int
-    p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
-    p.add_argument("--run-dir", required=True)
-    p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
-                                        f"(default {DEFAULT_CLASSIFIER} if it exists)")
-    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA)")
-    p.add_argument("--limit", type=positive_int, metavar="N",
-                   help="score a seeded random subset of N test images (default: all)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=positive_int, default=500, metavar="N")
-    p.add_argument("--inception-weights", help="local torch-fidelity Inception weights: adds the standard FID")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_evaluate)
-
-    p = sub.add_parser("compare", help="a Markdown table and bar chart from several evaluated runs")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, help="folder for metrics.md and metrics.png")
-    p.set_defaults(func=cmd_compare)
-
-    add_train_parser(sub)
+        lines.append(f"  {name}: " + ", ".join(f"{h} {_fmt(m.get(k), f)}" for k, h, f in TABLE_COLUMNS))
+    return lines

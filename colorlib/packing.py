@@ -37,7 +37,7 @@ from typing import Optional, Sequence
 import torch
 
 from . import rundir
-from .config import PRESETS, ConfigError, make_config
+from .config import ConfigError, make_config
 
 
 @dataclass
@@ -93,6 +93,16 @@ def load_plan(path) -> dict:
     return plan
 
 
+def baselines_plan(methods: Optional[Sequence[str]] = None) -> dict:
+    """The plan of the baselines table (baselines.METHODS, or the named subset): one seed, the quick preset."""
+    from .baselines import METHODS
+    names = list(methods or METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return {"methods": {m: METHODS[m] for m in names}, "seeds": [0], "preset": "quick", "set": {}}
+
+
 def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = None,
                   progress: bool = False, data_cache: Optional[dict] = None, log=None):
     """A Trainer per spec in OUT/<method>/seed<k>, each resumed if its directory holds a run,
@@ -110,10 +120,8 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
         if exists and rundir.read_run_info(run_dir).get("status") == "finished":
             finished.append(run_dir)
             continue
-        resume = exists  # a run stopped before its first checkpoint restarts from iteration 0
-        try:
-            trainers.append(Trainer(cfg if not resume else None, run_dir, resume=resume, progress=progress,
-                                    data_cache=data_cache))
+        try:  # a run already there continues with its own config.json (training.run_config)
+            trainers.append(Trainer(cfg, run_dir, resume="auto", progress=progress, data_cache=data_cache))
         except Exception as exc:
             if log is None:
                 raise
@@ -236,57 +244,3 @@ def sweep(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = N
         left = None if time_budget is None else max(time_budget - (time.perf_counter() - started), 0.0)
         results.append(train_packed(trainers, progress=progress, time_budget=left))
     return {"packs": results}
-
-
-# ---------------------------------------------------------------- command line
-def register_cli(sub) -> None:
-    p = sub.add_parser("sweep", help="train many runs at once on one device (methods x seeds)",
-                       description="Train several runs side by side on one device. Give a plan file "
-                                   "(JSON, see colorlib.packing.load_plan) or --baselines.")
-    p.add_argument("plan", nargs="?", help="plan file (JSON)")
-    p.add_argument("--baselines", action="store_true", help="the baselines table's methods")
-    p.add_argument("--methods", nargs="+", help="with --baselines: a subset")
-    p.add_argument("--preset", help=f"budget for every run: {', '.join(PRESETS)} (default: the plan's, else quick)")
-    p.add_argument("--seeds", type=int, help="seeds 0..N-1 for every method (default: the plan's, else 1)")
-    p.add_argument("--out", help="folder of run directories, OUT/<method>/seed<k> (default: the plan's)")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    p.add_argument("--pack", type=int, default=0, help="runs trained at once (default: all)")
-    p.add_argument("--time-budget", type=float, help="seconds; runs stop at the first epoch end past it")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override for every run")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_sweep)
-
-
-def cmd_sweep(args) -> int:
-    from .baselines import METHODS
-    from .config import parse_override
-    if args.plan and args.baselines:
-        raise ConfigError("give a plan file or --baselines, not both")
-    if args.plan:
-        plan = load_plan(args.plan)
-    elif args.baselines:
-        names = args.methods or list(METHODS)
-        unknown = [m for m in names if m not in METHODS]
-        if unknown:
-            raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-        plan = {"methods": {m: METHODS[m] for m in names}, "seeds": [0], "preset": "quick", "set": {}}
-    else:
-        raise ConfigError("give a plan file (JSON) or --baselines; see `python -m colorlib sweep --help`")
-    preset = args.preset or plan["preset"]
-    seeds = list(range(args.seeds)) if args.seeds else list(plan["seeds"])
-    out = args.out or plan.get("out") or f"runs/sweep-{preset}"
-    if args.pack < 0 or (args.seeds is not None and args.seeds < 1):
-        raise ConfigError("--pack must be 0 (all) or more, --seeds at least 1")
-    common = dict(plan["set"])
-    common.update(dict(parse_override(s) for s in args.set))
-    for name in ("data", "device"):
-        if getattr(args, name):
-            common[name] = getattr(args, name)
-    specs = expand(plan["methods"], seeds)
-    result = sweep(specs, preset, out, common, args.pack, not args.no_progress, args.time_budget)
-    for r in result["packs"]:
-        print(f"{r['runs']} runs packed: {r['images']} images in {r['seconds']:.1f} s "
-              f"({r['images_per_s']:.0f} images/s)")
-    print(f"run directories: {out}/<method>/seed<k>")
-    return 0

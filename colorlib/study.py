@@ -31,11 +31,13 @@ from typing import Optional, Sequence
 import torch
 
 from . import rundir
-from .config import PRESETS, ConfigError, make_config
+from .config import ConfigError, make_config
 
 SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "colourfulness",
           "colourfulness_gap_pct", "pixel_accuracy", "semantic_accuracy", "feature_fd")
 
+
+STUDY_FORMAT = "colorlib-study-v1"  # metrics.json of a study; read by notebooks 07 and 08
 
 def measure_sequential(preset: str, method: dict, common: dict, data_cache: dict, epochs: int = 3) -> dict:
     """One run alone, timed like the pack (packing.train_packed): the epochs after the first,
@@ -199,7 +201,7 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     chosen = choose(results, gray_scores)
     cfg_epochs = {name: r["seeds"][0]["epochs_done"] for name, r in results.items()}
     report = {
-        "format": "colorlib-study-v1", "preset": preset, "seeds": seeds, "methods": results,
+        "format": STUDY_FORMAT, "preset": preset, "seeds": seeds, "methods": results,
         "gray": gray_scores, "ground_truth": truth, "chosen": chosen,
         "selection_rule": "lowest mean validation feature FD (through colorize) among methods whose mean "
                           "validation dataset PSNR beats the gray copy's",
@@ -270,32 +272,3 @@ def study_table(report: dict) -> str:
     for name, r in report["methods"].items():
         lines.append(f"- {name}: " + (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "the paper's recipe"))
     return "\n".join(lines) + "\n"
-
-
-def register_cli(sub) -> None:
-    from .baselines import METHODS
-    p = sub.add_parser("study", help="every method x seeds packed on one device, scored and aggregated")
-    p.add_argument("--preset", default="paper", help=f"budget for every run: {', '.join(PRESETS)}")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
-    p.add_argument("--out", default="runs/study", help="run directories, OUT/<method>/seed<k>")
-    p.add_argument("--figures", default="figures/study", help="metrics.json, metrics.md, frontier.png, ...")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--time-budget", type=float, help="seconds for the whole study; epochs are fitted to it")
-    p.add_argument("--test-limit", type=int, help="score a seeded subset of the test split (rehearsals)")
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override for every run")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_study)
-
-
-def cmd_study(args) -> int:
-    from .config import parse_override
-    if args.seeds < 1:
-        raise ConfigError("--seeds must be at least 1")
-    if args.time_budget is not None and args.time_budget <= 0:
-        raise ConfigError("--time-budget must be a positive number of seconds")
-    overrides = dict(parse_override(s) for s in args.set)
-    run_study(args.preset, args.out, args.figures, args.seeds, args.methods, args.data, args.device,
-              args.time_budget, overrides, progress=not args.no_progress, test_limit=args.test_limit)
-    return 0

@@ -56,7 +56,7 @@ from .precision import autocast_for
 from .losses import discriminator_loss, generator_adversarial_loss, generator_loss, r1_penalty
 from .models import build_discriminator, build_generator
 
-# fields that may change when a run is resumed: they change speed or bookkeeping, not the maths
+# fields that may change when a run is resumed (see run_config): they change speed or bookkeeping, not the maths
 RESUMABLE_FIELDS = {"epochs", "device", "threads", "log_every", "checkpoint_every", "amp", "compile",
                     "cuda_graphs", "channels_last", "data", "data_root"}
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
@@ -128,10 +128,100 @@ class Dist:
                    int(os.environ.get("LOCAL_RANK", 0)))
 
 
-class Trainer:
-    """Owns the networks, optimizers, data and run directory of one training run."""
+def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None,
+               resume: bool | str = False, *, main_process: bool = True) -> tuple[Config, bool]:
+    """The configuration a training into `run_dir` uses, and whether it continues the run there:
+    (config, resuming). Every way in (`Trainer`, `train`, the command line's `train --resume`,
+    `baselines.run_baselines`, `packing.make_trainers`) decides by these rules.
 
-    def __init__(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
+    resume=False, a new run: `cfg` (required) with `overrides` applied. A directory that already
+    holds a run (RUN/config.json) is refused (`rundir.RunDirError`), nothing overwritten.
+
+    resume=True, continue the run in `run_dir`: it must hold one (else `rundir.RunDirError`).
+    The run's own config.json wins. Only the fields in RESUMABLE_FIELDS (length, device, speed
+    and bookkeeping options, where the data are read from) may change, taken from `cfg` when
+    given and then from `overrides`; any other field of theirs that differs from config.json
+    (a maths field: lr, norm, seed, ...) is refused with a `ConfigError` naming it ("preset" is
+    a label and is never compared). With neither, the run continues exactly as configured.
+
+    resume="auto": as resume=True when `run_dir` holds a run, with `cfg` ignored (it describes
+    only a new run): loops over many runs (baselines, sweeps) continue each as it was planned,
+    including epochs a packed sweep fitted to its time budget; `overrides` still apply. As
+    resume=False otherwise.
+
+    A run stopped before its first checkpoint has a config.json but no last.pt: resuming it
+    starts it over from its first iteration with that configuration. What the checkpoint holds
+    is checked by the Trainer when it loads it: a missing last.pt that run.json says was written
+    is an error, and `epochs` cannot be planned below what the checkpoint already holds.
+
+    main_process=False (the other ranks of a torchrun job) skips the refusal of an existing
+    directory for a new run: rank 0 may already have written it."""
+    if resume not in (False, True, "auto"):
+        raise ValueError(f"resume must be False, True or 'auto', not {resume!r}")
+    run_dir = Path(run_dir)
+    overrides = dict(overrides or {})
+    exists = rundir.is_run_dir(run_dir)
+    if resume == "auto":
+        resume, cfg = exists, (None if exists else cfg)
+    if not resume:
+        if cfg is None:
+            raise ConfigError(f"a new run in {run_dir} needs a configuration (cfg)")
+        if exists and main_process:
+            info = rundir.read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+            raise rundir.RunDirError(
+                f"{run_dir} already holds a run ({info.get('epochs_done', '?')} of "
+                f"{info.get('epochs', '?')} epochs, status {info.get('status', 'unknown')}). Pass --resume "
+                f"(resume=True) to continue it, or choose another run directory; nothing was overwritten.")
+        return (config_from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg), False
+    if not exists:
+        raise rundir.RunDirError(f"cannot resume: {run_dir} holds no run (no config.json). "
+                                 f"Start a new run there without --resume.")
+    saved = rundir.read_config(run_dir)
+    asked = {**(cfg.to_dict() if cfg is not None else {}), **overrides}
+    changed = sorted(k for k, v in asked.items()
+                     if k != "preset" and k not in RESUMABLE_FIELDS and v != getattr(saved, k))
+    if changed:
+        raise ConfigError(f"cannot resume {run_dir} with different {', '.join(changed)}: "
+                          f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change. "
+                          f"Start a new run directory for a different configuration.")
+    kept = {k: v for k, v in asked.items() if k in RESUMABLE_FIELDS}
+    return (config_from_dict({**saved.to_dict(), **kept}) if kept else saved), True
+
+
+# Process-wide torch settings a Trainer may change, as (read, write) pairs. A Trainer changes them
+# when it is built and puts back, on close(), each one that still holds its value (see Trainer).
+TORCH_SETTINGS = {
+    "num_threads": (torch.get_num_threads, torch.set_num_threads),
+    "cudnn.benchmark": (lambda: torch.backends.cudnn.benchmark,
+                        lambda v: setattr(torch.backends.cudnn, "benchmark", v)),
+    "cuda.matmul.allow_tf32": (lambda: torch.backends.cuda.matmul.allow_tf32,
+                               lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v)),
+    "cudnn.allow_tf32": (lambda: torch.backends.cudnn.allow_tf32,
+                         lambda v: setattr(torch.backends.cudnn, "allow_tf32", v)),
+}
+
+
+class Trainer:
+    """Owns the networks, optimizers, data and run directory of one training run.
+
+    `Trainer(cfg, run_dir, resume=...)`: which configuration is used follows `run_config`:
+    resume=False starts `cfg` as a new run; resume=True continues the run in `run_dir`, whose
+    config.json wins, and `cfg` may then be None (continue exactly as configured) or a config
+    that differs from it only in RESUMABLE_FIELDS; resume="auto" continues the run there if any
+    (its own configuration), else starts `cfg`.
+
+    Process-wide state: the Trainer builds its networks from `cfg.seed` without disturbing the
+    caller's random numbers (the global generator is forked for the construction). From
+    construction to `close()` it holds the settings it trains with: `cfg.threads` (when set) and,
+    on CUDA, cuDNN autotuning and TF32 matmuls; `close()` (or leaving a `with Trainer(...)`
+    block; `train` does it) puts each back as it was, unless something else changed it since.
+    Under torchrun the process group and the current CUDA device are necessarily global: the
+    process is the rank; close() leaves the group.
+
+    One training iteration is `train_step(index)` (the batch picked from the training images
+    by index, as `fit` does) or `step(gray, rgb)` (a batch given)."""
+
+    def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
                  dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None):
         """data_cache: a dict shared by trainers packed into one process (see packing.py), so
         that they decode the data, and hold it on the device, once.
@@ -140,34 +230,92 @@ class Trainer:
         path out: a second training into it is refused, naming the first."""
         self.dist = dist or Dist.from_env()
         self.run_dir = Path(run_dir)
-        self.lock = rundir.RunLock(self.run_dir) if self.dist.is_main else None
-        if self.lock is not None:
-            self.lock.acquire()
-            rundir.remove_temporary_files(self.run_dir)  # left by a training that was killed
+        self.progress = progress and self.dist.is_main
+        self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
+        self.data_cache = data_cache if data_cache is not None else {}
+        self.commit = git_commit()  # once: run.json is rewritten at every checkpoint
+        self._changed_settings: dict = {}  # TORCH_SETTINGS name -> (value before, value set)
+        self.lock = self._lock_run_dir()
         try:
-            self._setup(cfg, run_dir, resume, progress, dist, epoch_lines, data_cache)
+            with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
+                self.cfg, self.resuming = run_config(self.run_dir, cfg, resume=resume,
+                                                     main_process=self.dist.is_main)
+                self._start_device()
+                self._build_networks()
+                self._build_optimizers()
+                self._reset_progress()
+                self._load_data()
+                self._restore_or_start()
+                self._wrap_networks()
+                self._write_run_files()
         except BaseException:
+            self._restore_torch_settings()
             self.release_lock()
             raise
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(wait=kind is None)
 
     def release_lock(self) -> None:
         if getattr(self, "lock", None) is not None:
             self.lock.release()
 
-    def _setup(self, cfg: Config, run_dir, resume: bool = False, progress: bool = True,
-               dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None):
-        self.commit = git_commit()  # once: run.json is rewritten at every checkpoint
-        self.progress = progress and self.dist.is_main
-        self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
-        self.cfg = self._prepare_run_dir(cfg, resume)
-        cfg = self.cfg
-        self.device = pick_device(cfg.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
+    # ------------------------------------------------------------ setup, in order
+    def _lock_run_dir(self) -> Optional[rundir.RunLock]:
+        """Take RUN/train.lock (rank 0 only) and remove what a killed training left half written."""
+        if not self.dist.is_main:
+            return None
+        lock = rundir.RunLock(self.run_dir)
+        lock.acquire()
+        rundir.remove_temporary_files(self.run_dir)  # left by a training that was killed
+        return lock
+
+    def _start_device(self) -> None:
+        """The device, the process-wide settings training runs with, and the torchrun process group."""
+        self.device = pick_device(self.cfg.device)
+        cuda = self.device.type == "cuda"
+        if self.cfg.threads:
+            self._change_torch_setting("num_threads", self.cfg.threads)
         if self.dist.world_size > 1:
             self._init_process_group()
+        if cuda:
+            self._change_torch_setting("cudnn.benchmark", True)
+            self._change_torch_setting("cuda.matmul.allow_tf32", True)
+            self._change_torch_setting("cudnn.allow_tf32", True)
+        self.use_graphs = cuda and self.cfg.cuda_graphs and self.dist.world_size == 1
+        self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        self.autocast = autocast_for(self.device) if self.cfg.amp else contextlib.nullcontext
+        # spectral normalization estimates sigma by power iteration on every forward; under bf16
+        # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
+        # (it is small: about a tenth of an iteration's arithmetic)
+        self.autocast_d = contextlib.nullcontext if self.cfg.d_norm == "spectral" else self.autocast
 
-        torch.manual_seed(cfg.seed)
+    def _change_torch_setting(self, name: str, value) -> None:
+        read, write = TORCH_SETTINGS[name]
+        before = read()
+        if before != value:
+            write(value)
+            self._changed_settings.setdefault(name, (before, value))
+
+    def _restore_torch_settings(self) -> None:
+        """Put back each process-wide setting this trainer changed, unless something (another
+        trainer, the user) has set it to another value since."""
+        for name, (before, value) in self._changed_settings.items():
+            read, write = TORCH_SETTINGS[name]
+            if read() == value:
+                write(before)
+        self._changed_settings = {}
+
+    def _build_networks(self) -> None:
+        """G and D from cfg.seed, on the device (SyncBatchNorm under torchrun on GPUs), and G's
+        exponential moving average when cfg.ema_decay > 0."""
+        cfg = self.cfg
+        # the CPU generator only (torch.manual_seed would seed the CUDA ones for the caller too):
+        # the networks are built on the CPU, and no training operation draws random numbers
+        torch.default_generator.manual_seed(cfg.seed)
         self.G = build_generator(cfg)
         self.D = build_discriminator(cfg)
         if self.dist.world_size > 1 and self.device.type == "cuda":
@@ -175,19 +323,8 @@ class Trainer:
             # with its own shard's statistics, as plain DDP does (see module docstring)
             self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
             self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
-        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.G.to(self.device, memory_format=self.memory_format)
         self.D.to(self.device, memory_format=self.memory_format)
-        cuda = self.device.type == "cuda"
-        self.use_graphs = cuda and cfg.cuda_graphs and self.dist.world_size == 1
-        opt_kw = dict(betas=(cfg.beta1, cfg.beta2))
-        if cuda:
-            opt_kw.update(fused=True, capturable=self.use_graphs)
-        # a learning rate that changes during a run must be a device tensor inside a CUDA graph
-        self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
-        g_lr, d_lr = self.rates(0)
-        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(g_lr), **opt_kw)
-        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(d_lr), **opt_kw)
         # the exponential moving average of G's weights (Karras et al. 2018; Yazici et al. 2019):
         # a low-pass filter over the oscillations of adversarial training
         self.G_ema = None
@@ -196,16 +333,21 @@ class Trainer:
             self._ema_pairs = [(e, p) for e, p in zip(self.G_ema.parameters(), self.G.parameters())
                                if p.requires_grad]
             self._ema_buffers = list(zip(self.G_ema.buffers(), self.G.buffers()))
-        if cuda:
-            torch.backends.cudnn.benchmark = True
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-        self.autocast = autocast_for(self.device) if cfg.amp else contextlib.nullcontext
-        # spectral normalization estimates sigma by power iteration on every forward; under bf16
-        # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
-        # (it is small: about a tenth of an iteration's arithmetic)
-        self.autocast_d = contextlib.nullcontext if cfg.d_norm == "spectral" else self.autocast
 
+    def _build_optimizers(self) -> None:
+        """Adam for G and for D at the first epoch's learning rates (fused on CUDA)."""
+        cfg = self.cfg
+        opt_kw = dict(betas=(cfg.beta1, cfg.beta2))
+        if self.device.type == "cuda":
+            opt_kw.update(fused=True, capturable=self.use_graphs)
+        # a learning rate that changes during a run must be a device tensor inside a CUDA graph
+        self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
+        g_lr, d_lr = self.rates(0)
+        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(g_lr), **opt_kw)
+        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(d_lr), **opt_kw)
+
+    def _reset_progress(self) -> None:
+        """The state of a run that has trained nothing; `_load` replaces it from a checkpoint."""
         self.epoch = 0  # epochs completed
         self.iteration = 0  # iterations of epoch self.epoch + 1 completed (a run saved mid-epoch resumes there)
         self.partial_losses = torch.empty(0, len(LOSS_NAMES))  # ... and their losses, until that epoch ends
@@ -214,37 +356,21 @@ class Trainer:
         self.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
         self.best_fd = math.inf
         self.wall_time = 0.0
-        self.data_cache = data_cache if data_cache is not None else {}
+        self.graph = None  # the captured CUDA graph of one iteration (train_step)
+        self.step_calls = 0
+
+    def _load_data(self) -> None:
+        """The training images (on the device, shared through data_cache), the fixed sample
+        images, and the validator; the class-rebalancing prior of a classes generator."""
+        cfg = self.cfg
         train = self._cached_split("train", cfg.train_size, cfg.seed)
         self.data_source = train.source
         self.images = train.images
         if self.G.bins is not None:  # the class-rebalancing weights come from the training colours
             _, rgb = to_model_range(self.images[:5000])
             self.G.bins.fit_prior(rgb_to_ycbcr(rgb)[:, 1:])
-        last = self.run_dir / "checkpoints" / "last.pt"
-        # a run stopped before its first checkpoint has none: resuming it starts it over, same config
-        loaded = resume and (last.exists() or rundir.checkpoint_expected(self.run_dir))
-        if loaded:
-            self._load(last)
-            self._check_planned_epochs()
-        if self.G_ema is not None and not loaded:
-            self.G_ema.load_state_dict(self.G.state_dict())
-
-        # the networks the step calls: DDP- and compile-wrapped views of self.G / self.D,
-        # which stay the plain modules whose state_dict is saved
-        # The generator step runs D as a frozen function of the fake images, so it calls the
-        # plain module: under DDP the D wrapper would wait for D gradients that never come.
-        self.g_step, self.d_step, self.d_frozen = self.G, self.D, self.D
-        if self.dist.world_size > 1:
-            ids = [self.device.index] if cuda else None
-            self.g_step = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
-            self.d_step = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
-        if cfg.compile:
-            self.g_step, self.d_step = torch.compile(self.g_step), torch.compile(self.d_step)
-            self.d_frozen = torch.compile(self.d_frozen) if self.dist.world_size > 1 else self.d_step
-
-        samples = self._cached_split("test", cfg.n_samples, cfg.seed)
-        self.sample_gray, self.sample_rgb = to_model_range(samples.images)
+        self.sample_images = self._cached_split("test", cfg.n_samples, cfg.seed).images
+        self.sample_gray, self.sample_rgb = to_model_range(self.sample_images)
         self.validator = None
         if cfg.val_size > 0:
             from .validation import Validator
@@ -252,41 +378,45 @@ class Trainer:
             if key not in self.data_cache:
                 self.data_cache[key] = Validator(self._cached_split("val", None, 0).images, self.device)
             self.validator = self.data_cache[key]
-        if self.dist.is_main:  # only now that the data loaded: a failed start leaves no run behind
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            rundir.write_json(self.run_dir / "config.json", cfg.to_dict())
-            if resume:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
-                self._write_tables(self._kept_history(), repair_note=True)
-        if self.dist.is_main and not (self.run_dir / "samples" / "truth.png").exists():
-            rundir.save_strip(self.run_dir / "samples" / "truth.png", samples.images)
-            rundir.save_strip(self.run_dir / "samples" / "gray.png", to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
-        self.graph = None
-        self.step_calls = 0
 
-    # ------------------------------------------------------------ setup
-    def _prepare_run_dir(self, cfg: Config, resume: bool) -> Config:
-        exists = rundir.is_run_dir(self.run_dir)
-        if resume:
-            if not exists:
-                raise rundir.RunDirError(f"cannot resume: {self.run_dir} holds no run (no config.json). "
-                                         f"Start a new run there without --resume.")
-            saved = rundir.read_config(self.run_dir)
-            if cfg is not None:
-                changed = sorted(k for k, v in cfg.to_dict().items()
-                                 if k != "preset" and v != getattr(saved, k) and k not in RESUMABLE_FIELDS)
-                if changed:
-                    raise ConfigError(f"cannot resume {self.run_dir} with different {', '.join(changed)}: "
-                                      f"only {', '.join(sorted(RESUMABLE_FIELDS))} may change. "
-                                      f"Start a new run directory for a different configuration.")
-                saved = config_from_dict({**saved.to_dict(), **{k: getattr(cfg, k) for k in RESUMABLE_FIELDS}})
-            cfg = saved
-        elif exists and self.dist.is_main:
-            info = rundir.read_json(self.run_dir / "run.json") if (self.run_dir / "run.json").exists() else {}
-            raise rundir.RunDirError(
-                f"{self.run_dir} already holds a run ({info.get('epochs_done', '?')} of "
-                f"{info.get('epochs', '?')} epochs, status {info.get('status', 'unknown')}). Pass --resume "
-                f"(resume=True) to continue it, or choose another run directory; nothing was overwritten.")
-        return cfg
+    def _restore_or_start(self) -> None:
+        """Resuming: the checkpoint's weights, optimizers and progress. A run stopped before its
+        first checkpoint has none: it starts over, same config (see run_config)."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        loaded = self.resuming and (last.exists() or rundir.checkpoint_expected(self.run_dir))
+        if loaded:
+            self._load(last)
+            self._check_planned_epochs()
+        if self.G_ema is not None and not loaded:
+            self.G_ema.load_state_dict(self.G.state_dict())
+
+    def _wrap_networks(self) -> None:
+        """The networks the training step calls: DDP- and compile-wrapped views of self.G /
+        self.D, which stay the plain modules whose state_dict is saved. The generator update runs
+        D as a frozen function of the fake images, so it calls D_frozen, the plain module under
+        DDP: the D wrapper would wait for D gradients that never come."""
+        self.G_train, self.D_train, self.D_frozen = self.G, self.D, self.D
+        if self.dist.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.G_train = nn.parallel.DistributedDataParallel(self.G, device_ids=ids)
+            self.D_train = nn.parallel.DistributedDataParallel(self.D, device_ids=ids)
+        if self.cfg.compile:
+            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
+            self.D_frozen = torch.compile(self.D_frozen) if self.dist.world_size > 1 else self.D_train
+
+    def _write_run_files(self) -> None:
+        """config.json (and, resuming, the tables the checkpoint holds) and the sample strips; rank
+        0 only, and only now that the data loaded: a failed start leaves no run behind."""
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        if self.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
+            self._write_tables(self._kept_history(), repair_note=True)
+        if not (self.run_dir / "samples" / "truth.png").exists():
+            rundir.save_strip(self.run_dir / "samples" / "truth.png", self.sample_images)
+            rundir.save_strip(self.run_dir / "samples" / "gray.png",
+                              to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
 
     def _init_process_group(self) -> None:
         import torch.distributed as td
@@ -406,19 +536,23 @@ class Trainer:
 
     # ------------------------------------------------------------ one iteration
     def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """Two D updates and one G update on one batch; returns the five losses (on device)."""
+        """One training iteration on the batch given (model range, see data.to_model_range):
+        G colorizes `gray` once, then `cfg.d_steps` discriminator updates (none without the
+        adversarial term) and one generator update. Returns the LOSS_NAMES losses (on the
+        device; the D losses averaged over its updates). Always eager: `train_step`, which picks
+        the batch by index, is the iteration `fit` runs and the one a CUDA graph replays."""
         cfg = self.cfg
         classes = cfg.output == "classes"
         with self.autocast():
-            fake, chroma_logits = self.g_step(gray, with_logits=True) if classes else (self.g_step(gray), None)
+            fake, chroma_logits = self.G_train(gray, with_logits=True) if classes else (self.G_train(gray), None)
         d_real_sum = d_fake_sum = torch.zeros((), device=gray.device)
         if cfg.adv_weight > 0:
             for _ in range(cfg.d_steps):
                 self.d_opt.zero_grad(set_to_none=True)
                 real = rgb.detach().requires_grad_(True) if cfg.r1_gamma > 0 else rgb
                 with self.autocast_d():
-                    real_logits = self.d_step(gray, real.float())
-                    fake_logits = self.d_step(gray, fake.detach().float())
+                    real_logits = self.D_train(gray, real.float())
+                    fake_logits = self.D_train(gray, fake.detach().float())
                 d_real, d_fake = discriminator_loss(real_logits.float(), fake_logits.float(), cfg.label_smoothing)
                 d_loss = d_real + d_fake
                 if cfg.r1_gamma > 0:
@@ -429,7 +563,7 @@ class Trainer:
                 d_fake_sum = d_fake_sum + d_fake.detach()
             set_requires_grad(self.D, False)  # the G step needs gradients through D, not for D
             with self.autocast_d():
-                fake_logits = self.d_frozen(gray, fake.float())
+                fake_logits = self.D_frozen(gray, fake.float())
         else:  # regression baseline: no discriminator at all
             fake_logits = torch.zeros(gray.shape[0], device=gray.device)
         self.g_opt.zero_grad(set_to_none=True)
@@ -472,7 +606,13 @@ class Trainer:
         return (gray.contiguous(memory_format=self.memory_format),
                 rgb.contiguous(memory_format=self.memory_format))
 
-    def _step_index(self, index: torch.Tensor) -> torch.Tensor:
+    def train_step(self, index: torch.Tensor) -> torch.Tensor:
+        """One training iteration (`cfg.d_steps` discriminator updates, then one generator
+        update; see `step`) on the training images at `index` (a 1-D tensor of indices into
+        `self.images`, on the device, one batch long). Returns the losses tensor, LOSS_NAMES
+        order, on the device (not synchronised). On CUDA with cuda_graphs, from the fourth call
+        on it replays one captured graph of the whole iteration. It does not advance the run's
+        epoch/iteration counters or write anything: `fit`/`iterate` do that around it."""
         self.step_calls += 1
         if not self.use_graphs:
             return self.step(*self._batch(index))
@@ -565,7 +705,7 @@ class Trainer:
                 for it in range(first, iters):
                     with gate:
                         batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
-                        losses[it] = self._step_index(batch[dist.rank * local:(dist.rank + 1) * local])
+                        losses[it] = self.train_step(batch[dist.rank * local:(dist.rank + 1) * local])
                         self.iteration = it + 1
                         if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
                             self._check_and_report(losses[it], epoch, it, bar)
@@ -645,8 +785,12 @@ class Trainer:
     def close(self, wait: bool = True) -> None:
         """Under torchrun: wait until rank 0 has written everything, then leave the process group
         (a rank that exits with gloo threads still running aborts the whole job). Releases the
-        run directory's lock if training has not already."""
+        run directory's lock if training has not already, and puts back the process-wide torch
+        settings the trainer changed (threads; on CUDA cuDNN autotuning and TF32). Safe to call
+        twice; the networks, data and run directory stay usable (a later fit() runs with the
+        process's settings as they then are)."""
         self.release_lock()
+        self._restore_torch_settings()
         import torch.distributed as td
         if self.dist.world_size > 1 and td.is_initialized():
             try:
@@ -805,9 +949,10 @@ def git_commit() -> Optional[str]:
         return None
 
 
-def train(cfg: Optional[Config], run_dir, resume: bool = False, progress: bool = True,
+def train(cfg: Optional[Config], run_dir, resume: bool | str = False, progress: bool = True,
           epoch_lines: bool = False) -> Path:
-    """Train `cfg` into `run_dir` (or continue the run there with resume=True)."""
+    """Train `cfg` into `run_dir` (or continue the run there with resume=True, or with
+    resume="auto" if it holds one: see `run_config`), then close the trainer."""
     trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines)
     try:
         out = trainer.fit()

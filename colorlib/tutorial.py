@@ -10,12 +10,13 @@ elsewhere (or run from the repository root instead of `notebooks/`) still finds 
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 SHIPPED_RUN = "figures/paper/run"  # the full 100-epoch paper run that ships with the repository
-SHIPPED_BASELINES = "figures/quick/baselines"  # metrics.md of `make baselines PRESET=quick`
+# every method of colorlib/baselines.py x 3 seeds at the paper's networks and data, 3 epochs each:
+# the study (`make gpu-study`) that ships; its metrics.json is what 07_evaluation shows
+SHIPPED_BASELINES = "figures/paper/baselines-all-methods-3-epochs"
 
 # Config fields that change how fast or where a run goes, or what it records, never its maths:
 # left out when a run's settings are compared with the paper's recipe
@@ -122,22 +123,6 @@ def method_changes(preset: str = "quick") -> dict[str, dict]:
             for name, overrides in METHODS.items()}
 
 
-# methods of figures/quick/baselines that colorlib.baselines has since renamed: the shipped
-# "paper-feature-aware-norm" was trained when norm="fan" meant the SPADE reading, today's norm="spade"
-RENAMED_METHODS = {"paper-feature-aware-norm": "paper-spade"}
-
-
-def shipped_changes(names: Sequence[str], preset: str = "quick") -> dict[str, Optional[dict]]:
-    """What each method of a shipped table changes, looked up in colorlib.baselines (under today's
-    name where it was renamed: the row is then labelled with both names); None where it is unknown."""
-    known = method_changes(preset)
-    out: dict[str, Optional[dict]] = {}
-    for name in names:
-        today = RENAMED_METHODS.get(name, name)
-        out[name if today == name else f"{name} (today {today})"] = known.get(today)
-    return out
-
-
 def changes_table(changes: dict[str, Optional[dict]]) -> str:
     """A Markdown table: one row per run, the settings in which it differs from the paper's recipe."""
     lines = ["| run | settings that differ from the paper's recipe |", "|---|---|"]
@@ -145,74 +130,42 @@ def changes_table(changes: dict[str, Optional[dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def read_metrics_table(path) -> tuple[list[tuple[str, dict]], dict, str]:
-    """The rows of a metrics.md written by `colorlib compare` (or `make baselines`): a list of
-    (method, {metric key: value}), the ground truth's values, and the line that says on what
-    data they were measured. Percentages become fractions; "-" and "n/a" become None."""
-    from .metrics import TABLE_COLUMNS
+def baselines_report(figures_dir=None, preset: str = "quick",
+                     repo: Optional[Path] = None) -> tuple[dict, Path, Optional[str]]:
+    """The study a notebook shows: the metrics.json that `make baselines` (`python -m colorlib
+    study`) wrote into `figures_dir` (default figures/<preset>/baselines) when there is one; else
+    the study that ships with the repository, with a note saying so. Returns (report, folder, note)."""
+    from .rundir import read_json
+    from .study import STUDY_FORMAT
 
-    key_of = {header: key for key, header, _ in TABLE_COLUMNS}
-    lines = Path(path).read_text().splitlines()
-    caption = lines[0] if lines else ""
-    table = [line for line in lines if line.startswith("|")]
-    header = [cell.strip() for cell in table[0].strip("|").split("|")]
-    rows, truth = [], {}
-    for line in table[2:]:
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        values = {key_of[h]: _number(cell) for h, cell in zip(header[1:], cells[1:]) if h in key_of}
-        if cells[0] == "ground truth":
-            truth = values
-        else:
-            rows.append((cells[0], values))
-    return rows, truth, caption
+    repo = repo or REPO
+    own = repo / (figures_dir or f"figures/{preset}/baselines")
+    if (own / "metrics.json").is_file() and read_json(own / "metrics.json").get("format") == STUDY_FORMAT:
+        return read_json(own / "metrics.json"), own, None
+    shipped = repo / SHIPPED_BASELINES
+    note = (f"{shown(own, repo)} holds no study of your own yet, so this shows the one that ships in "
+            f"{SHIPPED_BASELINES}. For yours: `make baselines PRESET={preset}` (every method x 3 seeds), "
+            f"then run this again.")
+    return read_json(shipped / "metrics.json"), shipped, note
 
 
-def _number(cell: str) -> Optional[float]:
-    cell = cell.strip()
-    if cell in ("-", "n/a", ""):
-        return None
-    if cell.endswith("%"):
-        return float(cell[:-1]) / 100
-    return float(cell)
+def study_rows(report: dict, split: str = "test", scored: str = "colorize"):
+    """A study's (method, {metric: mean over seeds}) rows, the gray copy first; the ground truth's
+    values; and {method: {metric: sample std over seeds}} for error bars. `scored`: "colorize"
+    (what users get) or "raw" (the network's own output)."""
+    def means(entry: dict) -> dict:
+        return {k: v["mean"] for k, v in entry.items() if isinstance(v, dict) and "mean" in v}
+
+    gray = report["gray"][split]
+    rows = [("gray (copied to RGB)", means(gray))]
+    spreads = {}
+    for name, r in report["methods"].items():
+        rows.append((name, means(r[split][scored])))
+        spreads[name] = {k: v["std"] for k, v in r[split][scored].items() if isinstance(v, dict) and v.get("n", 1) > 1}
+    return rows, report["ground_truth"][split], spreads
 
 
-def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
-    """n (colour, hatch) pairs, all different: the 20 colours of tab20 (its ten dark shades first,
-    then the ten light ones, so neighbours differ in hue), then again with hatches."""
-    from matplotlib import colormaps
-
-    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
-    hatches = (None, "//", "..", "xx", "\\\\", "oo")
-    return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
-
-
-METRIC_PANELS = (("psnr_mean_db", "PSNR mean (dB)"), ("ssim", "SSIM"), ("colourfulness", "Colourfulness"),
-                 ("pixel_accuracy", "Pixel accuracy"), ("semantic_accuracy", "Semantic accuracy"),
-                 ("feature_fd", "Classifier-feature FD"))
-
-
-def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = ""):
-    """Bar charts of the metrics, one bar per method, each method in its own colour in every panel."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(14, 7.5), layout="constrained")
-    names = [name for name, _ in rows]
-    styles = distinct_colours(len(rows))
-    for ax, (key, label) in zip(fig.subplots(2, 3).ravel(), METRIC_PANELS):
-        values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
-        for i, (value, (colour, hatch)) in enumerate(zip(values, styles)):
-            ax.bar(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5)
-        if truth.get(key) is not None:  # where the ground truth has a value, it is the target
-            ax.axhline(truth[key], color="black", ls="--", lw=1, label="ground truth")
-            ax.legend(fontsize=8)
-        ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=8)
-        ax.set_title(label)
-    if title:
-        fig.suptitle(title)
-    return fig
-
-
-def caption_title(caption: str) -> str:
-    """'Test split of `x`, 5000 images. ...' -> 'Colorization metrics on 5000 test images of x'."""
-    match = re.match(r"Test split of `([^`]*)`, (\d+) images", caption)
-    return f"Colorization metrics on {match[2]} test images of {match[1]}" if match else ""
+def study_title(report: dict, split: str = "test") -> str:
+    epochs = sorted(set(report["epochs"].values()))
+    return (f"{report[split + '_images']:,} {split} images of {report['data']}: preset {report['preset']}, "
+            f"{'/'.join(map(str, epochs))} epochs, mean ± std over {report['seeds']} seeds")

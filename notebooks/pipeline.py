@@ -13,7 +13,7 @@ their outputs and with clean metadata (kernelspec and language_info only: no pap
 widget state, no injected-parameters cell), which is how the committed notebooks get the outputs
 of a real run. 05_results, 06, 07 and 08 are committed with the outputs of what ships with the
 repository (the full paper run in figures/paper/run, the generator in colorlib/weights, the
-baselines table in figures/quick/baselines, the GPU study in figures/paper/baselines*):
+GPU studies in figures/paper/baselines*):
 `--refresh-shipped` re-executes them on those.
 
 A run directory that already holds a run is continued, and a finished one is reused as it is

@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 
-def test_colorize_and_evaluation_do_not_import_the_trainer():
+def test_colorize_evaluation_and_shipping_do_not_import_the_trainer():
     code = ("import sys; from colorlib.colorize import load_model, colorize; import colorlib.metrics; "
-            "import colorlib.photos; load_model(); "
+            "import colorlib.photos; import colorlib.ship; load_model(); "
             "print(sorted(m for m in sys.modules if m.startswith('colorlib.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     loaded = eval(out)

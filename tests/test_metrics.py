@@ -205,17 +205,21 @@ def test_evaluate_and_compare_on_a_smoke_run(smoke_run_copy, small_folder, tiny_
     assert code == 0
     report = json.loads((smoke_run_copy / "metrics.json").read_text())
     assert report["data"]["images"] == 20 and report["classifier"]["file"] == "classifier.pt"
-    assert set(report["methods"]) == {GRAY_METHOD, smoke_run_copy.name}
-    model = report["methods"][smoke_run_copy.name]
-    for key in ("psnr_mean_db", "psnr_dataset_db", "ssim", "colourfulness", "pixel_accuracy",
-                "semantic_accuracy", "feature_fd"):
-        assert isinstance(model[key], float), key
+    through = f"{smoke_run_copy.name} through colorize"  # what users get: the input's luma, the network's chroma
+    assert set(report["methods"]) == {GRAY_METHOD, smoke_run_copy.name, through}
+    for model in (report["methods"][smoke_run_copy.name], report["methods"][through]):
+        for key in ("psnr_mean_db", "psnr_colour_mean_db", "psnr_dataset_db", "ssim", "colourfulness",
+                    "pixel_accuracy", "semantic_accuracy", "feature_fd"):
+            assert isinstance(model[key], float), key
+    # two scorings of one RGB generator: with its own luma and with the input's
+    assert report["methods"][through]["psnr_dataset_db"] != report["methods"][smoke_run_copy.name]["psnr_dataset_db"]
     assert str(small_folder) not in (smoke_run_copy / "metrics.json").read_text()  # no local paths
 
     out = tmp_path / "compare"
     assert cli_main(["compare", str(smoke_run_copy), "--out", str(out)]) == 0
     table = (out / "metrics.md").read_text()
-    assert "| ground truth |" in table and f"| {GRAY_METHOD} |" in table and smoke_run_copy.name in table
+    assert "| ground truth |" in table and f"| {GRAY_METHOD} |" in table and f"| {through} |" in table
+    assert "PSNR per image*" in table and "PSNR mean" not in table  # the robust per-image PSNR, not the capped one
     assert (out / "metrics.png").stat().st_size > 10_000
 
 

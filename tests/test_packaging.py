@@ -120,7 +120,7 @@ def _imports(node: ast.AST, in_function: bool = False):
 def _third_party_imports(repo_root) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
     """({top-level module: files} imported when colorlib loads, {...} imported anywhere) in colorlib/."""
     at_load, anywhere = {}, {}
-    for path in sorted((repo_root / "colorlib").glob("*.py")):
+    for path in sorted((repo_root / "colorlib").rglob("*.py")):  # colorlib/cli/ too
         for name, loading in _imports(ast.parse(path.read_text(), filename=str(path))):
             top = name.split(".")[0]
             if top in sys.stdlib_module_names or top in ("colorlib", "__future__"):

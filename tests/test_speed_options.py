@@ -21,7 +21,7 @@ def three_steps(tmp_path, name, **options):
     cfg = make_config("smoke", device="cpu", train_size=150, **options)
     trainer = Trainer(cfg, tmp_path / name, progress=False)
     start = torch.cat([p.detach().clone().flatten() for p in trainer.G.parameters()])
-    losses = [trainer._step_index(torch.arange(i * 50, (i + 1) * 50)) for i in range(3)]
+    losses = [trainer.train_step(torch.arange(i * 50, (i + 1) * 50)) for i in range(3)]
     weights = torch.cat([p.detach().flatten() for p in trainer.G.parameters()])
     assert (weights - start).norm() / start.norm() > 0.01  # the steps really trained
     return losses, weights

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from colorlib import make_config, rundir
-from colorlib.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, changes_table, describe_changes,
-                               distinct_colours, find_repo, method_changes, read_metrics_table, recipe_changes,
-                               results_run, shipped_changes, shown)
+from colorlib.metrics import comparison_chart, distinct_colours
+from colorlib.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, baselines_report, describe_changes, find_repo,
+                               method_changes, recipe_changes, results_run, shown, study_rows, study_title)
 
 
 def test_the_repository_is_found_from_its_notebooks_and_from_outside(repo_root, tmp_path):
@@ -66,14 +66,39 @@ def test_every_baseline_says_what_it_changes():
     assert all(c for name, c in changes.items() if name != "paper")  # every other method differs somewhere
 
 
-def test_the_shipped_baselines_table_reads_back_with_every_method_described(repo_root):
-    rows, truth, caption = read_metrics_table(repo_root / SHIPPED_BASELINES / "metrics.md")
+def test_the_shipped_study_is_shown_until_the_reader_has_one(repo_root, tmp_path):
+    report, folder, note = baselines_report(None, "quick", repo=repo_root)
+    assert folder == repo_root / SHIPPED_BASELINES and SHIPPED_BASELINES in note and "make baselines" in note
+    # the paper's ablations and the baselines (08_stable_colours shows the stabilisers' study)
+    assert set(report["methods"]) <= set(method_changes("quick")) and len(report["methods"]) >= 10
+    rows, truth, spreads = study_rows(report)
     names = [name for name, _ in rows]
-    assert names[0] == "gray (copied to RGB)" and "paper" in names and len(rows) >= 10
-    assert truth["pixel_accuracy"] == 1.0 and truth["psnr_mean_db"] is None
-    assert 0 < dict(rows)["paper"]["pixel_accuracy"] < 1  # percentages become fractions
-    table = changes_table(shipped_changes(names[1:]))
-    assert "unknown" not in table and "| paper | none: the paper's recipe |" in table
+    assert names[0] == "gray (copied to RGB)" and len(rows) == len(report["methods"]) + 1
+    assert 0 < truth["semantic_accuracy"] < 1 and truth["colourfulness"] > 20
+    paper = dict(rows)["paper"]
+    assert 15 < paper["psnr_dataset_db"] < 30 and 0 < paper["pixel_accuracy"] < 1
+    assert spreads["paper"]["psnr_dataset_db"] > 0  # three seeds: a spread, not a single number
+    assert "3 seeds" in study_title(report)
+    # a reader's own study (figures/<preset>/baselines/metrics.json) wins; anything else is not taken for one
+    shipped = tmp_path / SHIPPED_BASELINES
+    shipped.mkdir(parents=True)
+    shutil.copy(repo_root / SHIPPED_BASELINES / "metrics.json", shipped / "metrics.json")
+    own = tmp_path / "figures" / "quick" / "baselines"
+    own.mkdir(parents=True)
+    rundir.write_json(own / "metrics.json", {"format": "something else"})  # e.g. an old single-run table
+    assert baselines_report(None, "quick", repo=tmp_path)[1] == shipped
+    shutil.copy(repo_root / SHIPPED_BASELINES / "metrics.json", own / "metrics.json")
+    again, folder, note = baselines_report(None, "quick", repo=tmp_path)
+    assert folder == own and note is None and again == report
+
+
+def test_the_study_chart_draws_every_method_with_its_spread(repo_root):
+    report, _, _ = baselines_report(None, "quick", repo=repo_root)
+    rows, truth, spreads = study_rows(report)
+    fig = comparison_chart(rows, truth, study_title(report), spreads)
+    bars = [patch for patch in fig.axes[0].patches]
+    assert len(bars) == len(rows)
+    assert len(fig.axes[0].lines) >= 1  # the ground-truth line where the truth has a value (or error bars)
 
 
 def test_bar_colours_never_repeat():

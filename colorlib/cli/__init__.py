@@ -1,0 +1,86 @@
+"""Command line: `python -m colorlib COMMAND ...`, for machines without Jupyter.
+
+    python -m colorlib train --preset quick --data PATH --run-dir runs/quick
+    python -m colorlib train --run-dir runs/quick --resume --epochs 10
+    python -m colorlib figures --run-dir runs/quick --out figures/quick
+    python -m colorlib pack --data PATH --out cifar10.pt
+    python -m colorlib evaluate --run-dir runs/quick          (metrics.py)
+    python -m colorlib compare runs/a runs/b --out DIR        (metrics.py)
+    python -m colorlib train-classifier --out FILE.pt         (classifier.py)
+    python -m colorlib ship RUN_DIR --dry-run                 (ship.py: a new default generator?)
+    python -m colorlib baselines --preset quick --out DIR     (baselines.py)
+    python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py)
+    python -m colorlib sweep PLAN.json                        (packing.py: many runs at once)
+    python -m colorlib study --preset paper --seeds 3         (study.py: the whole comparison)
+    python -m colorlib bench --preset paper                   (bench.py)
+
+Exit status: 0 success, 1 partial failure (some photos or figures could not be made, training
+diverged), 2 bad input (nothing was written), 130 interrupted with Ctrl-C.
+"""
+# The commands live in cli/train.py (train, figures, pack), cli/colorize.py, cli/evaluate.py
+# (evaluate, compare, train-classifier, ship) and cli/experiments.py (baselines, sweep, study, bench);
+# the work itself in the library modules named above. A command returns its exit status (0, or 1
+# for a partial failure it counted) or raises; `exit_status` below is the one place that turns an
+# exception into a status and a one-line message.
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional
+
+# only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
+# heavy modules load is answered by main() like any other interruption
+from . import colorize, evaluate, experiments, train
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+INTERRUPTED = "interrupted (Ctrl-C)"
+
+# (module, exception, exit status) for the errors a command may end with; the message is
+# "error: <the exception's message>". Looked up in sys.modules: an exception whose module was
+# never imported cannot have been raised, and PyTorch is not loaded just to rule it out.
+ERRORS = (
+    ("colorlib.training", "TrainingDiverged", EXIT_PARTIAL),  # the last good checkpoint is kept
+    ("colorlib.classifier", "ClassifierDiverged", EXIT_PARTIAL),
+    ("colorlib.config", "ConfigError", EXIT_BAD_INPUT),  # presets, --set fields, command options, plan files
+    ("colorlib.data", "DataError", EXIT_BAD_INPUT),
+    ("colorlib.rundir", "RunDirError", EXIT_BAD_INPUT),  # run directories and checkpoints
+    ("colorlib.classifier", "ClassifierError", EXIT_BAD_INPUT),
+    ("colorlib.metrics", "MetricsError", EXIT_BAD_INPUT),
+    ("colorlib.colorize", "OutputFolderError", EXIT_BAD_INPUT),
+)
+
+
+def exit_status(exc: BaseException) -> Optional[tuple[int, str]]:
+    """(exit status, the line for stderr) for an exception that ended a command; None for any
+    other exception, which is a bug and keeps its traceback. Ctrl-C is 130 with the message of
+    the interruption where it has one (TrainingInterrupted, ColorizeInterrupted: what was kept)."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, str(exc) or INTERRUPTED
+    for module, name, status in ERRORS:
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is not None and isinstance(exc, cls):
+            return status, f"error: {exc}"
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m colorlib", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (train, colorize, evaluate, experiments):  # the order of `--help`
+        group.register(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """The command line; returns the exit status (see the module docstring)."""
+    try:
+        args = build_parser().parse_args(argv)  # also while PyTorch is still being imported
+        return args.func(args)
+    except (Exception, KeyboardInterrupt) as exc:
+        outcome = exit_status(exc)
+        if outcome is None:
+            raise
+        status, message = outcome
+        print(message, file=sys.stderr)
+        return status

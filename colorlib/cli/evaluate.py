@@ -1,0 +1,108 @@
+"""Commands evaluate and compare (metrics.py), train-classifier (classifier.py) and ship (ship.py)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._args import positive_int
+
+
+def cmd_evaluate(args) -> int:
+    from ..metrics import evaluate_run, summary_lines
+    report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
+                          args.inception_weights, progress=not args.no_progress, generator=args.generator,
+                          name=args.name)
+    for line in summary_lines(report):
+        print(line)
+    print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from ..metrics import compare_runs
+    for path in compare_runs(args.run_dirs, args.out):
+        print(path)
+    return 0
+
+
+def cmd_train_classifier(args) -> int:
+    from ..classifier import train_classifier
+    train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                     widths=args.widths, train_size=args.train_size, test_size=args.test_size,
+                     device=args.device, seed=args.seed)
+    return 0
+
+
+def cmd_ship(args) -> int:
+    from ..colorize import DEFAULT_CHECKPOINT
+    from ..ship import ship
+    ship(args.candidate, args.data, out=args.out or DEFAULT_CHECKPOINT, against=args.against or DEFAULT_CHECKPOINT,
+         dry_run=args.dry_run, device=args.device, val_limit=args.val_limit, test_limit=args.test_limit)
+    return 0
+
+
+def widths(text: str) -> tuple[int, ...]:
+    """argparse type of --widths: three positive integers, comma-separated."""
+    try:
+        values = tuple(int(w) for w in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--widths must be comma-separated integers, got {text!r}") from None
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"--widths needs three positive integers (32->16->8->4), got {text!r}")
+    return values
+
+
+def register(sub) -> None:
+    from ..classifier import DEFAULT_WIDTHS
+    from ..metrics import DEFAULT_CLASSIFIER
+    p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
+                                        f"(default {DEFAULT_CLASSIFIER} if it exists)")
+    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA)")
+    p.add_argument("--limit", type=positive_int, metavar="N",
+                   help="score a seeded random subset of N test images (default: all)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=positive_int, default=500, metavar="N")
+    p.add_argument("--inception-weights", help="local torch-fidelity Inception weights: adds the standard FID")
+    p.add_argument("--generator", metavar="FILE",
+                   help="score this generator file instead of the run's checkpoint (a run shipped without one)")
+    p.add_argument("--name", help="the rows' name in metrics.json and tables (default: the run directory's)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("compare", help="a Markdown table and bar chart from several evaluated runs")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    p.add_argument("--out", required=True, help="folder for metrics.md and metrics.png")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy",
+                       description="Train the small CNN used to score colorizations (semantic accuracy, "
+                                   "feature distance) and save it for `evaluate --classifier`.")
+    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=0.4, help="peak learning rate of the one-cycle schedule")
+    p.add_argument("--widths", type=widths, default=DEFAULT_WIDTHS, help="channels of the 3 blocks (64,256,256)")
+    p.add_argument("--train-size", type=int, help="random subset of the training split (for quick tests)")
+    p.add_argument("--test-size", type=int, help="random subset of the test split (for quick tests)")
+    p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_train_classifier)
+
+    p = sub.add_parser("ship", help="make a generator colorize's default, only if it beats the current one",
+                       description="Score a candidate and the current default generator on the validation "
+                                   "split (through colorize) and on the sample photos; write the candidate "
+                                   "as the default only when it is no worse on any measure and better on one "
+                                   "(ship.py). The file it replaces is kept as generator.previous.pt.")
+    p.add_argument("candidate", help="a run directory (its best.pt, else generator.pt) or a checkpoint file")
+    p.add_argument("--data", help="data folder or pack with the training images (default: the candidate's data, "
+                                  "else $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--against", metavar="FILE", help="the generator to beat (default: colorize's default)")
+    p.add_argument("--out", metavar="FILE", help="where a winner is written (default: colorize's default file)")
+    p.add_argument("--dry-run", action="store_true", help="compare and decide; write nothing")
+    p.add_argument("--val-limit", type=positive_int, metavar="N", help="a seeded subset of the validation split")
+    p.add_argument("--test-limit", type=positive_int, metavar="N", help="a seeded subset of the test split")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_ship)

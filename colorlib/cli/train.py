@@ -1,0 +1,97 @@
+"""Commands train, figures and pack (training.py, plots.py, data.py)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from ..config import make_config
+from ._args import add_config_args, config_overrides
+
+
+def cmd_train(args) -> int:
+    import warnings
+
+    from .. import rundir
+    from ..training import TrainingInterrupted, run_config, train
+    overrides = config_overrides(args)
+    run_dir = args.run_dir or f"runs/{args.preset}"
+    if args.resume:  # the run's own config, with only what was asked for changed (training.run_config)
+        cfg, _ = run_config(run_dir, overrides=overrides, resume=True)
+    else:
+        cfg = make_config(args.preset, **overrides)
+    show = warnings.showwarning
+
+    def note_repairs(message, category, *rest, **kwargs):  # a repaired file: one line, not a warning dump
+        if issubclass(category, rundir.RunDirRepaired):
+            print(f"note: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kwargs)
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", rundir.RunDirRepaired)
+            warnings.showwarning = note_repairs
+            out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress,
+                        epoch_lines=args.no_progress)
+    except KeyboardInterrupt as exc:  # TrainingInterrupted says what the run directory keeps
+        if not isinstance(exc, TrainingInterrupted) and rundir.is_run_dir(run_dir):  # loading data, building
+            raise KeyboardInterrupt(f"interrupted before training began; continue the run in {run_dir} "
+                                    f"with --resume") from None
+        raise
+    if os.environ.get("RANK", "0") == "0":
+        print(f"run directory: {out}")
+    return 0
+
+
+def cmd_figures(args) -> int:
+    import warnings
+
+    from ..plots import save_figures
+    from ..rundir import RunDirRepaired, RunDirWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RunDirWarning)
+        warnings.simplefilter("always", RunDirRepaired)
+        written = save_figures(args.run_dir, args.out, args.sample_epochs)
+    for path in written:
+        print(path)
+    damaged = [w for w in caught if issubclass(w.category, RunDirWarning)]
+    repaired = [w for w in caught if issubclass(w.category, RunDirRepaired)]
+    for message in dict.fromkeys(str(w.message) for w in repaired):  # rebuilt from last.pt: nothing is lost
+        print(f"note: {message}", file=sys.stderr)
+    for w in caught:
+        if w not in damaged and w not in repaired:  # anything else is shown as Python would have shown it
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    for message in dict.fromkeys(str(w.message) for w in damaged):  # each damaged file once
+        print(f"warning: {message}", file=sys.stderr)
+    return 1 if damaged else 0
+
+
+def cmd_pack(args) -> int:
+    from ..data import pack_folder
+    counts = pack_folder(args.data, args.out)
+    print(f"packed {counts} images into {args.out}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a GAN colorizer into a run directory")
+    add_config_args(p)
+    p.add_argument("--run-dir", help="where the run is written (default runs/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    p.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("figures", help="the paper's figures from a run directory, without retraining",
+                       description="The paper's figures from a run directory. Damaged sample images are "
+                                   "named and left out (exit status 1); every file is written whole or not "
+                                   "at all.")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", required=True, help="folder for the PNG figures and provenance.json")
+    p.add_argument("--sample-epochs", type=int, nargs="+", metavar="EPOCH",
+                   help="epochs of the sample grids (default: four spread over the run; the paper shows 10 34 61)")
+    p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("pack", help="bundle a train/test image folder into one file")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_pack)

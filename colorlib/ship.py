@@ -1,0 +1,177 @@
+"""Shipping a generator as `colorize`'s default: only when it beats the one that ships now.
+
+    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH --dry-run   # compare, decide
+    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH             # ... and ship if it wins
+
+The candidate (a run directory's best.pt, else its generator.pt or last.pt; or a checkpoint file)
+and the current default (colorlib/weights/generator.pt) are scored the same way, on what the
+choice may look at and never on the test split:
+
+- the validation split (the 5,000 training images every study holds out, `data.VAL_SEED`), through
+  `colorize` (the network's chroma on the input's luma): dataset PSNR, colourfulness against the
+  truth's, semantic accuracy and classifier-feature FD (metrics.py);
+- the sample photos (photos.py) at colorize's default render size: the share of photos on which
+  the colorization beats the gray copy's PSNR, and the share of their colourfulness kept.
+
+The candidate "beats" the default when it is at least as good on all six and better on at least
+one (no trade of one target against another). Caveat, stated in every report: the generator that
+ships today was trained on all 50,000 training images, the validation split included, so its
+validation scores are optimistic and the rule is harder to pass than it looks. Only a winner is
+written: float16 weights, its config, where and how it was trained, this comparison, and its
+test-split scores (for the record and the README; the decision never reads them). The generator it
+replaces is kept beside it as `generator.previous.pt`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from . import rundir
+from .checkpoints import generator_from_checkpoint
+from .colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
+from .config import make_config
+from .rundir import RunDirError
+
+# (key, label, how it is compared): "higher" is better, "lower" is better, or "closer" to the target
+MEASURES = (
+    ("val_psnr_dataset_db", "validation PSNR, dataset (dB)", "higher"),
+    ("val_colourfulness_gap", "validation colourfulness, distance to the truth's", "lower"),
+    ("val_semantic_accuracy", "validation semantic accuracy", "higher"),
+    ("val_feature_fd", "validation classifier-feature FD", "lower"),
+    ("photos_beat_gray", "photos beating the gray copy (share)", "higher"),
+    ("photos_colour_missing", "photos: colourfulness missing or added (|1 - kept|)", "lower"),
+)
+CAVEAT = ("the generator that ships today was trained on all 50,000 training images, the validation split "
+          "included: its validation scores are optimistic, so this rule is conservative")
+
+
+def candidate_file(path) -> Path:
+    """The checkpoint a candidate names: a file as it is; a run directory's best.pt (its epoch with
+    the lowest validation FD), else its generator.pt, else its last.pt."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("best.pt", "generator.pt", "last.pt"):
+            if (path / "checkpoints" / name).is_file():
+                return path / "checkpoints" / name
+        raise RunDirError(f"{path} holds no checkpoint (checkpoints/best.pt, generator.pt or last.pt): "
+                          f"name a run directory of `python -m colorlib train` or a checkpoint file")
+    if not path.is_file():
+        raise RunDirError(f"{path} does not exist: name a run directory or a checkpoint file (generator.pt, best.pt)")
+    return path
+
+
+def score(G: torch.nn.Module, val, classifier, device, photos=None) -> dict:
+    """The six measures of MEASURES for generator G (and the scores they come from)."""
+    from .metrics import colorize_method, evaluate_methods
+    from .photos import evaluate_photos
+
+    val_scores = evaluate_methods({"G": colorize_method(G)}, val.images, val.labels, classifier,
+                                  device=device)
+    m, truth = val_scores["methods"]["G"], val_scores["ground_truth"]
+    photo = evaluate_photos(G.cpu(), render_sizes=(DEFAULT_RENDER_SIZE,), photos=photos)
+    G.to(device)
+    agg = photo["results"][DEFAULT_RENDER_SIZE]["aggregate"]
+    return {
+        "val_psnr_dataset_db": m["psnr_dataset_db"],
+        "val_colourfulness_gap": abs(m["colourfulness"] - truth["colourfulness"]),
+        "val_semantic_accuracy": m["semantic_accuracy"],
+        "val_feature_fd": m["feature_fd"],
+        "photos_beat_gray": agg["beats_gray_share"],
+        "photos_colour_missing": abs(1 - agg["colourfulness_kept_mean"]),
+        "validation": {"images": len(val), "truth_colourfulness": truth["colourfulness"], **m},
+        "photos": {"render_size": DEFAULT_RENDER_SIZE, **agg},
+    }
+
+
+def verdict(candidate: dict, default: dict) -> tuple[bool, list[dict]]:
+    """(candidate beats default, one row per measure saying which is better)."""
+    rows = []
+    for key, label, better in MEASURES:
+        c, d = candidate[key], default[key]
+        gain = (c - d) if better == "higher" else (d - c)
+        rows.append({"measure": key, "label": label, "candidate": c, "default": d,
+                     "verdict": "better" if gain > 0 else "worse" if gain < 0 else "same"})
+    beats = all(r["verdict"] != "worse" for r in rows) and any(r["verdict"] == "better" for r in rows)
+    return beats, rows
+
+
+def comparison_table(report: dict) -> str:
+    lines = ["| measure | candidate | default | candidate is |", "|---|---:|---:|---|"]
+    for r in report["rows"]:
+        fmt = "{:.3f}" if "share" in r["label"] or "accuracy" in r["label"] or "|1 -" in r["label"] else "{:.2f}"
+        lines.append(f"| {r['label']} | {fmt.format(r['candidate'])} | {fmt.format(r['default'])} | {r['verdict']} |")
+    return "\n".join(lines) + "\n"
+
+
+def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=DEFAULT_CHECKPOINT,
+         dry_run: bool = False, device: str = "auto", val_limit: Optional[int] = None,
+         test_limit: Optional[int] = None, log: Callable[[str], None] = print) -> dict:
+    """Score `candidate` against the generator in `against` (see the module docstring); when it
+    beats it and not dry_run, write it to `out` (the replaced file kept as *.previous.pt). Returns
+    the report: both scores, the rows, the decision, and the file written (or None)."""
+    from .classifier import SHIPPED_CLASSIFIER, load_classifier
+    from .data import load_split
+    from .device import pick_device
+    from .photos import sample_photos
+
+    dev = pick_device(device)
+    path = candidate_file(candidate)
+    against = Path(against)
+    if not against.is_file():
+        raise RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
+    out = Path(out)
+    if out.exists() and out.resolve() != against.resolve():
+        raise RunDirError(f"{out} exists and is not the generator being replaced; choose another --out "
+                          f"(nothing was written)")
+    ckpt = rundir.load_checkpoint(path)
+    G, cfg = generator_from_checkpoint(ckpt, path, dev)
+    D, _ = generator_from_checkpoint(rundir.load_checkpoint(against), against, dev)
+    val = load_split(data or cfg.data, "val", val_limit, val_size=make_config("paper").val_size)
+    classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
+    photos = sample_photos()
+    started = time.time()
+    log(f"scoring {path} and {against} on {len(val):,} validation images and {len(photos)} photos ...")
+    scores = {"candidate": score(G, val, classifier, dev, photos), "default": score(D, val, classifier, dev, photos)}
+    beats, rows = verdict(scores["candidate"], scores["default"])
+    report = {"candidate": str(path), "default": str(against), "beats_default": beats, "rows": rows,
+              "scores": scores, "caveat": CAVEAT, "seconds": round(time.time() - started, 1), "written": None}
+    log(comparison_table(report))
+    log(f"note: {CAVEAT}")
+    if not beats:
+        log(f"the candidate does not beat the default on every measure: {against} stays the default")
+        return report
+    if dry_run:
+        log("the candidate beats the default (dry run: nothing written)")
+        return report
+    report["written"] = str(out)
+    write_generator(G, cfg, ckpt, path, out, report, data, test_limit, dev, log)
+    return report
+
+
+def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, data, test_limit, device, log) -> None:
+    """The winner as colorize's default: float16 weights, config, provenance, the comparison and
+    its test-split scores; the file it replaces kept as <out stem>.previous.pt."""
+    from .classifier import SHIPPED_CLASSIFIER, load_classifier
+    from .metrics import evaluate_generator
+
+    log("scoring the winner on the test split for the record ...")
+    test = evaluate_generator(G, data or cfg.data, load_classifier(SHIPPED_CLASSIFIER, device).eval(),
+                              limit=test_limit, device=device, name="generator", through_colorize=True)
+    run = path.parent.parent  # RUN/checkpoints/<file>
+    trained = rundir.read_run_info(run) if (run / "run.json").is_file() else {}
+    payload = rundir.to_cpu({
+        "format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": ckpt.get("epoch"),
+        "generator": {k: v.half() if v.is_floating_point() else v for k, v in G.state_dict().items()},
+        "metrics": test, "trained": trained, "ship": json.loads(json.dumps(report)),
+        "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
+    })
+    if out.exists():
+        previous = out.with_name(out.stem + ".previous.pt")
+        rundir.atomic_write_bytes(previous, out.read_bytes())
+        log(f"the generator it replaces: {previous}")
+    rundir.atomic_save(payload, out)
+    log(f"shipped: {out}")
