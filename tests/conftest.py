@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ def data_dir() -> Path:
 
 
 def pytest_configure(config):
+    # The Ctrl-C tests send real SIGINTs. A shell starts background jobs (`pytest ... &`) with SIGINT
+    # ignored, which Python and every subprocess would inherit: give this process Python's own handler
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     # The test networks are tiny: one thread is as fast as several on an idle machine and many
     # times faster on a busy one, where OpenMP threads wait for each other at every operation.
     torch.set_num_threads(1)
