@@ -131,17 +131,18 @@ def changes_table(changes: dict[str, Optional[dict]]) -> str:
 
 
 def baselines_report(figures_dir=None, preset: str = "quick",
-                     repo: Optional[Path] = None) -> tuple[dict, Path, Optional[str]]:
+                     repo: Optional[Path] = None) -> tuple[dict, Path, str]:
     """The study a notebook shows: the metrics.json that `make baselines` (`python -m colorlib
     study`) wrote into `figures_dir` (default figures/<preset>/baselines) when there is one; else
-    the study that ships with the repository, with a note saying so. Returns (report, folder, note)."""
+    the study that ships with the repository. Returns (report, its folder, a line for the reader
+    saying which study it is and, for the shipped one, how to make their own)."""
     from .rundir import read_json
     from .study import STUDY_FORMAT
 
     repo = repo or REPO
     own = repo / (figures_dir or f"figures/{preset}/baselines")
     if (own / "metrics.json").is_file() and read_json(own / "metrics.json").get("format") == STUDY_FORMAT:
-        return read_json(own / "metrics.json"), own, None
+        return read_json(own / "metrics.json"), own, f"the study in {shown(own, repo)}"
     shipped = repo / SHIPPED_BASELINES
     note = (f"{shown(own, repo)} holds no study of your own yet, so this shows the one that ships in "
             f"{SHIPPED_BASELINES}. For yours: `make baselines PRESET={preset}` (every method x 3 seeds), "

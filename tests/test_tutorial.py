@@ -89,7 +89,7 @@ def test_the_shipped_study_is_shown_until_the_reader_has_one(repo_root, tmp_path
     assert baselines_report(None, "quick", repo=tmp_path)[1] == shipped
     shutil.copy(repo_root / SHIPPED_BASELINES / "metrics.json", own / "metrics.json")
     again, folder, note = baselines_report(None, "quick", repo=tmp_path)
-    assert folder == own and note is None and again == report
+    assert folder == own and note == "the study in figures/quick/baselines" and again == report
 
 
 def test_the_study_chart_draws_every_method_with_its_spread(repo_root):
