@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from colorlib import Config, make_config
+from colorlib.classifier import train_classifier
 from colorlib.config import DATA_ENV
 from colorlib.training import Trainer
 
@@ -123,3 +124,16 @@ def without_root():
     finally:
         os.seteuid(0)
         os.setegid(0)
+
+
+def random_images(n=4, size=16, seed=0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_classifier(small_folder, tmp_path_factory):
+    """A classifier trained for 2 epochs on the 100-image folder: (its file, what training returned)."""
+    out = tmp_path_factory.mktemp("classifier") / "classifier.pt"
+    info = train_classifier(str(small_folder), out, epochs=2, widths=(8, 16, 16), device="cpu", log=lambda *_: None)
+    return out, info

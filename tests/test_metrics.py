@@ -1,4 +1,4 @@
-"""Metrics against hand-computed values, the classifier's save/load contract, evaluate and compare."""
+"""Metrics against hand-computed values; evaluate and compare."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from colorlib.classifier import (CLASSIFIER_FORMAT, CifarClassifier, ClassifierError, load_classifier,
-                                 random_crop_flip, train_classifier)
+from conftest import random_images
+
+from colorlib.classifier import load_classifier
 from colorlib.cli import main as cli_main
 from colorlib.metrics import (GRAY_METHOD, PSNR_CAP_DB, MethodScores, colourfulness, evaluate_methods,
                               gray_baseline, mse_per_image, pixel_accuracy, psnr, psnr_from_mse, srgb_to_lab,
@@ -18,11 +19,6 @@ from colorlib.metrics import (GRAY_METHOD, PSNR_CAP_DB, MethodScores, colourfuln
 def pixels(*rgb) -> torch.Tensor:
     """uint8 image [1, 3, 1, len(rgb)] from (r, g, b) tuples."""
     return torch.tensor(rgb, dtype=torch.uint8).T.reshape(1, 3, 1, len(rgb))
-
-
-def random_images(n=4, size=16, seed=0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
 
 # ---------------------------------------------------------------- PSNR
@@ -128,61 +124,6 @@ def test_perfect_colorization_scores_perfectly():
     assert r["psnr_mean_db"] == PSNR_CAP_DB and r["psnr_dataset_db"] == PSNR_CAP_DB
     assert r["ssim"] == pytest.approx(1.0) and r["pixel_accuracy"] == 1.0
     assert r["colourfulness_gap"] == pytest.approx(0.0, abs=1e-9)
-
-
-# ---------------------------------------------------------------- classifier
-def test_random_crop_flip_keeps_shape_and_content():
-    flat = torch.full((6, 3, 32, 32), 51, dtype=torch.uint8)
-    out = random_crop_flip(flat, generator=torch.Generator().manual_seed(0))
-    assert out.shape == (6, 3, 32, 32) and out.dtype == torch.float32
-    assert torch.allclose(out, torch.full_like(out, 51 / 255))
-    # every output row is a (possibly mirrored) window of the reflect-padded input row
-    ramp = torch.arange(32, dtype=torch.uint8).view(1, 1, 1, 32).expand(4, 3, 32, 32).contiguous()
-    out = (random_crop_flip(ramp, generator=torch.Generator().manual_seed(1)) * 255).round()
-    steps = out[:, 0, 0, 1:] - out[:, 0, 0, :-1]
-    assert ((steps.abs() == 1) | (steps == 0)).all()
-
-
-def test_classifier_accepts_uint8_and_unit_float_alike():
-    model = CifarClassifier(widths=(8, 16, 16)).eval()
-    x = random_images(n=3, size=32)
-    with torch.no_grad():
-        assert torch.allclose(model(x), model(x.float() / 255), atol=1e-6)
-        assert model(x).shape == (3, 10) and model.features(x).shape == (3, 16)
-
-
-@pytest.fixture(scope="module")
-def tiny_classifier(small_folder, tmp_path_factory):
-    out = tmp_path_factory.mktemp("classifier") / "classifier.pt"
-    info = train_classifier(str(small_folder), out, epochs=2, widths=(8, 16, 16), device="cpu", log=lambda *_: None)
-    return out, info
-
-
-def test_classifier_trains_saves_and_loads_with_weights_only(tiny_classifier):
-    path, info = tiny_classifier
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    assert ckpt["format"] == CLASSIFIER_FORMAT and ckpt["epochs"] == 2
-    assert ckpt["arch"]["widths"] == [8, 16, 16] and len(ckpt["classes"]) == 10
-    assert 0.0 <= ckpt["test_accuracy"] <= 1.0 and ckpt["test_accuracy"] == info["test_accuracy"]
-    assert all(v.dtype != torch.float32 for v in ckpt["state_dict"].values())  # stored as float16
-    model = load_classifier(path)
-    assert not model.training and model.classes == ckpt["classes"]
-    assert model(random_images(n=2, size=32)).shape == (2, 10)
-
-
-def test_load_classifier_explains_bad_files(tmp_path):
-    with pytest.raises(ClassifierError, match="train-classifier"):
-        load_classifier(tmp_path / "missing.pt")
-    torch.save({"format": "something else"}, tmp_path / "other.pt")
-    with pytest.raises(ClassifierError, match="not a colorlib classifier"):
-        load_classifier(tmp_path / "other.pt")
-
-
-def test_train_classifier_cli_tiny_run(small_folder, tmp_path, capsys):
-    out = tmp_path / "c.pt"
-    assert cli_main(["train-classifier", "--data", str(small_folder), "--out", str(out), "--epochs", "1",
-                     "--train-size", "50", "--widths", "8,8,8", "--device", "cpu"]) == 0
-    assert "test top-1" in capsys.readouterr().out and out.exists()
 
 
 # ---------------------------------------------------------------- evaluate and compare
