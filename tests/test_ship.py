@@ -9,7 +9,7 @@ import torch
 from colorlib import rundir
 from colorlib.colorize import DEFAULT_CHECKPOINT, load_model
 from colorlib.rundir import RunDirError
-from colorlib.ship import MEASURES, candidate_file, ship, verdict
+from colorlib.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship, verdict
 
 
 def _scores(**changes) -> dict:
@@ -32,6 +32,18 @@ def test_beating_means_no_worse_anywhere_and_better_somewhere():
     assert [r["measure"] for r in rows] == [key for key, _, _ in MEASURES]
 
 
+def test_against_a_default_that_trained_on_the_validation_images_the_photos_decide():
+    default = _scores(val_psnr_dataset_db=26.4, val_feature_fd=1.3)  # the images it was trained on
+    candidate = _scores(photos_beat_gray=0.8)
+    assert not decide(candidate, default, gray_val_psnr=22.2, validation_decides=True)[0]
+    beats, rows, above_gray = decide(candidate, default, gray_val_psnr=22.2, validation_decides=False)
+    assert beats and above_gray
+    assert {r["measure"] for r in rows if r["decides"]} == set(PHOTO_MEASURES)
+    # livelier photos never excuse a colorizer worse than the gray copy on CIFAR-10
+    beats, _, above_gray = decide(candidate, default, gray_val_psnr=23.5, validation_decides=False)
+    assert not beats and not above_gray
+
+
 def test_a_candidate_is_a_run_directory_or_a_checkpoint_file(smoke_run_copy, tmp_path):
     assert candidate_file(smoke_run_copy).name == "best.pt"  # the epoch with the lowest validation FD
     (smoke_run_copy / "checkpoints" / "best.pt").unlink()
@@ -50,9 +62,11 @@ def test_a_weak_candidate_is_not_shipped_and_nothing_is_written(smoke_run, data_
     assert any(r["verdict"] == "worse" for r in report["rows"])
     for side in ("candidate", "default"):  # both scored the same way: validation and photos
         scores = report["scores"][side]
-        assert scores["validation"]["images"] == 200 and scores["photos"]["photos"] == 9
+        # the candidate's own validation split, which its run held out (the smoke preset's is small)
+        assert scores["validation"]["images"] == min(200, smoke_run.cfg.val_size) and scores["photos"]["photos"] == 9
         assert 10 < scores["val_psnr_dataset_db"] < 40 and scores["val_feature_fd"] > 0
-    assert "optimistic" in report["caveat"]
+    # the shipped default was trained on every training image: its validation scores cannot decide
+    assert not report["validation_decides"] and "trained on" in report["why_validation_does_not_decide"]
 
 
 @pytest.mark.slow
