@@ -147,9 +147,15 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     left = None if time_budget is None else time_budget - (time.perf_counter() - started)
     log(f"== training {len(trainers)} runs packed" + (f", {left:.0f} s budget" if left else ""))
     packed = train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
-    speedup = packed["steady_images_per_s"] / sequential["steady_images_per_s"]
-    log(f"   packed: {packed['steady_images_per_s']:.0f} images/s after the first epoch, "
-        f"{packed['images_per_s']:.0f} over all {packed['seconds']:.0f} s ({speedup:.1f}x one run)")
+    steady = packed["steady_images_per_s"]
+    if math.isnan(steady):  # one epoch: no rate after the first, compare the whole run's
+        speedup = packed["images_per_s"] / sequential["steady_images_per_s"]
+        log(f"   packed: {packed['images_per_s']:.0f} images/s over all {packed['seconds']:.0f} s, "
+            f"one epoch ({speedup:.1f}x one run)")
+    else:
+        speedup = steady / sequential["steady_images_per_s"]
+        log(f"   packed: {steady:.0f} images/s after the first epoch, "
+            f"{packed['images_per_s']:.0f} over all {packed['seconds']:.0f} s ({speedup:.1f}x one run)")
     del trainers
     data_cache.clear()
     if dev.type == "cuda":
