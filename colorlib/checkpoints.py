@@ -25,13 +25,16 @@ def load_generator(path, device: str | torch.device = "cpu"):
     """A trained generator (eval mode) and its Config, from generator.pt, last.pt or a run directory."""
     path = Path(path)
     if path.is_dir():
-        for name in ("generator.pt", "last.pt"):
-            if (path / "checkpoints" / name).exists():
-                path = path / "checkpoints" / name
-                break
-        else:
-            raise rundir.RunDirError(f"{path} holds no checkpoint (checkpoints/generator.pt or last.pt)")
+        path = run_checkpoint(path, ("generator.pt", "last.pt"))
     return generator_from_checkpoint(rundir.load_checkpoint(path), path, device)
+
+
+def run_checkpoint(run_dir: Path, names: tuple[str, ...]) -> Path:
+    """The first of `names` that RUN/checkpoints holds; RunDirError naming them all when none."""
+    for name in names:
+        if (run_dir / "checkpoints" / name).exists():
+            return run_dir / "checkpoints" / name
+    raise rundir.RunDirError(f"{run_dir} holds no checkpoint (checkpoints/{' or '.join(names)})")
 
 
 def generator_from_checkpoint(ckpt: dict, path, device: str | torch.device = "cpu"):

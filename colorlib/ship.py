@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from . import rundir
-from .checkpoints import generator_from_checkpoint
+from .checkpoints import generator_from_checkpoint, run_checkpoint
 from .colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
 from .config import make_config
 from .rundir import RunDirError
@@ -59,11 +59,7 @@ def candidate_file(path) -> Path:
     the lowest validation FD), else its generator.pt, else its last.pt."""
     path = Path(path)
     if path.is_dir():
-        for name in ("best.pt", "generator.pt", "last.pt"):
-            if (path / "checkpoints" / name).is_file():
-                return path / "checkpoints" / name
-        raise RunDirError(f"{path} holds no checkpoint (checkpoints/best.pt, generator.pt or last.pt): "
-                          f"name a run directory of `python -m colorlib train` or a checkpoint file")
+        return run_checkpoint(path, ("best.pt", "generator.pt", "last.pt"))
     if not path.is_file():
         raise RunDirError(f"{path} does not exist: name a run directory or a checkpoint file (generator.pt, best.pt)")
     return path
@@ -190,19 +186,19 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
         log("the candidate beats the default (dry run: nothing written)")
         return report
     report["written"] = str(out)
-    write_generator(G, cfg, ckpt, path, out, report, data, test_limit, dev, log)
+    write_generator(G, cfg, ckpt, path, out, report, data, test_limit, classifier, dev, log)
     return report
 
 
-def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, data, test_limit, device, log) -> None:
+def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, data, test_limit, classifier,
+                    device, log) -> None:
     """The winner as colorize's default: float16 weights, config, provenance, the comparison and
     its test-split scores; the file it replaces kept as <out stem>.previous.pt."""
-    from .classifier import SHIPPED_CLASSIFIER, load_classifier
     from .metrics import evaluate_generator
 
     log("scoring the winner on the test split for the record ...")
-    test = evaluate_generator(G, data or cfg.data, load_classifier(SHIPPED_CLASSIFIER, device).eval(),
-                              limit=test_limit, device=device, name="generator", through_colorize=True)
+    test = evaluate_generator(G, data or cfg.data, classifier, limit=test_limit, device=device, name="generator",
+                              through_colorize=True)
     run = path.parent.parent  # RUN/checkpoints/<file>
     trained = rundir.read_run_info(run) if (run / "run.json").is_file() else {}
     payload = rundir.to_cpu({

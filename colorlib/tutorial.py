@@ -141,8 +141,9 @@ def baselines_report(figures_dir=None, preset: str = "quick",
 
     repo = repo or REPO
     own = repo / (figures_dir or f"figures/{preset}/baselines")
-    if (own / "metrics.json").is_file() and read_json(own / "metrics.json").get("format") == STUDY_FORMAT:
-        return read_json(own / "metrics.json"), own, f"the study in {shown(own, repo)}"
+    report = read_json(own / "metrics.json") if (own / "metrics.json").is_file() else {}
+    if report.get("format") == STUDY_FORMAT:
+        return report, own, f"the study in {shown(own, repo)}"
     shipped = repo / SHIPPED_BASELINES
     note = (f"{shown(own, repo)} holds no study of your own yet, so this shows the one that ships in "
             f"{SHIPPED_BASELINES}. For yours: `make baselines PRESET={preset}` (every method x 3 seeds), "

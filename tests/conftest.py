@@ -19,6 +19,7 @@ import torch
 
 from colorlib import Config, make_config
 from colorlib.classifier import train_classifier
+from colorlib.cli import main as cli_main
 from colorlib.config import DATA_ENV
 from colorlib.training import Trainer
 
@@ -137,3 +138,17 @@ def tiny_classifier(small_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("classifier") / "classifier.pt"
     info = train_classifier(str(small_folder), out, epochs=2, widths=(8, 16, 16), device="cpu", log=lambda *_: None)
     return out, info
+
+
+def run_cli(capsys, *argv) -> tuple[int, str, str]:
+    """`python -m colorlib ARGV...` in this process: (exit status, stdout, stderr)."""
+    code = cli_main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line(stderr: str) -> str:
+    """The one line a command wrote to stderr (and no traceback)."""
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]

@@ -15,21 +15,10 @@ from PIL import Image
 from colorlib import cli
 from colorlib.cli import ERRORS, build_parser, main
 from colorlib.config import PRESETS
+from conftest import one_line, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = REPO_ROOT / "colorlib"
-
-
-def run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 def commands() -> list[str]:
@@ -39,7 +28,7 @@ def commands() -> list[str]:
 
 # ---------------------------------------------------------------- 2: bad input
 def test_unknown_preset_is_one_error_line_naming_the_presets(tmp_path, capsys):
-    code, stdout, stderr = run(capsys, "train", "--preset", "nope", "--run-dir", tmp_path / "run", "--no-progress")
+    code, stdout, stderr = run_cli(capsys, "train", "--preset", "nope", "--run-dir", tmp_path / "run", "--no-progress")
     assert code == cli.EXIT_BAD_INPUT == 2 and stdout == ""
     line = one_line(stderr)
     assert line.startswith("error: unknown preset 'nope'")
@@ -49,13 +38,13 @@ def test_unknown_preset_is_one_error_line_naming_the_presets(tmp_path, capsys):
 
 def test_colorize_refusal_is_bad_input(tmp_path, capsys):
     Image.new("L", (24, 16), 90).save(tmp_path / "a.png")  # its output, tmp_path/a.png, would overwrite it
-    code, stdout, stderr = run(capsys, "colorize", tmp_path / "a.png", "-o", tmp_path, "--no-progress")
+    code, stdout, stderr = run_cli(capsys, "colorize", tmp_path / "a.png", "-o", tmp_path, "--no-progress")
     assert code == 2 and stdout == ""
     assert one_line(stderr).startswith(f"error: refusing to write into {tmp_path}: the output")
 
 
 def test_train_classifier_bad_input_is_2_like_every_command(tmp_path, capsys):
-    code, stdout, stderr = run(capsys, "train-classifier", "--epochs", "0", "--out", tmp_path / "c.pt")
+    code, stdout, stderr = run_cli(capsys, "train-classifier", "--epochs", "0", "--out", tmp_path / "c.pt")
     assert code == 2 and stdout == ""
     assert one_line(stderr) == "error: epochs must be at least 1, got 0"
     assert not (tmp_path / "c.pt").exists()
@@ -66,7 +55,7 @@ def test_colorize_with_a_missing_photo_is_a_partial_failure(tmp_path, capsys):
     # colorize's documented statuses: 0 all colorized, 1 some photos failed, 2 nothing was done
     Image.new("L", (24, 16), 90).save(tmp_path / "a.png")
     out = tmp_path / "out"
-    code, stdout, stderr = run(capsys, "colorize", tmp_path / "a.png", tmp_path / "nowhere.jpg", "-o", out,
+    code, stdout, stderr = run_cli(capsys, "colorize", tmp_path / "a.png", tmp_path / "nowhere.jpg", "-o", out,
                                "--no-progress")
     assert code == cli.EXIT_PARTIAL == 1
     assert one_line(stderr) == f"FAILED {tmp_path / 'nowhere.jpg'}: no such file or folder"
@@ -88,7 +77,7 @@ def pack_raising(monkeypatch):
 @pytest.mark.parametrize("module, name, status", ERRORS)
 def test_every_error_of_the_policy(tmp_path, capsys, pack_raising, module, name, status):
     pack_raising(getattr(importlib.import_module(module), name)("what went wrong, and what to do"))
-    code, stdout, stderr = run(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
+    code, stdout, stderr = run_cli(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
     assert code == status and stdout == ""
     assert one_line(stderr) == "error: what went wrong, and what to do"
 
@@ -101,7 +90,7 @@ def test_the_policy_has_one_status_per_error():
 # ---------------------------------------------------------------- 130: interrupted
 def test_ctrl_c_is_130_with_one_line(tmp_path, capsys, pack_raising):
     pack_raising(KeyboardInterrupt())
-    code, stdout, stderr = run(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
+    code, stdout, stderr = run_cli(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
     assert code == cli.EXIT_INTERRUPTED == 130 and stdout == ""
     assert one_line(stderr) == "interrupted (Ctrl-C)"
 
@@ -109,7 +98,7 @@ def test_ctrl_c_is_130_with_one_line(tmp_path, capsys, pack_raising):
 def test_an_interruption_that_says_what_was_kept_is_printed_as_it_is(tmp_path, capsys, pack_raising):
     from colorlib.training import TrainingInterrupted
     pack_raising(TrainingInterrupted("interrupted at epoch 2; continue with --resume"))
-    code, _, stderr = run(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
+    code, _, stderr = run_cli(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
     assert code == 130 and one_line(stderr) == "interrupted at epoch 2; continue with --resume"
 
 

@@ -23,21 +23,9 @@ from colorlib.cli import main
 from colorlib.colorize import ImageReadError, load_model, read_photo, render_shape
 from colorlib.config import FIELD_NAMES, ConfigError, Config, config_from_dict, make_config, parse_override
 from colorlib.models import build_generator
-from conftest import without_root
+from conftest import one_line, run_cli, without_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 def python_m_colorlib(*args: str, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
