@@ -167,7 +167,7 @@ def refresh_shipped(data: str | None) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from colorlib import rundir
+    from colorlib.runs import rundir
 
     if args.refresh_shipped:
         return refresh_shipped(args.data)

@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from colorlib import Config, make_config
-from colorlib.classifier import train_classifier
+from colorlib.lab.classifier import train_classifier
 from colorlib.cli import main as cli_main
-from colorlib.config import DATA_ENV
-from colorlib.training import Trainer
+from colorlib.runs.config import DATA_ENV
+from colorlib.engine.trainer import Trainer
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_EPOCHS = 3  # one more than the preset, so "early" and "late" and a middle epoch exist

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from colorlib import rundir
-from colorlib.baselines import METHODS, run_baselines
-from colorlib.config import make_config
-from colorlib.training import Trainer
+from colorlib.runs import rundir
+from colorlib.lab.baselines import METHODS, run_baselines
+from colorlib.runs.config import make_config
+from colorlib.engine.trainer import Trainer
 
 METHODS_RUN = ("unet-l1", "paper")
 LIMIT = 50  # test images scored per method

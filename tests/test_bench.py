@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from colorlib import precision
+from colorlib.engine import precision
 from colorlib.cli import main
 
 

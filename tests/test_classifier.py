@@ -6,8 +6,9 @@ import pytest
 import torch
 from conftest import random_images
 
-from colorlib.classifier import (CLASSIFIER_FORMAT, CifarClassifier, ClassifierError, load_classifier,
-                                 random_crop_flip)
+from colorlib.variants.cifar_classifier import (CLASSIFIER_FORMAT, CifarClassifier, ClassifierError,
+                                                load_classifier)
+from colorlib.lab.classifier import random_crop_flip
 from colorlib.cli import main as cli_main
 
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from colorlib import cli
 from colorlib.cli import ERRORS, build_parser, main
-from colorlib.config import PRESETS
+from colorlib.paper.config import PRESETS
 from conftest import one_line, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_ctrl_c_is_130_with_one_line(tmp_path, capsys, pack_raising):
 
 
 def test_an_interruption_that_says_what_was_kept_is_printed_as_it_is(tmp_path, capsys, pack_raising):
-    from colorlib.training import TrainingInterrupted
+    from colorlib.engine.interrupts import TrainingInterrupted
     pack_raising(TrainingInterrupted("interrupted at epoch 2; continue with --resume"))
     code, _, stderr = run_cli(capsys, "pack", "--data", tmp_path, "--out", tmp_path / "p.pt")
     assert code == 130 and one_line(stderr) == "interrupted at epoch 2; continue with --resume"

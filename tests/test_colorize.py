@@ -13,12 +13,14 @@ from matplotlib import cbook
 from PIL import Image
 
 from colorlib.cli import main
-from colorlib.colorize import (DEFAULT_CHECKPOINT, ImageReadError, colorize, colorize_luma, combine,
-                               gray_from_pil, load_model, luma_of_rgb, read_photo, render_shape,
-                               rgb_to_ycbcr, ycbcr_to_rgb)
-from colorlib.config import ConfigError
-from colorlib.data import load_split
-from colorlib.rundir import GENERATOR_FORMAT, RunDirError
+from colorlib.inference.colorize import (DEFAULT_CHECKPOINT, ImageReadError, colorize, colorize_luma,
+                                         combine, gray_from_pil, load_model, luma_of_rgb, read_photo,
+                                         render_shape)
+from colorlib.variants.color import rgb_to_ycbcr
+from colorlib.variants.color import ycbcr_to_rgb
+from colorlib.runs.config import ConfigError
+from colorlib.runs.data import load_split
+from colorlib.runs.rundir import GENERATOR_FORMAT, RunDirError
 from conftest import without_root
 
 GRACE_HOPPER = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)  # ships with matplotlib

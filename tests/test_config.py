@@ -8,8 +8,9 @@ import sys
 import pytest
 
 from colorlib.cli import main as cli_main
-from colorlib.config import (CHOICES, FIELD_NAMES, PRESETS, Config, ConfigError, config_from_dict,
-                             make_config, parse_override)
+from colorlib.runs.config import (CHOICES, FIELD_NAMES, Config, ConfigError, config_from_dict, make_config,
+                                  parse_override)
+from colorlib.paper.config import PRESETS
 
 
 def test_paper_preset_is_the_papers_schedule():

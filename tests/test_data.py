@@ -8,8 +8,9 @@ import torchvision
 from PIL import Image
 
 from colorlib.cli import main as cli_main
-from colorlib.config import DATA_ENV
-from colorlib.data import DataError, epoch_order, load_split, pack_folder, to_model_range, to_uint8
+from colorlib.runs.config import DATA_ENV
+from colorlib.runs.data import DataError, load_split, pack_folder
+from colorlib.paper.data import epoch_order, to_model_range, to_uint8
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from colorlib import make_config, train
-from colorlib.rundir import history_tensor
+from colorlib.runs.rundir import history_tensor
 
 pytestmark = pytest.mark.slow  # torchrun subprocesses
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorlib import rundir
+from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from colorlib.losses import (cosine_similarity_loss, discriminator_loss, generator_adversarial_loss,
-                             generator_loss, l1_loss, per_pixel_cosine_loss)
+from colorlib.paper.losses import (cosine_similarity_loss, discriminator_loss, generator_adversarial_loss,
+                                   generator_loss)
+from colorlib.variants.objectives import l1_loss, per_pixel_cosine_loss
 
 
 def softplus(x: float) -> float:

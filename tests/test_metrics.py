@@ -9,11 +9,11 @@ import torch
 
 from conftest import random_images
 
-from colorlib.classifier import load_classifier
+from colorlib.variants.cifar_classifier import load_classifier
 from colorlib.cli import main as cli_main
-from colorlib.metrics import (GRAY_METHOD, PSNR_CAP_DB, MethodScores, colourfulness, evaluate_methods,
-                              gray_baseline, mse_per_image, pixel_accuracy, psnr, psnr_from_mse, srgb_to_lab,
-                              ssim)
+from colorlib.lab.metrics import (GRAY_METHOD, PSNR_CAP_DB, MethodScores, colourfulness, evaluate_methods,
+                                  gray_baseline, mse_per_image, pixel_accuracy, psnr, psnr_from_mse,
+                                  srgb_to_lab, ssim)
 
 
 def pixels(*rgb) -> torch.Tensor:
@@ -110,7 +110,7 @@ def test_pixel_accuracy():
 
 
 def test_metrics_refuse_mismatched_shapes():
-    from colorlib.metrics import MetricsError
+    from colorlib.lab.metrics import MetricsError
     with pytest.raises(MetricsError, match="same shape"):
         psnr(random_images(size=8), random_images(size=16))
 
@@ -128,7 +128,7 @@ def test_perfect_colorization_scores_perfectly():
 
 # ---------------------------------------------------------------- evaluate and compare
 def test_gray_baseline_has_no_colour_and_classifier_sees_it(small_folder, tiny_classifier):
-    from colorlib.data import load_split
+    from colorlib.runs.data import load_split
     test = load_split(str(small_folder), "test")
     result = evaluate_methods({GRAY_METHOD: gray_baseline}, test.images, test.labels,
                               load_classifier(tiny_classifier[0]), batch_size=7)

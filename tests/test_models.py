@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from colorlib.config import CHOICES, make_config
-from colorlib.models import (Discriminator, FeatureAwareNorm, Generator, build_discriminator,
-                             build_generator, count_parameters)
+from colorlib.runs.config import CHOICES, make_config
+from colorlib.paper.models import Discriminator, Generator, count_parameters
+from colorlib.variants.norms import FeatureAwareNorm
+from colorlib.variants import build_discriminator, build_generator
 
 
 def gray_batch(n: int, seed: int = 0) -> torch.Tensor:
@@ -89,14 +90,14 @@ def test_discriminator_is_conditional_on_the_gray_input():
 
 
 def test_spade_norm_is_modulated_by_the_gray_image():
-    from colorlib.models import SpadeNorm
+    from colorlib.variants.norms import SpadeNorm
     torch.manual_seed(0)
     spade = SpadeNorm(channels=4).eval()
     h = torch.randn(2, 4, 8, 8)
     # same features, different grayscale images: the scale and shift differ, so does the output
     assert not torch.allclose(spade(h, gray_batch(2, seed=0)), spade(h, gray_batch(2, seed=3)))
     # a plain normalization would ignore the second argument
-    from colorlib.models import PlainNorm
+    from colorlib.variants.norms import PlainNorm
     plain = PlainNorm("batch", 4).eval()
     assert torch.equal(plain(h, gray_batch(2, seed=0)), plain(h, gray_batch(2, seed=3)))
 
@@ -115,7 +116,7 @@ def test_feature_aware_norm_is_the_cited_gated_modulation():
 
 
 def test_fan_generator_reads_the_shipped_classifier_and_keeps_it_fixed():
-    from colorlib.classifier import SHIPPED_CLASSIFIER, load_classifier
+    from colorlib.variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
     G = build_generator(make_config("smoke", norm="fan"))
     clf = load_classifier(SHIPPED_CLASSIFIER)
     assert torch.equal(G.features.stem[0].weight, clf.body[0].weight)  # not overwritten by the init

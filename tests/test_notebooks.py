@@ -14,7 +14,7 @@ import nbformat
 import papermill
 import pytest
 
-from colorlib import rundir
+from colorlib.runs import rundir
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_results")

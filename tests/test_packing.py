@@ -1,4 +1,4 @@
-"""Packed training (colorlib.packing): several runs side by side compute what each computes alone."""
+"""Packed training (colorlib.lab.packing): several runs side by side compute what each computes alone."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from colorlib import rundir
+from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
-from colorlib.packing import train_packed
-from colorlib.training import Trainer
+from colorlib.lab.packing import train_packed
+from colorlib.engine.trainer import Trainer
 
 pytestmark = pytest.mark.slow
 
@@ -118,7 +118,7 @@ def test_a_bad_plan_file_is_one_clear_line(tmp_path, capsys, content, message):
 
 
 def test_study_scores_every_method_over_seeds_and_chooses_on_validation(data_dir, tmp_path):
-    from colorlib.study import run_study
+    from colorlib.lab.study import run_study
     figures = tmp_path / "figures"
     report = run_study("smoke", tmp_path / "runs", figures, seeds=2, methods=["paper", "unet-l1"],
                        data=str(data_dir), device="cpu", overrides={"epochs": 1}, progress=False,

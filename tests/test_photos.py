@@ -1,4 +1,4 @@
-"""The real-photo evaluation (colorlib.photos): the bundled photos, the gray baseline, the chroma
+"""The real-photo evaluation (colorlib.lab.photos): the bundled photos, the gray baseline, the chroma
 gain, and the scores of the shipped generator."""
 import math
 import sys
@@ -8,10 +8,11 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from colorlib import photos
-from colorlib.colorize import DEFAULT_CHECKPOINT, colorize, colorize_luma, load_model, luma_of_rgb, to_pil
-from colorlib.config import ConfigError
-from colorlib.metrics import colourfulness
+from colorlib.lab import photos
+from colorlib.inference.colorize import (DEFAULT_CHECKPOINT, colorize, colorize_luma, load_model,
+                                         luma_of_rgb, to_pil)
+from colorlib.runs.config import ConfigError
+from colorlib.lab.metrics import colourfulness
 
 needs_generator = pytest.mark.skipif(not DEFAULT_CHECKPOINT.exists(), reason="no generator ships with this copy")
 

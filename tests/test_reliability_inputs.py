@@ -18,11 +18,12 @@ import torch
 from PIL import Image
 
 from colorlib import colorize as colorize_module
-from colorlib import rundir
+from colorlib.runs import rundir
 from colorlib.cli import main
-from colorlib.colorize import ImageReadError, load_model, read_photo, render_shape
-from colorlib.config import FIELD_NAMES, ConfigError, Config, config_from_dict, make_config, parse_override
-from colorlib.models import build_generator
+from colorlib.inference.colorize import ImageReadError, load_model, read_photo, render_shape
+from colorlib.runs.config import (FIELD_NAMES, ConfigError, Config, config_from_dict, make_config,
+                                  parse_override)
+from colorlib.variants import build_generator
 from conftest import one_line, run_cli, without_root
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -164,7 +165,7 @@ def test_bench_with_a_folder_of_no_images(tmp_path, capsys):
 # ---------------------------------------------------------------- 9: Ctrl-C while starting
 def test_command_line_starts_without_pytorch():
     # the console script runs `from colorlib.cli import main` outside any handler: it must be light
-    code = "import sys, colorlib, colorlib.cli, colorlib.config; print('torch' in sys.modules)"
+    code = "import sys, colorlib, colorlib.cli, colorlib.runs.config; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     assert result.stdout.strip() == "False", result.stderr

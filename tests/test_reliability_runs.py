@@ -24,10 +24,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorlib import rundir
+from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
-from colorlib.config import ConfigError
-from colorlib.training import Trainer, TrainingDiverged, TrainingInterrupted
+from colorlib.runs.config import ConfigError
+from colorlib.engine.trainer import Trainer, TrainingDiverged
+from colorlib.engine.interrupts import TrainingInterrupted
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COMPARED = ("generator", "discriminator", "g_opt", "d_opt", "epoch", "iteration", "history", "epoch_rows",
@@ -327,7 +328,7 @@ def test_the_lock_is_released_on_every_way_out(smoke_config, smoke_run_copy, tmp
 @pytest.mark.parametrize("how, kept", [("at_once", (2, 0)), ("sigint", (2, 3))])
 def test_run_json_and_evaluate_agree_with_the_checkpoint_after_ctrl_c(smoke_config, tmp_path, monkeypatch,
                                                                       capsys, how, kept):
-    from colorlib.metrics import evaluate_run
+    from colorlib.lab.metrics import evaluate_run
     run = tmp_path / "run"
     trainer = Trainer(smoke_config(checkpoint_every=2), run, progress=False)
     stop_at(trainer, monkeypatch, call=11, how=how)  # epoch 3, iteration 3: epoch 2 is the last checkpoint

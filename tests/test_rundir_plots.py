@@ -7,7 +7,8 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from colorlib import plots, rundir
+from colorlib.lab import plots
+from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
 
 

@@ -1,4 +1,4 @@
-"""colorlib.ship: a generator becomes colorize's default only when it beats the one that ships."""
+"""colorlib.lab.ship: a generator becomes colorize's default only when it beats the one that ships."""
 from __future__ import annotations
 
 import shutil
@@ -6,10 +6,10 @@ import shutil
 import pytest
 import torch
 
-from colorlib import rundir
-from colorlib.colorize import DEFAULT_CHECKPOINT, load_model
-from colorlib.rundir import RunDirError
-from colorlib.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship, verdict
+from colorlib.runs import rundir
+from colorlib.inference.colorize import DEFAULT_CHECKPOINT, load_model
+from colorlib.runs.rundir import RunDirError
+from colorlib.lab.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship, verdict
 
 
 def _scores(**changes) -> dict:

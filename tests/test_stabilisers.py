@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from colorlib import rundir
-from colorlib.chroma import ChromaBins
-from colorlib.losses import discriminator_loss, r1_penalty
-from colorlib.training import D_WINS_LOSS, Trainer
+from colorlib.runs import rundir
+from colorlib.variants.chroma import ChromaBins
+from colorlib.paper.losses import discriminator_loss
+from colorlib.variants.objectives import r1_penalty
+from colorlib.engine.trainer import D_WINS_LOSS, Trainer
 
 
 def test_one_sided_label_smoothing_labels_real_pairs_below_one():

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from colorlib import rundir
-from colorlib.config import ConfigError, make_config
-from colorlib.data import DataError, to_model_range
-from colorlib.training import LOSS_NAMES, RESUMABLE_FIELDS, TORCH_SETTINGS, Trainer, run_config
+from colorlib.runs import rundir
+from colorlib.runs.config import ConfigError, make_config
+from colorlib.runs.data import DataError
+from colorlib.paper.data import to_model_range
+from colorlib.engine.trainer import LOSS_NAMES, Trainer
+from colorlib.runs.config import RESUMABLE_FIELDS
+from colorlib.engine.settings import TORCH_SETTINGS
+from colorlib.engine.resume import run_config
 
 
 def torch_settings() -> dict:

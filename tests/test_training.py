@@ -6,13 +6,15 @@ import dataclasses
 import pytest
 import torch
 
-from colorlib import rundir
+from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
-from colorlib.config import ConfigError, make_config
-from colorlib.data import DataError, load_split, to_model_range
-from colorlib.losses import cosine_similarity_loss
-from colorlib.models import build_generator
-from colorlib.training import Trainer, TrainingDiverged, load_generator
+from colorlib.runs.config import ConfigError, make_config
+from colorlib.runs.data import DataError, load_split
+from colorlib.paper.data import to_model_range
+from colorlib.paper.losses import cosine_similarity_loss
+from colorlib.variants import build_generator
+from colorlib.engine.trainer import Trainer, TrainingDiverged
+from colorlib.inference.checkpoints import load_generator
 
 
 # ---------------------------------------------------------------- helpers

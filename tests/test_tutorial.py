@@ -1,4 +1,4 @@
-"""colorlib.tutorial: what the notebooks share (the repository, the run they show, the ablation table)."""
+"""colorlib.lab.tutorial: what the notebooks share (the repository, the run they show, the ablation table)."""
 from __future__ import annotations
 
 import shutil
@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from colorlib import make_config, rundir
-from colorlib.metrics import comparison_chart, distinct_colours
-from colorlib.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, baselines_report, describe_changes, find_repo,
-                               method_changes, recipe_changes, results_run, shown, study_rows, study_title)
+from colorlib import make_config
+from colorlib.runs import rundir
+from colorlib.lab.metrics import comparison_chart, distinct_colours
+from colorlib.lab.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, baselines_report, describe_changes,
+                                   find_repo, method_changes, recipe_changes, results_run, shown, study_rows,
+                                   study_title)
 
 
 def test_the_repository_is_found_from_its_notebooks_and_from_outside(repo_root, tmp_path):

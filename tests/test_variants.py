@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from colorlib import build_discriminator, build_generator, make_config
-from colorlib.baselines import METHODS
-from colorlib.data import LUMA_WEIGHTS
-from colorlib.losses import CONTENT_LOSSES
+from colorlib.lab.baselines import METHODS
+from colorlib.paper.data import LUMA_WEIGHTS
+from colorlib.variants.objectives import CONTENT_LOSSES
 
 
 def luma(rgb):

@@ -39,14 +39,14 @@ INTERRUPTED = "interrupted (Ctrl-C)"
 # "error: <the exception's message>". Looked up in sys.modules: an exception whose module was
 # never imported cannot have been raised, and PyTorch is not loaded just to rule it out.
 ERRORS = (
-    ("colorlib.training", "TrainingDiverged", EXIT_PARTIAL),  # the last good checkpoint is kept
-    ("colorlib.classifier", "ClassifierDiverged", EXIT_PARTIAL),
-    ("colorlib.config", "ConfigError", EXIT_BAD_INPUT),  # presets, --set fields, command options, plan files
-    ("colorlib.data", "DataError", EXIT_BAD_INPUT),
-    ("colorlib.rundir", "RunDirError", EXIT_BAD_INPUT),  # run directories and checkpoints
-    ("colorlib.classifier", "ClassifierError", EXIT_BAD_INPUT),
-    ("colorlib.metrics", "MetricsError", EXIT_BAD_INPUT),
-    ("colorlib.colorize", "OutputFolderError", EXIT_BAD_INPUT),
+    ("colorlib.engine.trainer", "TrainingDiverged", EXIT_PARTIAL),  # the last good checkpoint is kept
+    ("colorlib.lab.classifier", "ClassifierDiverged", EXIT_PARTIAL),
+    ("colorlib.runs.config", "ConfigError", EXIT_BAD_INPUT),  # presets, --set fields, command options, plan files
+    ("colorlib.runs.data", "DataError", EXIT_BAD_INPUT),
+    ("colorlib.runs.rundir", "RunDirError", EXIT_BAD_INPUT),  # run directories and checkpoints
+    ("colorlib.variants.cifar_classifier", "ClassifierError", EXIT_BAD_INPUT),
+    ("colorlib.lab.metrics", "MetricsError", EXIT_BAD_INPUT),
+    ("colorlib.inference.colorize", "OutputFolderError", EXIT_BAD_INPUT),
 )
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 from typing import Optional
 
-from ..config import FIELD_NAMES, PRESETS, parse_override
+from ..runs.config import FIELD_NAMES, parse_override
+from ..paper.config import PRESETS
 
 DATA_HELP = "data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)"
 

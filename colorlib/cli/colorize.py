@@ -3,7 +3,7 @@ from __future__ import annotations
 
 
 def cmd_colorize(args) -> int:
-    from ..colorize import colorize_files
+    from ..inference.colorize import colorize_files
     summary = colorize_files(args.inputs, args.output, args.checkpoint, args.render_size, args.device,
                              args.overwrite, args.max_pixels, progress=not args.no_progress)
     print(summary)
@@ -13,7 +13,7 @@ def cmd_colorize(args) -> int:
 def register(sub) -> None:
     from PIL import Image
 
-    from ..colorize import DEFAULT_RENDER_SIZE, MAX_RENDER_SIZE
+    from ..inference.colorize import DEFAULT_RENDER_SIZE, MAX_RENDER_SIZE
     p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
                        description="Colorize photos of any size with a trained generator: the photo's own "
                                    "full-resolution luminance is kept and only its colour is predicted. "

@@ -8,7 +8,7 @@ from ._args import positive_int
 
 
 def cmd_evaluate(args) -> int:
-    from ..metrics import evaluate_run, summary_lines
+    from ..lab.metrics import evaluate_run, summary_lines
     report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
                           args.inception_weights, progress=not args.no_progress, generator=args.generator,
                           name=args.name)
@@ -19,14 +19,14 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..metrics import compare_runs
+    from ..lab.metrics import compare_runs
     for path in compare_runs(args.run_dirs, args.out):
         print(path)
     return 0
 
 
 def cmd_train_classifier(args) -> int:
-    from ..classifier import train_classifier
+    from ..lab.classifier import train_classifier
     train_classifier(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                      widths=args.widths, train_size=args.train_size, test_size=args.test_size,
                      device=args.device, seed=args.seed)
@@ -34,8 +34,8 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_ship(args) -> int:
-    from ..colorize import DEFAULT_CHECKPOINT
-    from ..ship import ship
+    from ..inference.colorize import DEFAULT_CHECKPOINT
+    from ..lab.ship import ship
     ship(args.candidate, args.data, out=args.out or DEFAULT_CHECKPOINT, against=args.against or DEFAULT_CHECKPOINT,
          dry_run=args.dry_run, device=args.device, val_limit=args.val_limit, test_limit=args.test_limit)
     return 0
@@ -53,8 +53,8 @@ def widths(text: str) -> tuple[int, ...]:
 
 
 def register(sub) -> None:
-    from ..classifier import DEFAULT_WIDTHS
-    from ..metrics import DEFAULT_CLASSIFIER
+    from ..variants.cifar_classifier import DEFAULT_WIDTHS
+    from ..lab.metrics import DEFAULT_CLASSIFIER
     p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "

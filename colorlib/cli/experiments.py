@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..config import PRESETS, ConfigError
+from ..paper.config import PRESETS
+from ..runs.config import ConfigError
 from ._args import DATA_HELP, add_many_runs_args, add_set_arg, positive_int, set_overrides
 
 
 def cmd_baselines(args) -> int:
-    from ..baselines import run_baselines
+    from ..lab.baselines import run_baselines
     written = run_baselines(args.preset, args.out, args.data, args.methods, args.figures, args.classifier,
                             args.limit, args.device, not args.no_progress)
     for path in written:
@@ -17,7 +18,7 @@ def cmd_baselines(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from ..packing import baselines_plan, expand, load_plan, sweep
+    from ..lab.packing import baselines_plan, expand, load_plan, sweep
     if args.plan and args.baselines:
         raise ConfigError("give a plan file or --baselines, not both")
     if args.plan:
@@ -45,7 +46,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from ..study import run_study
+    from ..lab.study import run_study
     if args.seeds < 1:
         raise ConfigError("--seeds must be at least 1")
     if args.time_budget is not None and args.time_budget <= 0:
@@ -58,7 +59,7 @@ def cmd_study(args) -> int:
 def cmd_bench(args) -> int:
     import json
 
-    from ..bench import format_table, run_benchmark
+    from ..lab.bench import format_table, run_benchmark
     overrides = set_overrides(args.set)
     also = [set_overrides(text.split(",")) for text in args.also]
     result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
@@ -72,7 +73,7 @@ def cmd_bench(args) -> int:
 
 
 def register(sub) -> None:
-    from ..baselines import METHODS
+    from ..lab.baselines import METHODS
     p = sub.add_parser("baselines", help="every baseline and ablation, one seed each (study: several seeds)")
     p.add_argument("--preset", default="quick", help=f"the budget every method gets: {', '.join(PRESETS)}")
     p.add_argument("--data", help=DATA_HELP)

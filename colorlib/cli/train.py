@@ -4,15 +4,17 @@ from __future__ import annotations
 import os
 import sys
 
-from ..config import make_config
+from ..runs.config import make_config
 from ._args import add_config_args, config_overrides
 
 
 def cmd_train(args) -> int:
     import warnings
 
-    from .. import rundir
-    from ..training import TrainingInterrupted, run_config, train
+    from ..runs import rundir
+    from ..engine.interrupts import TrainingInterrupted
+    from ..engine.resume import run_config
+    from ..engine.trainer import train
     overrides = config_overrides(args)
     run_dir = args.run_dir or f"runs/{args.preset}"
     if args.resume:  # the run's own config, with only what was asked for changed (training.run_config)
@@ -46,8 +48,8 @@ def cmd_train(args) -> int:
 def cmd_figures(args) -> int:
     import warnings
 
-    from ..plots import save_figures
-    from ..rundir import RunDirRepaired, RunDirWarning
+    from ..lab.plots import save_figures
+    from ..runs.rundir import RunDirRepaired, RunDirWarning
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunDirWarning)
         warnings.simplefilter("always", RunDirRepaired)
@@ -67,7 +69,7 @@ def cmd_figures(args) -> int:
 
 
 def cmd_pack(args) -> int:
-    from ..data import pack_folder
+    from ..runs.data import pack_folder
     counts = pack_folder(args.data, args.out)
     print(f"packed {counts} images into {args.out}")
     return 0

@@ -46,18 +46,19 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import rundir
-from .color import CHROMA_TO_RGB, KB, KG, KR, luma, rgb_to_ycbcr, ycbcr_to_rgb  # noqa: F401 (re-exported)
-from .config import ConfigError
-from .data import IMAGE_EXTENSIONS
-from .rundir import RunDirError
+from ..runs import rundir
+from ..variants.color import CHROMA_TO_RGB, rgb_to_ycbcr
+from ..paper.data import luma
+from ..runs.config import ConfigError
+from ..runs.data import IMAGE_EXTENSIONS
+from ..runs.rundir import RunDirError
 
 # the trained generator that ships with the package (a colorlib-generator-v1 file)
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "generator.pt"
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "generator.pt"
 # what a folder given to the command line is searched for (files named explicitly are always tried)
 PHOTO_EXTENSIONS = IMAGE_EXTENSIONS + (".tif", ".tiff")  # training data never comes as TIFF; photos do
 METHODS = ("chroma", "naive")
-# the working resolution's short side: chosen on the sample photos (colorlib.photos, notebook 08):
+# the working resolution's short side: chosen on the sample photos (colorlib.lab.photos, notebook 08):
 # with the shipped generator, 64 beats the gray copy on 7 of 9 photos and keeps 69% of their
 # colourfulness; 32 (its training size) 5 of 9 and 48%, 128 5 of 9 and 65% (blotchy patches)
 DEFAULT_RENDER_SIZE = 64
@@ -530,7 +531,7 @@ def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: i
                     overwrite: bool, progress: bool) -> ColorizeSummary:
     from tqdm import tqdm
 
-    from .device import pick_device
+    from ..runs.device import pick_device
 
     jobs, failed = collect_jobs(inputs, out_dir)
     for name, problem in failed:

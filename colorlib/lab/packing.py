@@ -36,8 +36,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import rundir
-from .config import ConfigError, make_config
+from ..runs import rundir
+from ..runs.config import ConfigError, make_config
 
 
 @dataclass
@@ -110,7 +110,7 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
 
     With `log`, a run that cannot start (a configuration error, say) is reported and left out,
     so one bad run does not cost the whole pack its device time."""
-    from .training import Trainer
+    from ..engine.trainer import Trainer
     data_cache = {} if data_cache is None else data_cache
     trainers, finished = [], []
     for spec in specs:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .data import to_model_range, to_uint8
+from ..paper.data import to_model_range, to_uint8
 
 
 class Validator:
     """The validation images, their classifier features computed once, and a `score` method."""
 
     def __init__(self, images: torch.Tensor, device, batch_size: int = 500):
-        from .classifier import SHIPPED_CLASSIFIER, load_classifier
+        from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
         from .metrics import colourfulness, feature_distance_metric, psnr_from_mse
         self._colourfulness, self._psnr_from_mse = colourfulness, psnr_from_mse
         self.images = images.to(device)
@@ -56,3 +56,13 @@ class Validator:
         return {"images": len(self.images), "psnr_dataset_db": psnr,
                 "colourfulness": colour / len(self.images), "truth_colourfulness": self.truth_colourfulness,
                 "feature_fd": fd}
+
+
+def validator_for(trainer) -> Validator:
+    """The end-of-epoch hook a Trainer is given (`Trainer(..., validator=validator_for)`): the
+    validator of its run's validation split, built once per data cache (packed runs share it)."""
+    cfg = trainer.cfg
+    key = ("validator", cfg.data, cfg.val_size, str(trainer.device))
+    if key not in trainer.data_cache:
+        trainer.data_cache[key] = Validator(trainer.split("val", None, 0).images, trainer.device)
+    return trainer.data_cache[key]

@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 import torch
 from matplotlib.figure import Figure
 
-from . import rundir
+from ..runs import rundir
 
 
 def smooth(values: torch.Tensor, window: int) -> torch.Tensor:

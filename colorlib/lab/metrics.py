@@ -17,7 +17,7 @@ dataset's pixels. All are computed batch by batch, on CPU or GPU, and summed ove
   rounded to integers, are all within 2% of each channel's range of the ground truth: |dL| <= 2
   (L in [0, 100]) and |da|, |db| <= 4.4 (a, b taken in [-110, 110], as in the authors' code).
 - Semantic accuracy (Zhang, Isola & Efros 2016): top-1 accuracy of a fixed classifier
-  (`colorlib.classifier`) on the colorizations; compared with its accuracy on the true colours
+  (`colorlib.lab.classifier`) on the colorizations; compared with its accuracy on the true colours
   and on gray images (the "gray" method below).
 - Classifier-feature FD: the Frechet distance between Gaussians fitted to the classifier's
   penultimate features (256-d) of the true and the colorized test images, computed by
@@ -40,7 +40,7 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import nn
 
-from .classifier import SHIPPED_CLASSIFIER
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER
 
 PSNR_CAP_DB = 100.0
 NAZERI_THRESHOLD = 0.02  # 2% of each Lab channel's range
@@ -270,8 +270,8 @@ def generator_method(G: nn.Module) -> Method:
 
 def colorize_method(G: nn.Module) -> Method:
     """What `colorize` delivers: the network's chroma on the input's exact luma (colorize.py)."""
-    from .colorize import combine
-    from .color import rgb_to_ycbcr
+    from ..inference.colorize import combine
+    from ..variants.color import rgb_to_ycbcr
     G.eval()
 
     def colorize(gray: torch.Tensor) -> torch.Tensor:
@@ -289,7 +289,7 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
 
     Returns {"ground_truth": {...}, "methods": {name: {...}}}.
     """
-    from .data import to_model_range, to_uint8
+    from ..paper.data import to_model_range, to_uint8
     if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
         raise MetricsError(f"expected uint8 RGB images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     if images.shape[0] == 0:
@@ -337,7 +337,7 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
     """Run generator `G` over the test split of `data` (first `limit` images in a seeded random
     subset) and score it, next to the gray baseline; see `evaluate_methods`. With through_colorize,
     also what `colorize` delivers, as "<name> through colorize"."""
-    from .data import load_split
+    from ..runs.data import load_split
     test = load_split(data, "test", limit, seed=0)
     methods: dict[str, Method] = {GRAY_METHOD: gray_baseline} if include_gray else {}
     G = G.to(device)
@@ -361,10 +361,10 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
     file instead of the run's own checkpoint (a run shipped without checkpoints, such as
     figures/paper/run, with the generator.pt made from it). `name`: the rows' name (default: the
     run directory's)."""
-    from . import rundir
-    from .classifier import load_classifier
-    from .checkpoints import load_generator
-    from .device import pick_device
+    from ..runs import rundir
+    from ..variants.cifar_classifier import load_classifier
+    from ..inference.checkpoints import load_generator
+    from ..runs.device import pick_device
 
     run_dir = Path(run_dir)
     dev = pick_device(device)
@@ -421,7 +421,7 @@ def _fmt(value, fmt: str) -> str:
 
 
 def read_metrics(run_dir) -> dict:
-    from . import rundir
+    from ..runs import rundir
     path = Path(run_dir) / "metrics.json"
     if not path.exists():
         raise rundir.RunDirError(f"{path} does not exist: run `python -m colorlib evaluate --run-dir {run_dir}` first")
@@ -526,7 +526,7 @@ def comparison_figure(reports: Sequence[dict]):
 
 def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
     """Write OUT/metrics.md and OUT/metrics.png comparing the runs' metrics.json files."""
-    from .rundir import RunDirError, atomic_write_text
+    from ..runs.rundir import RunDirError, atomic_write_text
     reports = [read_metrics(d) for d in run_dirs]
     labels = [Path(d).name for d in run_dirs]
     for d, rep in zip(run_dirs, reports):  # rows are named by folder, by path where names repeat

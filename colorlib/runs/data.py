@@ -22,8 +22,6 @@ import torch
 import torchvision
 from torchvision.io import ImageReadMode, decode_image, decode_jpeg
 
-from .color import (CB_SCALE, CHROMA_TO_RGB, CR_SCALE, KB, KG, KR, LUMA_WEIGHTS, luma,  # noqa: F401
-                    rgb_to_ycbcr, ycbcr_to_rgb)  # the colour maths lives in color.py; re-exported here
 from .config import DATA_ENV
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -215,24 +213,3 @@ def _load_pack(path: Path, split, select, image_size) -> ImageSet:
         blobs = [torch.cat([prefix, b]) for b in blobs]
     images = _decode_all(blobs, image_size, names=[f"{path}:{split}[{i}]" for i in index.tolist()])
     return ImageSet(images, part["labels"][index], list(pack["classes"]), str(path))
-
-
-def to_model_range(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """uint8 RGB [B, 3, H, W] -> (gray, rgb) as float in [-1, 1], on the images' device.
-
-    The gray input is BT.601 luma of the same pixels, so the target's own luminance is exactly
-    what the generator sees.
-    """
-    rgb = images.float().div_(127.5).sub_(1.0)
-    return luma(rgb).unsqueeze(1), rgb
-
-
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] float -> uint8 [0, 255], the inverse of the paper's scaling."""
-    return x.detach().float().add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def epoch_order(n: int, epoch: int, seed: int, device=None) -> torch.Tensor:
-    """The shuffled order of epoch `epoch`: a pure function of (seed, epoch), so resume is exact."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    return torch.randperm(n, generator=g).to(device)

@@ -36,11 +36,11 @@ from typing import Callable, Optional
 
 import torch
 
-from . import rundir
-from .checkpoints import generator_from_checkpoint, run_checkpoint
-from .colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
-from .config import make_config
-from .rundir import RunDirError
+from ..runs import rundir
+from ..inference.checkpoints import generator_from_checkpoint, run_checkpoint
+from ..inference.colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
+from ..runs.config import make_config
+from ..runs.rundir import RunDirError
 
 # (key, label, how it is compared): "higher" is better, "lower" is better, or "closer" to the target
 MEASURES = (
@@ -131,9 +131,9 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     """Score `candidate` against the generator in `against` (see the module docstring); when it
     beats it and not dry_run, write it to `out` (the replaced file kept as *.previous.pt). Returns
     the report: both scores, the rows, the decision, and the file written (or None)."""
-    from .classifier import SHIPPED_CLASSIFIER, load_classifier
-    from .data import load_split
-    from .device import pick_device
+    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+    from ..runs.data import load_split
+    from ..runs.device import pick_device
     from .metrics import GRAY_METHOD, evaluate_methods, gray_baseline
     from .photos import sample_photos
 

@@ -1,4 +1,4 @@
-"""The paper's losses, eq. (3)-(5), plus L1 for the regression and pix2pix baselines.
+"""The paper's losses, eq. (3)-(5), and the objective the training iteration optimises.
 
 Choice of lambda (eq. 5). The paper gives none. We default to lambda = 100, the weight
 pix2pix gives its content term, for a measured reason: the cosine loss of a trained
@@ -20,8 +20,7 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
 
     -E[log D(X, Y)] on real pairs and -E[log(1 - D(X, G(X)))] on generated pairs, on logits.
     Returned separately so the history can show both (Fig. 3 plots their sum).
-    label_smoothing > 0 labels real pairs 1 - label_smoothing (one-sided, Salimans et al. 2016):
-    D can no longer drive its loss to zero, so it cannot win outright.
+    label_smoothing > 0 (a stabiliser, not the paper's) labels real pairs 1 - label_smoothing.
     """
     real = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, 1.0 - label_smoothing))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
@@ -43,32 +42,26 @@ def cosine_similarity_loss(fake: torch.Tensor, real: torch.Tensor, eps: float = 
     return (1.0 - cos).mean()
 
 
-def per_pixel_cosine_loss(fake: torch.Tensor, real: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """The other reading of eq. (4): cosine between RGB vectors at each pixel, then averaged."""
-    cos = F.cosine_similarity(fake.float(), real.float(), dim=1, eps=eps)
-    return (1.0 - cos).mean()
-
-
-def l1_loss(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    return F.l1_loss(fake.float(), real.float())
-
-
-def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E[|grad_x D(x)|^2] on real pairs, without the gamma / 2.
-
-    `real_input` must require grad and be what D saw; the gradient is kept differentiable
-    (create_graph) so the penalty trains D.
-    """
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_input, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
-
-
-CONTENT_LOSSES = {"cosine": cosine_similarity_loss, "cosine_pixel": per_pixel_cosine_loss, "l1": l1_loss}
-
-
-def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, real: torch.Tensor, lam: float,
-                   content: str = "cosine", adv_weight: float = 1.0):
+def generator_loss(fake_logits: torch.Tensor, fake: torch.Tensor, real: torch.Tensor,
+                   lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Eq. (5): L_total = L_GAN + lambda * L_sim. Returns (total, adversarial, content)."""
     adv = generator_adversarial_loss(fake_logits)
-    sim = CONTENT_LOSSES[content](fake, real)
-    return adv_weight * adv + lam * sim, adv, sim
+    sim = cosine_similarity_loss(fake, real)
+    return adv + lam * sim, adv, sim
+
+
+class PaperObjective:
+    """Eq. (3)-(5) as the training iteration asks for them: what D minimises on a batch, and what G
+    minimises. Variants (colorlib.variants.objectives) are objects with the same two methods."""
+
+    def __init__(self, lam: float = 100.0):
+        self.lam = lam
+
+    def discriminator(self, D, gray, real, fake) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(D's loss, its real-pair term, its fake-pair term): eq. (3) on (X, Y) and (X, G(X))."""
+        real_term, fake_term = discriminator_loss(D(gray, real), D(gray, fake))
+        return real_term + fake_term, real_term, fake_term
+
+    def generator(self, D, gray, real, fake) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(G's loss, adversarial term, content term): eq. (5)."""
+        return generator_loss(D(gray, fake), fake, real, self.lam)

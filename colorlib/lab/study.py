@@ -30,8 +30,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from . import rundir
-from .config import ConfigError, make_config
+from ..runs import rundir
+from ..runs.config import ConfigError, make_config
 
 SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "colourfulness",
           "colourfulness_gap_pct", "pixel_accuracy", "semantic_accuracy", "feature_fd")
@@ -45,7 +45,7 @@ def measure_sequential(preset: str, method: dict, common: dict, data_cache: dict
     import tempfile
 
     from .packing import train_packed
-    from .training import Trainer
+    from ..engine.trainer import Trainer
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(preset, **{**common, **method, "epochs": epochs})
         t = Trainer(cfg, Path(tmp) / "run", progress=False, data_cache=data_cache)
@@ -61,7 +61,7 @@ def sync(device) -> None:
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
     """Scores of a run's selected generator on each split, raw and through colorize."""
     from .metrics import colorize_method, evaluate_methods, generator_method
-    from .checkpoints import generator_from_checkpoint
+    from ..inference.checkpoints import generator_from_checkpoint
     path = run_dir / "checkpoints" / "best.pt"
     if not path.exists():
         path = run_dir / "checkpoints" / "generator.pt"
@@ -118,11 +118,11 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
               test_limit: Optional[int] = None, log=None) -> dict:
     log = log or (lambda msg: print(msg, flush=True))
     from .baselines import METHODS
-    from .classifier import SHIPPED_CLASSIFIER, load_classifier
-    from .data import load_split
+    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+    from ..runs.data import load_split
     from .metrics import evaluate_methods, gray_baseline
     from .packing import expand, make_trainers, train_packed
-    from .device import device_name, pick_device
+    from ..runs.device import device_name, pick_device
 
     names = list(methods or METHODS)
     unknown = [m for m in names if m not in METHODS]

@@ -1,4 +1,4 @@
-"""Colour maths, one implementation: BT.601 luma and YCbCr, as in JPEG.
+"""Colour maths, one implementation: BT.601 YCbCr as in JPEG, around the paper's luma (paper/data.py).
 
 The generator reads BT.601 luma (the weights behind Pillow's "L" mode and OpenCV's RGB2GRAY), the
 data pipeline computes it, colorize keeps a photo's own, and the chroma-only generators predict
@@ -11,8 +11,8 @@ from typing import Optional
 
 import torch
 
-# ITU-R BT.601 luma, the weights behind PIL's "L" mode and OpenCV's RGB2GRAY
-LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+from ..paper.data import LUMA_WEIGHTS, luma
+
 KR, KG, KB = LUMA_WEIGHTS
 # BT.601 YCbCr as in JPEG: Cb = (B - Y) / CB_SCALE, Cr = (R - Y) / CR_SCALE, both in [-0.5, 0.5]
 CB_SCALE, CR_SCALE = 2 * (1 - KB), 2 * (1 - KR)
@@ -21,12 +21,6 @@ CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
                               [-KB * CB_SCALE / KG, -KR * CR_SCALE / KG],
                               [CB_SCALE, 0.0]])
 
-
-
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luma of RGB [..., 3, H, W] -> [..., H, W], in the input's units."""
-    r, g, b = rgb.unbind(-3)
-    return KR * r + KG * g + KB * b
 
 
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:

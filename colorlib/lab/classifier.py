@@ -5,7 +5,7 @@ recognise its colorizations: if the colours are plausible, accuracy stays close 
 classifier gets on the true colours; if they are grey or wrong, it falls towards its accuracy on
 grayscale. That needs one classifier, trained once and then never changed, so every method is
 judged by the same network. This module trains it (`python -m colorlib train-classifier`) and
-loads it (`load_classifier`).
+loads it (`load_classifier`, from colorlib.variants.cifar_classifier, where the network lives).
 
 The network is a small VGG/ResNet-9-style CNN in the spirit of the fast CIFAR-10 training
 recipes (DAWNBench ResNet-9, airbench): a stem convolution, then three groups of
@@ -36,63 +36,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .rundir import atomic_save, load_weights_file
-
-CLASSIFIER_FORMAT = "colorlib-classifier-v1"
-SHIPPED_CLASSIFIER = Path(__file__).resolve().parent / "weights" / "cifar10-classifier.pt"
-DEFAULT_WIDTHS = (64, 256, 256)
-# per-channel statistics of the CIFAR-10 training images, in [0, 1]
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
-LOGIT_SCALE = 0.125  # keeps early logits small so label-smoothed CE starts near uniform
-
-
-class ClassifierError(RuntimeError):
-    """A classifier checkpoint that cannot be used; the message says what to do."""
+from ..runs.rundir import atomic_save
+from ..variants.cifar_classifier import CLASSIFIER_FORMAT, DEFAULT_WIDTHS, CifarClassifier, _half_state_dict
 
 
 class ClassifierDiverged(RuntimeError):
     """The classifier's training loss became NaN or infinite; nothing was saved."""
-
-
-def conv_bn_gelu(cin: int, cout: int, pool: bool = False) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
-    if pool:  # pooling before BN is cheaper and normalises what the next layer actually sees
-        layers.append(nn.MaxPool2d(2))
-    return layers + [nn.BatchNorm2d(cout), nn.GELU()]
-
-
-class CifarClassifier(nn.Module):
-    """Small CNN for 32x32 images; `features` is the pooled penultimate vector."""
-
-    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, num_classes: int = 10, stem: int = 32):
-        super().__init__()
-        self.widths = tuple(int(w) for w in widths)
-        layers = conv_bn_gelu(3, stem)
-        cin = stem
-        for w in self.widths:
-            layers += conv_bn_gelu(cin, w, pool=True) + conv_bn_gelu(w, w)
-            cin = w
-        self.body = nn.Sequential(*layers)
-        self.head = nn.Linear(cin, num_classes, bias=False)
-        self.feature_dim = cin
-        # not saved in the state dict: they are part of the interface, not learned
-        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
-
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(images.shape)}")
-        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-        return (x - self.mean) / self.std
-
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, feature_dim]: global max-pool of the last block, the input of the linear head."""
-        h = self.body(self.normalize(images))
-        return torch.amax(h, dim=(2, 3)).float()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(images)) * LOGIT_SCALE
 
 
 # ---------------------------------------------------------------- augmentation
@@ -141,38 +90,15 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch
     return (pred == labels.cpu()).float().mean().item()
 
 
-# ---------------------------------------------------------------- checkpoint
-def _half_state_dict(model: nn.Module) -> dict:
-    """Float tensors stored as float16: halves the file, costs nothing measurable in accuracy."""
-    return {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-            for k, v in model.state_dict().items()}
-
-
-def load_classifier(path, device="cpu") -> CifarClassifier:
-    """The trained classifier, in eval mode, in float32 on `device`.
-
-    Attributes set from the checkpoint: `classes` (names in label order), `test_accuracy`.
-    """
-    ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier",
-                             "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`.",
-                             ClassifierError)
-    arch = ckpt["arch"]
-    model = CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
-    model.classes = list(ckpt.get("classes", []))
-    model.test_accuracy = ckpt.get("test_accuracy")
-    return model.to(device).eval()
-
-
 # ---------------------------------------------------------------- training
 def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int = 512, lr: float = 0.4,
                      widths: Sequence[int] = DEFAULT_WIDTHS, train_size: Optional[int] = None,
                      test_size: Optional[int] = None, device: str = "auto", seed: int = 0,
                      log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
-    from .config import ConfigError
-    from .data import DataError, load_split
-    from .device import pick_device
+    from ..runs.config import ConfigError
+    from ..runs.data import DataError, load_split
+    from ..runs.device import pick_device
 
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")

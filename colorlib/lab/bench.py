@@ -34,14 +34,15 @@ from typing import Optional
 
 import torch
 
-from .config import DATA_ENV, make_config
-from .data import DataError, resolve_source
-from .losses import discriminator_loss, generator_loss
-from .models import build_discriminator, build_generator
-from .rundir import first_line
-from .device import device_name, pick_device
-from .precision import cpu_has_fast_bf16
-from .training import Trainer, set_requires_grad
+from ..runs.config import DATA_ENV, make_config
+from ..runs.data import DataError, resolve_source
+from ..paper.losses import discriminator_loss, generator_loss
+from ..variants import build_discriminator, build_generator
+from ..runs.rundir import first_line
+from ..runs.device import device_name, pick_device
+from ..engine.precision import cpu_has_fast_bf16
+from ..engine.trainer import Trainer
+from ..paper.step import set_requires_grad
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from . import rundir
-from .config import config_from_dict
-from .models import build_generator
+from ..runs import rundir
+from ..runs.config import config_from_dict
+from ..variants import build_generator
 
 
 def state_dict_mismatch(exc: Exception) -> str:

@@ -1,5 +1,5 @@
 """A small real-photo evaluation: colour photos that ship inside installed packages, colorized
-from their gray copy and scored like the CIFAR-10 test (`colorlib.metrics`).
+from their gray copy and scored like the CIFAR-10 test (`colorlib.lab.metrics`).
 
 The generator was trained on 32x32 CIFAR-10 images; this checks what it does to real photos,
 at the working resolutions `colorize --render-size` offers. The photos need no download:
@@ -19,7 +19,7 @@ against the original, the gray copy (the luma the model sees, copied into R, G a
 no-model baseline, and Hasler & Suesstrunk colourfulness. The colorization is the `colorize`
 command's own (`colorize.colorize_luma` on the photo's BT.601 luma as Pillow computes it).
 
-    from colorlib.photos import evaluate_photos, photo_table
+    from colorlib.lab.photos import evaluate_photos, photo_table
     print(photo_table(evaluate_photos()))
 """
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from . import colorize
+from ..inference import colorize
 from .metrics import colourfulness, psnr
 
 # photos are downscaled to at most this many pixels on the long side before they are evaluated:

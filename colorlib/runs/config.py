@@ -1,4 +1,4 @@
-"""Run configuration: every default lives here, presets override a few fields.
+"""Run configuration: the paper's fields, then the variants' and the run's; presets override a few.
 
 A `Config` is a plain dataclass so it reads like nanoGPT's config block: one value per
 line, each overridable from the command line (`--set lr=2e-4`), from papermill
@@ -11,43 +11,33 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
+from ..paper.config import PRESETS, PaperConfig
+
 DATA_ENV = "COLORLIB_DATA"  # where users point at their own copy of the data
 
 
 @dataclass
-class Config:
-    # --- data ---
+class Config(PaperConfig):
+    """The paper's fields (colorlib.paper.config.PaperConfig: data size, networks, lambda,
+    optimisation, seed) followed by what a variant or a run adds, all flat."""
+    # --- data: where it is read from, what is held out ---
     data: Optional[str] = None  # folder / pack file; None: $COLORLIB_DATA, else torchvision CIFAR-10 in data_root
     data_root: str = "data"  # where torchvision downloads the official CIFAR-10
     val_size: int = 5000  # seeded hold-out of the training split: model selection, never trained on
-    train_size: Optional[int] = None  # random subset of the rest of the training split (None: all of it)
     n_samples: int = 16  # fixed test images whose colorization is saved after every epoch
 
-    # --- models (paper Fig. 1 and Fig. 2; widths and depths are not given) ---
-    g_width: int = 64  # channels of the first encoder block, doubled per level
-    g_depth: int = 4  # stride-2 levels: 32 -> 16 -> 8 -> 4 -> 2
-    norm: str = "batch"  # generator normalization: batch | instance | fan | spade | none (see models.py)
-    d_width: int = 64
-    d_depth: int = 3
+    # --- variants of the networks (colorlib.variants; the paper: batch, batch, global, rgb) ---
+    norm: str = "batch"  # generator normalization: batch | instance | fan | spade | none (see variants/norms.py)
     d_norm: str = "batch"  # discriminator normalization: batch | instance | spectral | none
     d_arch: str = "global"  # global: one logit per image (the paper) | patch: PatchGAN (pix2pix)
     output: str = "rgb"  # rgb (the paper) | ycbcr: predict Cb, Cr and keep the input's luma exactly
     # | classes: Cb, Cr as a distribution over quantized chroma bins (Zhang et al. 2016), luma kept
     chroma_temperature: float = 0.38  # output=classes: annealed mean of the bins (1: mean, ->0: mode)
 
-    # --- losses (eq. 3-5) ---
-    lam: float = 100.0  # lambda of eq. (5); the paper gives none, see losses.py
+    # --- variants of the objective and the optimizer (the paper: cosine, 1, one rate, constant) ---
     content_loss: str = "cosine"  # cosine over the image (eq. 4) | cosine_pixel | l1 (pix2pix)
-    # output=classes always adds the rebalanced cross-entropy over chroma bins (see losses.py)
+    # output=classes always uses the rebalanced cross-entropy over chroma bins instead
     adv_weight: float = 1.0  # 0 turns the GAN off: a plain regression U-Net baseline
-
-    # --- optimisation (Sec. IV-B) ---
-    epochs: int = 100
-    batch_size: int = 50
-    d_steps: int = 2  # discriminator updates per generator update
-    lr: float = 1e-3  # torch.optim.Adam's default, as the paper says "default parameters"
-    beta1: float = 0.9
-    beta2: float = 0.999
     d_lr: Optional[float] = None  # discriminator learning rate (None: lr); two time-scale rule (TTUR)
     lr_schedule: str = "constant"  # constant | linear: decays both rates linearly to 0 over the second half
 
@@ -56,14 +46,13 @@ class Config:
     label_smoothing: float = 0.0  # one-sided: real pairs are labelled 1 - label_smoothing (Salimans et al. 2016)
     ema_decay: float = 0.0  # exponential moving average of G's weights (0: off); used for samples and generator.pt
 
-    # --- run mechanics ---
-    seed: int = 0
+    # --- run mechanics: how fast and where, never what is computed ---
     device: str = "auto"  # auto picks cuda > mps > cpu
     threads: int = 0  # CPU threads for PyTorch; 0 keeps its default (on a busy shared CPU, 1 is often fastest)
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (precision.cpu_bf16_decision)
+    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (engine/precision.py)
     compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
     cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
 
@@ -76,16 +65,14 @@ class Config:
         return dataclasses.asdict(self)
 
 
-PRESETS: dict[str, dict[str, Any]] = {
-    # seconds on a laptop CPU: the test suite and nbval run this
-    "smoke": dict(train_size=200, val_size=50, epochs=2, batch_size=50, g_width=8, g_depth=3,
-                  d_width=8, d_depth=2, n_samples=8, log_every=1),
-    # a few minutes on a 2-core CPU: the committed notebooks and figures/quick
-    "quick": dict(train_size=10000, val_size=2000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
-                  log_every=10),
-    # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
-    "paper": dict(checkpoint_every=5, log_every=200),
-}
+# The one written split between the maths and the mechanics. A resumed run may change these
+# fields (where its data are read from, how long, how fast, how often it reports); every other
+# field changes what is computed, and engine/resume.py refuses a change of it.
+RESUMABLE_FIELDS = frozenset({"data", "data_root", "epochs", "device", "threads", "checkpoint_every",
+                              "log_every", "channels_last", "amp", "compile", "cuda_graphs"})
+# what a recipe is described by (tutorial tables): every field but these mechanics, the samples and the label
+RUN_MECHANICS = RESUMABLE_FIELDS - {"epochs"} | {"n_samples", "seed", "preset"}
+
 
 CHOICES = {
     "norm": ("batch", "instance", "fan", "spade", "none"),

@@ -2,7 +2,7 @@
 which run a results notebook shows, compact images for photo grids, and how the ablations differ
 from the paper's recipe.
 
-    from colorlib.tutorial import REPO, shown
+    from colorlib.lab.tutorial import REPO, shown
 
 Every notebook imports these instead of defining them in its first cell, so a notebook copied
 elsewhere (or run from the repository root instead of `notebooks/`) still finds the repository.
@@ -32,7 +32,7 @@ def find_repo(start: Optional[Path] = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "pyproject.toml").is_file() and (folder / "colorlib").is_dir():
             return folder
-    source = Path(__file__).resolve().parent.parent
+    source = Path(__file__).resolve().parents[2]
     if (source / "pyproject.toml").is_file():
         return source
     return here.parent if here.name == "notebooks" else here
@@ -55,7 +55,7 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
     preset's own run, runs/<preset>, when it holds one; else the run that ships with the repository
     (figures/paper/run), with a note saying so. Where there is none, the RunDirError says what to do.
     """
-    from .rundir import RunDirError, is_run_dir, read_run_info
+    from ..runs.rundir import RunDirError, is_run_dir, read_run_info
 
     repo = repo or REPO
     train_hint = (f"train one with 04_training.ipynb (preset {preset!r}) or `make train PRESET={preset}`, "
@@ -99,7 +99,8 @@ def recipe_changes(config: dict, preset: Optional[str] = None) -> dict:
     """The settings of a run (its config.json as a dict) that differ from the paper's recipe at
     the same budget, i.e. from `make_config(preset)`; run mechanics (device, seed, logging...) are
     left out, and so are fields this version of colorlib does not know."""
-    from .config import FIELD_NAMES, PRESETS, make_config
+    from ..runs.config import FIELD_NAMES, make_config
+    from ..paper.config import PRESETS
 
     preset = preset or config.get("preset")
     recipe = make_config(preset if preset in PRESETS else "paper").to_dict()
@@ -117,7 +118,7 @@ def describe_changes(changes: Optional[dict]) -> str:
 def method_changes(preset: str = "quick") -> dict[str, dict]:
     """Every method of `make baselines`, with the settings that differ from the paper's recipe."""
     from .baselines import METHODS
-    from .config import make_config
+    from ..runs.config import make_config
 
     return {name: recipe_changes(make_config(preset, **overrides).to_dict(), preset)
             for name, overrides in METHODS.items()}
@@ -136,7 +137,7 @@ def baselines_report(figures_dir=None, preset: str = "quick",
     study`) wrote into `figures_dir` (default figures/<preset>/baselines) when there is one; else
     the study that ships with the repository. Returns (report, its folder, a line for the reader
     saying which study it is and, for the shipped one, how to make their own)."""
-    from .rundir import read_json
+    from ..runs.rundir import read_json
     from .study import STUDY_FORMAT
 
     repo = repo or REPO

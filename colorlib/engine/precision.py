@@ -16,9 +16,9 @@ from typing import Optional
 
 import torch
 
-from . import rundir
-from .config import Config
-from .models import build_discriminator, build_generator
+from ..runs import rundir
+from ..runs.config import Config
+from ..variants import build_discriminator, build_generator
 
 
 CPU_BF16_ENV = "COLORLIB_CPU_BF16"  # 1 or 0 pins the CPU precision choice below, skipping the probe

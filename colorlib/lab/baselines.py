@@ -21,8 +21,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import rundir
-from .config import make_config
+from ..runs import rundir
+from ..runs.config import make_config
 
 GAN_ADAM = dict(lr=2e-4, beta1=0.5)
 # the chroma-only generator with a spectral-norm D, GAN Adam: the best variant of the first table
@@ -69,7 +69,7 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
                   limit: Optional[int] = None, device: str = "auto", progress: bool = True) -> list[Path]:
     """Train (or finish) every method's run under `out`, evaluate each, write the comparison."""
     from .metrics import compare_runs, evaluate_run
-    from .training import train
+    from ..engine.trainer import train
 
     names = list(methods or METHODS)
     unknown = [m for m in names if m not in METHODS]

@@ -1,0 +1,177 @@
+"""What a Trainer writes into its run directory and reads back from it: last.pt, generator.pt,
+history.csv, epochs.csv and run.json, and resuming from last.pt.
+
+Resuming is exact: a checkpoint holds both networks and both optimizers, the iteration it was
+taken at within its epoch and the history rows it covers (a partial epoch's losses included), so
+a run stopped at any iteration and resumed ends with the same weights and history as one that
+never stopped. run.json always describes what last.pt holds. Each function takes the trainer `t`
+whose state it saves or restores.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import subprocess
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from ..runs import rundir
+from ..runs.config import ConfigError
+from ..runs.device import device_name
+
+# the columns of epochs.csv: one row per epoch
+EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
+
+
+def state_dict_mismatch(exc: Exception) -> str:
+    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
+    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
+    return "; ".join(lines)[:300] or rundir.first_line(exc)
+
+
+def load_checkpoint(t, path: Path) -> None:
+    ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
+    try:
+        t.G.load_state_dict(ckpt["generator"])
+        t.D.load_state_dict(ckpt["discriminator"])
+        t.g_opt.load_state_dict(ckpt["g_opt"])
+        t.d_opt.load_state_dict(ckpt["d_opt"])
+        for group in t.g_opt.param_groups + t.d_opt.param_groups:
+            group["lr"] = t._lr_value(float(group["lr"]))  # saved on the CPU: back on the device
+        if t.G_ema is not None:
+            t.G_ema.load_state_dict(ckpt["generator_ema"])
+    except (KeyError, RuntimeError) as exc:
+        raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
+                                 f"({state_dict_mismatch(exc)})") from None
+    t.epoch = int(ckpt["epoch"])
+    t.iteration = int(ckpt.get("iteration", 0))
+    t.wall_time = float(ckpt.get("wall_time", 0.0))
+    t.epoch_rows = [list(r) for r in ckpt.get("epoch_rows", [])][:t.epoch]
+    t.best_fd = float(ckpt.get("best_fd", math.inf))
+    iters = t.iterations_per_epoch
+    rows = t.epoch * iters + t.iteration
+    if "history" in ckpt:  # the rows this checkpoint covers travel with it
+        history = ckpt["history"]
+        if (not isinstance(history, torch.Tensor) or history.shape != (rows, len(rundir.HISTORY_COLUMNS))
+                or not 0 <= t.iteration <= iters):
+            raise rundir.RunDirError(f"checkpoint {path} is damaged: its history does not cover epoch "
+                                     f"{t.epoch}, iteration {t.iteration}. Use another checkpoint or "
+                                     f"retrain.")
+    else:  # written before checkpoints kept the history: history.csv, rows after the checkpoint redone
+        history = rundir.history_tensor(t.run_dir, repair=False)
+        history = history[history[:, 1] <= t.epoch]
+        if history.shape[0] != rows:
+            raise rundir.RunDirError(
+                f"{t.run_dir / 'history.csv'} holds {history.shape[0]} rows up to epoch {t.epoch}, "
+                f"where checkpoint {path} covers {rows}, and this older checkpoint has no copy to "
+                f"rebuild it from. Restore the file from a copy or train the run again.")
+    t.history = history[:t.epoch * iters].float()
+    t.partial_losses = history[t.epoch * iters:, 2:].float()
+    t.saved = (t.epoch, t.iteration, rows)
+
+def check_planned_epochs(t) -> None:
+    """A resumed run cannot be planned shorter than what its checkpoint holds."""
+    least = t.epoch + (1 if t.iteration else 0)
+    if t.cfg.epochs < least:
+        held = f"{t.epoch} epoch{'s' if t.epoch != 1 else ''}"
+        if t.iteration:
+            held += f" and {t.iteration} iterations of epoch {t.epoch + 1}"
+        raise ConfigError(f"cannot resume {t.run_dir} with epochs={t.cfg.epochs}: its checkpoint "
+                          f"already holds {held}. Ask for epochs={least} or more; the run was left as it was.")
+
+
+def save_checkpoint(t, status: Optional[str] = None) -> None:
+    """last.pt first, then the files that describe it: history.csv, epochs.csv, run.json.
+
+    The checkpoint carries the history rows it covers (those of a partial epoch included,
+    when it is saved mid-epoch), so a kill between two of these files leaves last.pt ahead,
+    and resuming rewrites the others from it; read_history repairs a damaged history.csv
+    from it too."""
+    ckpt_dir = t.run_dir / "checkpoints"
+    history = kept_history(t)
+    ckpt = {"format": rundir.CHECKPOINT_FORMAT, "config": t.cfg.to_dict(), "epoch": t.epoch,
+            "iteration": t.iteration, "history": history, "epoch_columns": list(EPOCH_COLUMNS),
+            "wall_time": t.wall_time, "generator": t.G.state_dict(),
+            "discriminator": t.D.state_dict(), "g_opt": t.g_opt.state_dict(),
+            "d_opt": t.d_opt.state_dict(), "epoch_rows": t.epoch_rows, "best_fd": t.best_fd}
+    if t.G_ema is not None:
+        ckpt["generator_ema"] = t.G_ema.state_dict()
+    rundir.atomic_save(rundir.to_cpu(ckpt), ckpt_dir / "last.pt")
+    t.saved = (t.epoch, t.iteration, int(history.shape[0]))
+    if t.epoch == t.cfg.epochs and not t.iteration:
+        save_generator(t)
+    write_tables(t, history)
+    write_run_info(t, status or ("running" if t.epoch < t.cfg.epochs else "finished"))
+
+def save_generator(t) -> None:
+    """generator.pt, what users colorize with: the EMA generator when kept."""
+    rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": t.cfg.to_dict(),
+                                      "epoch": t.epoch, "generator": t.G_eval.state_dict()}),
+                       t.run_dir / "checkpoints" / "generator.pt")
+
+def history_rows(t, epoch: int, losses: torch.Tensor) -> torch.Tensor:
+    """History rows (HISTORY_COLUMNS) of the first len(losses) iterations of 0-based `epoch`."""
+    first, n = epoch * t.iterations_per_epoch, losses.shape[0]
+    cols = torch.stack([torch.arange(first + 1, first + n + 1, dtype=torch.float32),
+                        torch.full((n,), float(epoch + 1))], dim=1)
+    return torch.cat([cols, losses.float().cpu()], dim=1)
+
+def kept_history(t) -> torch.Tensor:
+    """The finished epochs' rows and those of the partial epoch in progress."""
+    if not t.iteration:
+        return t.history
+    return torch.cat([t.history, history_rows(t, t.epoch, t.partial_losses)])
+
+def write_tables(t, history: torch.Tensor, repair_note: bool = False) -> None:
+    """history.csv and epochs.csv as the checkpoint holds them. With repair_note (on resume),
+    a file that was not a shorter or longer version of that (damaged) is named in a warning."""
+    files = {"history.csv": lambda: rundir.write_history(t.run_dir, history),
+             "epochs.csv": lambda: rundir.write_epochs(t.run_dir, EPOCH_COLUMNS, t.epoch_rows)}
+    for name, write in files.items():
+        path = t.run_dir / name
+        before = path.read_bytes() if repair_note and path.exists() else None
+        write()
+        if not repair_note:
+            continue
+        after = path.read_bytes().splitlines()
+        old = before.splitlines() if before is not None else None
+        shorter = min(len(after), len(old)) if old is not None else 0
+        if old is None and len(after) > 1:
+            reason = "it was missing"
+        elif old is not None and old[:shorter] != after[:shorter]:
+            reason = "it did not match the checkpoint"
+        else:
+            continue
+        warnings.warn(f"{path} was damaged ({reason}); rewritten from {t.run_dir / 'checkpoints' / 'last.pt'}",
+                      rundir.RunDirRepaired, stacklevel=2)
+
+def write_run_info(t, status: str, error: Optional[str] = None) -> None:
+    """run.json: always what last.pt holds (epochs_done, and iteration_in_epoch for a run saved
+    in the middle of an epoch), whatever the trainer had reached in memory."""
+    if not t.dist.is_main:
+        return
+    epoch, iteration, rows = getattr(t, "saved", (0, 0, 0))
+    info = {
+        "status": status, "epochs_done": epoch, "iteration_in_epoch": iteration, "epochs": t.cfg.epochs,
+        "iterations_done": rows, "history_rows": rows, "wall_time_s": round(t.wall_time, 2),
+        "device": str(t.device), "device_name": device_name(t.device),
+        "world_size": t.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
+        "data_source": getattr(t, "data_source", None), "train_images": int(t.images.shape[0])
+        if hasattr(t, "images") else None, "git_commit": t.commit,
+    }
+    if error:
+        info["error"] = error
+    rundir.write_json(t.run_dir / "run.json", info)
+
+
+
+def git_commit() -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parent, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None

@@ -1,0 +1,39 @@
+"""Process-wide torch settings a Trainer changes while it trains, and puts back when it closes."""
+from __future__ import annotations
+
+import torch
+
+# Process-wide torch settings a Trainer may change, as (read, write) pairs. A Trainer changes them
+# when it is built and puts back, on close(), each one that still holds its value (see Trainer).
+TORCH_SETTINGS = {
+    "num_threads": (torch.get_num_threads, torch.set_num_threads),
+    "cudnn.benchmark": (lambda: torch.backends.cudnn.benchmark,
+                        lambda v: setattr(torch.backends.cudnn, "benchmark", v)),
+    "cuda.matmul.allow_tf32": (lambda: torch.backends.cuda.matmul.allow_tf32,
+                               lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v)),
+    "cudnn.allow_tf32": (lambda: torch.backends.cudnn.allow_tf32,
+                         lambda v: setattr(torch.backends.cudnn, "allow_tf32", v)),
+}
+
+
+class TorchSettings:
+    """The settings one trainer changed: `change` sets one and remembers what it was; `restore`
+    puts back each one that still holds the value set (another trainer or the user may have
+    changed it since)."""
+
+    def __init__(self) -> None:
+        self.changed: dict = {}  # name -> (value before, value set)
+
+    def change(self, name: str, value) -> None:
+        read, write = TORCH_SETTINGS[name]
+        before = read()
+        if before != value:
+            write(value)
+            self.changed.setdefault(name, (before, value))
+
+    def restore(self) -> None:
+        for name, (before, value) in self.changed.items():
+            read, write = TORCH_SETTINGS[name]
+            if read() == value:
+                write(before)
+        self.changed = {}

@@ -1,0 +1,547 @@
+"""The engine: the paper's training iteration (paper/step.py) run over epochs, fast, resumable
+and safe to interrupt.
+
+What this file adds around `training_iteration`, and nothing of the maths: the epoch order (a
+pure function of seed and epoch, paper/data.py), progress and losses, an end-of-epoch record
+(sample strip, epochs.csv, the validation hook's scores and best.pt), checkpoints and exact resume
+(run_files.py, resume.py), the run directory's lock, Ctrl-C held to an iteration boundary
+(interrupts.py), the process-wide torch settings (settings.py), and the speed: the dataset on the
+device as uint8 with batches gathered by a shuffled index, bf16 autocast where it pays
+(precision.py), channels_last, fused Adam and one whole iteration as a CUDA graph on CUDA
+(cuda_graphs.py), DistributedDataParallel under torchrun (distributed.py).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from .. import variants
+from ..paper.data import epoch_order, to_model_range, to_uint8
+from ..paper.step import training_iteration
+from ..runs import rundir
+from ..runs.config import Config, ConfigError, config_from_dict
+from ..runs.data import load_split
+from ..runs.device import pick_device
+from . import run_files, schedule
+from .cuda_graphs import GraphedIteration
+from .distributed import Dist
+from .interrupts import DeferredInterrupt, TrainingInterrupted
+from .networks import StepNetwork
+from .precision import autocast_for
+from .resume import run_config
+from .run_files import EPOCH_COLUMNS
+from .settings import TorchSettings
+
+LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
+# "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
+# right answer with ~99.5% confidence on both real and generated pairs, and G's adversarial
+# gradient vanishes. The share of such iterations per epoch is the collapse statistic.
+D_WINS_LOSS = 0.01
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class Trainer:
+    """Owns the networks, optimizers, data and run directory of one training run.
+
+    `Trainer(cfg, run_dir, resume=...)`: which configuration is used follows `resume.run_config`:
+    resume=False starts `cfg` as a new run; resume=True continues the run in `run_dir`, whose
+    config.json wins, and `cfg` may then be None (continue exactly as configured) or a config
+    that differs from it only in RESUMABLE_FIELDS; resume="auto" continues the run there if any
+    (its own configuration), else starts `cfg`.
+
+    validator: a callable `validator(trainer)` returning an object whose `score(G)` gives the
+    epoch's validation scores (colorlib.lab.validation.validator_for); None: no validation
+    (epochs.csv keeps NaN there, no best.pt). The engine imports no evaluation code.
+
+    Process-wide state: the networks are built from `cfg.seed` without disturbing the caller's
+    random numbers. From construction to `close()` the trainer holds the settings it trains with
+    (`cfg.threads`; on CUDA cuDNN autotuning and TF32); `close()` (or leaving a `with Trainer(...)`
+    block; `train` does it) puts each back. Under torchrun the process is the rank.
+
+    One training iteration is `train_step(index)` (the batch picked from the training images
+    by index, as `fit` does) or `step(gray, rgb)` (a batch given)."""
+
+    def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
+                 dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None,
+                 validator: Optional[Callable] = None):
+        """data_cache: a dict shared by trainers packed into one process (see lab/packing.py), so
+        that they decode the data, and hold it on the device, once.
+
+        The run directory is locked (RUN/train.lock) from here until training ends, on every
+        path out: a second training into it is refused, naming the first."""
+        self.dist = dist or Dist.from_env()
+        self.run_dir = Path(run_dir)
+        self.progress = progress and self.dist.is_main
+        self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
+        self.data_cache = data_cache if data_cache is not None else {}
+        self.commit = run_files.git_commit()  # once: run.json is rewritten at every checkpoint
+        self.settings = TorchSettings()
+        self.lock = self._lock_run_dir()
+        try:
+            with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
+                self.cfg, self.resuming = run_config(self.run_dir, cfg, resume=resume,
+                                                     main_process=self.dist.is_main)
+                self._start_device()
+                self._build_networks()
+                self._build_optimizers()
+                self._reset_progress()
+                self._load_data(validator)
+                self._restore_or_start()
+                self._wrap_networks()
+                self._write_run_files()
+        except BaseException:
+            self.settings.restore()
+            self.release_lock()
+            raise
+
+    def __enter__(self) -> "Trainer":
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        self.close(wait=kind is None)
+
+    def release_lock(self) -> None:
+        if getattr(self, "lock", None) is not None:
+            self.lock.release()
+
+    # ------------------------------------------------------------ setup, in order
+    def _lock_run_dir(self) -> Optional[rundir.RunLock]:
+        """Take RUN/train.lock (rank 0 only) and remove what a killed training left half written."""
+        if not self.dist.is_main:
+            return None
+        lock = rundir.RunLock(self.run_dir)
+        lock.acquire()
+        rundir.remove_temporary_files(self.run_dir)  # left by a training that was killed
+        return lock
+
+    def _start_device(self) -> None:
+        """The device, the process-wide settings training runs with, and the torchrun process group."""
+        self.device = pick_device(self.cfg.device)
+        cuda = self.device.type == "cuda"
+        if self.cfg.threads:
+            self.settings.change("num_threads", self.cfg.threads)
+        if self.dist.world_size > 1:
+            self.device = self.dist.start(self.device, self.cfg.batch_size)
+        if cuda:
+            for name in ("cudnn.benchmark", "cuda.matmul.allow_tf32", "cudnn.allow_tf32"):
+                self.settings.change(name, True)
+        self.use_graphs = cuda and self.cfg.cuda_graphs and self.dist.world_size == 1
+        self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
+        self.autocast = autocast_for(self.device) if self.cfg.amp else contextlib.nullcontext
+        # spectral normalization estimates sigma by power iteration on every forward; under bf16
+        # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
+        # (it is small: about a tenth of an iteration's arithmetic)
+        self.autocast_d = contextlib.nullcontext if self.cfg.d_norm == "spectral" else self.autocast
+
+    def _build_networks(self) -> None:
+        """G, D, the objective and G's weight average from cfg.seed (colorlib.variants builds what
+        cfg names), on the device (SyncBatchNorm under torchrun on GPUs)."""
+        cfg = self.cfg
+        # the CPU generator only (torch.manual_seed would seed the CUDA ones for the caller too):
+        # the networks are built on the CPU, and no training operation draws random numbers
+        torch.default_generator.manual_seed(cfg.seed)
+        self.G = variants.build_generator(cfg)
+        self.D = variants.build_discriminator(cfg)
+        if self.dist.world_size > 1 and self.device.type == "cuda":
+            # PyTorch's SyncBatchNorm runs on GPUs only; on CPU (gloo) each rank normalizes
+            # with its own shard's statistics, as plain DDP does (see distributed.py)
+            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
+            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
+        self.G.to(self.device, memory_format=self.memory_format)
+        self.D.to(self.device, memory_format=self.memory_format)
+        self.objective = variants.build_objective(cfg, self.G)
+        self.d_steps = variants.discriminator_steps(cfg)
+        self.average = variants.build_average(cfg, self.G)
+
+    def _build_optimizers(self) -> None:
+        """Adam for G and for D at the first epoch's learning rates (fused on CUDA)."""
+        cfg = self.cfg
+        opt_kw = dict(betas=(cfg.beta1, cfg.beta2))
+        if self.device.type == "cuda":
+            opt_kw.update(fused=True, capturable=self.use_graphs)
+        # a learning rate that changes during a run must be a device tensor inside a CUDA graph
+        self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
+        g_lr, d_lr = self.rates(0)
+        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(g_lr), **opt_kw)
+        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(d_lr), **opt_kw)
+
+    def _reset_progress(self) -> None:
+        """The state of a run that has trained nothing; run_files.load_checkpoint replaces it."""
+        self.epoch = 0  # epochs completed
+        self.iteration = 0  # iterations of epoch self.epoch + 1 completed (a run saved mid-epoch resumes there)
+        self.partial_losses = torch.empty(0, len(LOSS_NAMES))  # ... and their losses, until that epoch ends
+        self.saved = (0, 0, 0)  # (epoch, iteration, history rows) of the checkpoint last.pt holds
+        self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
+        self.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
+        self.best_fd = math.inf
+        self.wall_time = 0.0
+        self.graphed = GraphedIteration(self.step, self._batch, (self.g_opt, self.d_opt)) if self.use_graphs else None
+
+    def _load_data(self, validator: Optional[Callable]) -> None:
+        """The training images (on the device, shared through data_cache), the fixed sample images,
+        what the generator learns from the data before training, and the validator."""
+        cfg = self.cfg
+        train = self.split("train", cfg.train_size, cfg.seed)
+        self.data_source = train.source
+        self.images = train.images
+        variants.fit_to_data(self.G, self.images)
+        self.sample_images = self.split("test", cfg.n_samples, cfg.seed).images
+        self.sample_gray, self.sample_rgb = to_model_range(self.sample_images)
+        self.validator = validator(self) if validator is not None and cfg.val_size > 0 else None
+
+    def _restore_or_start(self) -> None:
+        """Resuming: the checkpoint's weights, optimizers and progress. A run stopped before its
+        first checkpoint has none: it starts over, same config (see run_config)."""
+        last = self.run_dir / "checkpoints" / "last.pt"
+        loaded = self.resuming and (last.exists() or rundir.checkpoint_expected(self.run_dir))
+        if loaded:
+            run_files.load_checkpoint(self, last)
+            run_files.check_planned_epochs(self)
+        if self.average.kept and not loaded:
+            self.average.model.load_state_dict(self.G.state_dict())
+
+    def _wrap_networks(self) -> None:
+        """The networks the training step calls. G_train / D_train are the DDP- and compile-wrapped
+        views of self.G / self.D, which stay the plain modules whose state_dict is saved; the
+        generator update runs D frozen, through D_frozen (the plain module under DDP: the D wrapper
+        would wait for D gradients that never come). The step is given them as StepNetworks."""
+        self.G_train, self.D_train, self.D_frozen = self.dist.wrap(self.G, self.device), \
+            self.dist.wrap(self.D, self.device), self.D
+        if self.cfg.compile:
+            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
+            self.D_frozen = torch.compile(self.D_frozen) if self.dist.world_size > 1 else self.D_train
+        self.G_step = StepNetwork(self.G, self.G_train, self.autocast)
+        self.D_step = StepNetwork(self.D, self.D_train, self.autocast_d, frozen_call=self.D_frozen, float_io=True)
+
+    def _write_run_files(self) -> None:
+        """config.json (and, resuming, the tables the checkpoint holds) and the sample strips; rank
+        0 only, and only now that the data loaded: a failed start leaves no run behind."""
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
+        if self.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
+            run_files.write_tables(self, run_files.kept_history(self), repair_note=True)
+        if not (self.run_dir / "samples" / "truth.png").exists():
+            rundir.save_strip(self.run_dir / "samples" / "truth.png", self.sample_images)
+            rundir.save_strip(self.run_dir / "samples" / "gray.png",
+                              to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
+
+    # ------------------------------------------------------------ helpers of setup
+    @staticmethod
+    def trainable(module: nn.Module) -> list:
+        return [p for p in module.parameters() if p.requires_grad]  # not FAN's fixed network
+
+    def _lr_value(self, lr: float):
+        return torch.tensor(lr, device=self.device) if self.lr_tensor else lr
+
+    def split(self, split: str, size=None, seed: int = 0):
+        """A split of the run's data (runs.data.load_split), on the device, decoded once per data_cache."""
+        cfg = self.cfg
+        key = (cfg.data, cfg.data_root, split, size, seed, cfg.val_size, str(self.device))
+        if key not in self.data_cache:
+            loaded = load_split(cfg.data, split, size, seed, cfg.data_root, val_size=cfg.val_size)
+            loaded.images = loaded.images.to(self.device)
+            self.data_cache[key] = loaded
+        return self.data_cache[key]
+
+    def rates(self, epoch: int) -> tuple[float, float]:
+        """(G's, D's) learning rates in epoch `epoch` (0-based; engine/schedule.py)."""
+        return schedule.rates(self.cfg, epoch)
+
+    def _set_lrs(self, epoch: int) -> None:
+        for opt, lr in zip((self.g_opt, self.d_opt), self.rates(epoch)):
+            for group in opt.param_groups:
+                if isinstance(group["lr"], torch.Tensor):
+                    # in place: a captured CUDA graph holds this tensor's address, so a new tensor
+                    # would leave the graph reading freed memory
+                    group["lr"].fill_(lr)
+                else:
+                    group["lr"] = self._lr_value(lr)
+
+    def set_epochs(self, epochs: int) -> None:
+        """Change the planned length of a run that has not finished (a packed study fits its
+        epochs to the time it has); config.json follows."""
+        if epochs < max(self.epoch, 1):
+            raise ConfigError(f"cannot plan {epochs} epochs: {self.epoch} are done")
+        if self.iteration > 0:  # the epoch in progress is finished: its updates are in the weights
+            epochs = max(epochs, self.epoch + 1)
+        self.cfg = config_from_dict({**self.cfg.to_dict(), "epochs": epochs})
+        if self.dist.is_main:
+            rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
+
+    @property
+    def iterations_per_epoch(self) -> int:
+        return self.images.shape[0] // self.cfg.batch_size
+
+    @property
+    def G_eval(self) -> nn.Module:
+        """The generator that samples, validation and generator.pt use: the weight average when kept."""
+        return self.average.model
+
+    @property
+    def G_ema(self) -> Optional[nn.Module]:
+        return self.average.model if self.average.kept else None
+
+    # ------------------------------------------------------------ one iteration
+    def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """One training iteration on the batch given (model range, see paper.data.to_model_range):
+        the paper's `training_iteration`, then the weight average's update. Returns the LOSS_NAMES
+        losses on the device (under torchrun, the global batch's). Always eager: `train_step`, which
+        picks the batch by index, is the iteration `fit` runs and the one a CUDA graph replays."""
+        losses = training_iteration(self.G_step, self.D_step, self.g_opt, self.d_opt, gray, rgb,
+                                    self.objective, self.d_steps)
+        self.average.update()
+        return self.dist.mean(losses)
+
+    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        gray, rgb = to_model_range(self.images.index_select(0, index))
+        return (gray.contiguous(memory_format=self.memory_format),
+                rgb.contiguous(memory_format=self.memory_format))
+
+    def train_step(self, index: torch.Tensor) -> torch.Tensor:
+        """One training iteration (see `step`) on the training images at `index` (a 1-D tensor of
+        indices into `self.images`, on the device, one batch long). Returns the losses, LOSS_NAMES
+        order, on the device (not synchronised). On CUDA with cuda_graphs, from the fourth call on
+        it replays one captured graph of the whole iteration. It does not advance the run's
+        epoch/iteration counters or write anything: `fit`/`iterate` do that around it."""
+        if self.graphed is not None:
+            return self.graphed(index)
+        return self.step(*self._batch(index))
+
+    # ------------------------------------------------------------ the loop
+    def fit(self) -> Path:
+        steps = self.iterate()
+        try:
+            for _ in steps:
+                pass
+        except KeyboardInterrupt as exc:  # Ctrl-C between two iterations: saved there, see iterate
+            if isinstance(exc, TrainingInterrupted):
+                raise
+            steps.close()
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+        finally:
+            steps.close()
+        return self.run_dir
+
+    def iterate(self):
+        """Train to the end, yielding after every iteration: `fit` runs it through, and
+        lab/packing.train_packed interleaves several runs' iterations on one device.
+
+        Stopping loses nothing. Ctrl-C during an iteration or an epoch's end is held until it is
+        done (`DeferredInterrupt`); the run is then saved at that iteration boundary (the
+        checkpoint records the iteration within the epoch, and the partial epoch's losses travel
+        in its history) and `TrainingInterrupted` says what is kept: resuming continues exactly
+        there, bitwise as if never stopped. Closing the generator at a yield (a caller or a
+        packed run stopping) saves the same way. A second Ctrl-C stops at once and keeps the last
+        checkpoint; run.json always describes what last.pt holds."""
+        gate = DeferredInterrupt()
+        if self.lock is not None:  # released when training ends; a later fit() takes it again
+            self.lock.acquire()
+            self.lock.training = True
+        self._bar, self._losses, self._started = None, None, time.perf_counter()
+        try:
+            if self.iterations_per_epoch == 0:
+                raise ConfigError(f"{self.images.shape[0]} training images make no batch of {self.cfg.batch_size}")
+            self._open_progress_bar()
+            self._write_run_info("running")
+            self._started = time.perf_counter()
+            while self.epoch < self.cfg.epochs:  # cfg re-read: set_epochs may change the plan
+                yield from self._epoch(gate)
+                if gate.requested and self.epoch < self.cfg.epochs:  # at the very end: just finish
+                    with gate:
+                        self._stop_here(raise_interrupt=True)
+            with gate:
+                if self.epoch == self.cfg.epochs:
+                    if self.dist.is_main and not (self.run_dir / "checkpoints" / "generator.pt").exists():
+                        run_files.save_generator(self)  # a run killed between its last two files
+                    self._write_run_info("finished")
+        except (TrainingInterrupted, TrainingDiverged, GeneratorExit):
+            raise
+        except KeyboardInterrupt:
+            if gate.broke:  # at once, inside an iteration (a second Ctrl-C, or no handler): last.pt is kept
+                self._write_run_info("interrupted")
+            else:  # between the guarded blocks, at an iteration boundary: saved there
+                with gate:
+                    self._stop_here(raise_interrupt=False)
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+        except Exception as exc:
+            self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
+            raise
+        finally:
+            if self._bar is not None:
+                self._bar.close()
+            self.release_lock()
+
+    def _epoch(self, gate: DeferredInterrupt):
+        """One epoch (or the rest of one a checkpoint stopped in), yielding after every iteration."""
+        cfg, epoch, iters = self.cfg, self.epoch, self.iterations_per_epoch
+        local = cfg.batch_size // self.dist.world_size  # this rank's shard of every batch
+        with gate:
+            if cfg.lr_schedule != "constant":
+                self._set_lrs(epoch)
+            order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
+            self._losses = losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
+            first = self.iteration  # > 0: a run saved in the middle of this epoch
+            if first:
+                losses[:first] = self.partial_losses.to(self.device)
+        for it in range(first, iters):
+            with gate:
+                batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
+                losses[it] = self.train_step(batch[self.dist.rank * local:(self.dist.rank + 1) * local])
+                self.iteration = it + 1
+                if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
+                    self._check_and_report(losses[it], epoch, it)
+            if gate.requested:
+                with gate:
+                    self._stop_here(raise_interrupt=True)
+            try:
+                yield
+            except GeneratorExit:
+                with gate:
+                    self._stop_here(raise_interrupt=False)
+                raise
+        with gate:
+            losses = losses.cpu()
+            if not torch.isfinite(losses).all():
+                bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
+                self._diverged(epoch, bad, losses[bad])
+            self.iteration, self.partial_losses = 0, losses[:0]  # the epoch joins the history
+            self._losses = None
+            self._end_epoch(epoch, losses, self._started)
+            if self.epoch_lines:
+                means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
+                print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - self._started:.1f} s)",
+                      flush=True)
+            self._started = time.perf_counter()
+
+    def _open_progress_bar(self) -> None:
+        if self.progress:
+            from tqdm.auto import tqdm
+            iters = self.iterations_per_epoch
+            self._bar = tqdm(total=self.cfg.epochs * iters, initial=self.epoch * iters + self.iteration, unit="it",
+                             desc=f"{self.cfg.preset} on {self.device.type}", dynamic_ncols=True)
+
+    def _stop_here(self, raise_interrupt: bool) -> None:
+        """Save the run at the iteration boundary it stands at (unless last.pt already holds it, or
+        a loss of the partial epoch is not finite), mark it interrupted, and with raise_interrupt
+        raise `TrainingInterrupted` saying what is kept."""
+        if self.dist.is_main:
+            losses = self._losses
+            partial = losses[:self.iteration].cpu() if losses is not None else self.partial_losses
+            here = (self.epoch, self.iteration)
+            if here != self.saved[:2] and torch.isfinite(partial).all():
+                self.partial_losses = partial.float()
+                self.wall_time += time.perf_counter() - self._started
+                self.save_checkpoint(status="interrupted")
+            else:
+                self._write_run_info("interrupted")
+        if raise_interrupt:
+            raise TrainingInterrupted(f"interrupted: {self._kept_message()}")
+
+    def _kept_message(self) -> str:
+        epoch, iteration, _ = self.saved
+        if not (self.run_dir / "checkpoints" / "last.pt").exists():
+            return (f"no checkpoint was written yet; continue with --resume (resume=True), which starts "
+                    f"{self.run_dir} over from its first iteration with the same configuration")
+        held = f"{epoch} of {self.cfg.epochs} epochs"
+        if iteration:
+            held += f" and {iteration} of {self.iterations_per_epoch} iterations of epoch {epoch + 1}"
+        return (f"{self.run_dir / 'checkpoints' / 'last.pt'} keeps {held} (run.json agrees); "
+                f"continue with --resume (resume=True)")
+
+    def close(self, wait: bool = True) -> None:
+        """Release the run directory's lock if training has not already, put back the process-wide
+        torch settings the trainer changed, and under torchrun leave the process group (waiting
+        for rank 0 with wait=True). Safe to call twice; the networks, data and run directory stay
+        usable (a later fit() runs with the process's settings as they then are)."""
+        self.release_lock()
+        self.settings.restore()
+        self.dist.leave(wait)
+
+    def _check_and_report(self, last: torch.Tensor, epoch: int, it: int) -> None:
+        values = last.tolist()  # the one host sync per log_every iterations
+        if not all(math.isfinite(v) for v in values):
+            self._diverged(epoch, it, last.cpu())
+        bar = self._bar
+        if bar is not None:
+            bar.total = self.cfg.epochs * self.iterations_per_epoch
+            bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
+            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
+
+    def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
+        detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
+        saved_epoch, saved_iteration, _ = self.saved
+        after = (f"after epoch {saved_epoch}" if not saved_iteration
+                 else f"epoch {saved_epoch + 1}, iteration {saved_iteration}")
+        kept = (f"The last good checkpoint ({after}) is kept in {self.run_dir / 'checkpoints'}."
+                if (self.run_dir / "checkpoints" / "last.pt").exists() else "No checkpoint had been written yet.")
+        msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
+               f"{kept} Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
+        self._write_run_info("diverged", error=msg)
+        raise TrainingDiverged(msg)
+
+    def _end_epoch(self, epoch: int, losses: torch.Tensor, started: float) -> None:
+        """The epoch joins the history; rank 0 records it: epochs.csv (D's wins, the validation
+        hook's scores, the rates), the sample strip, best.pt by the feature distance, and a
+        checkpoint every checkpoint_every epochs."""
+        self.history = torch.cat([self.history, run_files.history_rows(self, epoch, losses)])
+        self.epoch = epoch + 1
+        self.wall_time += time.perf_counter() - started
+        if not self.dist.is_main:
+            return
+        d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.d_steps else 0.0
+        val = self.validator.score(self.G_eval) if self.validator is not None else {}
+        self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
+                                val.get("colourfulness", math.nan), val.get("feature_fd", math.nan),
+                                *self.rates(epoch)])
+        rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
+        rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
+        fd = val.get("feature_fd")
+        if fd is not None and math.isfinite(fd) and fd < self.best_fd:
+            self.best_fd = fd
+            rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
+                                              "epoch": self.epoch, "validation": val,
+                                              "generator": self.G_eval.state_dict()}),
+                               self.run_dir / "checkpoints" / "best.pt")
+        if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
+            self.save_checkpoint()
+
+    @torch.inference_mode()
+    def colorize_samples(self) -> torch.Tensor:
+        G = self.G_eval
+        G.eval()
+        with self.autocast():
+            out = G(self.sample_gray.contiguous(memory_format=self.memory_format))
+        G.train()
+        return to_uint8(out)
+
+    def save_checkpoint(self, status: Optional[str] = None) -> None:
+        """last.pt, then history.csv, epochs.csv and run.json (run_files.save_checkpoint)."""
+        run_files.save_checkpoint(self, status)
+
+    def _write_run_info(self, status: str, error: Optional[str] = None) -> None:
+        run_files.write_run_info(self, status, error)
+
+
+def train(cfg: Optional[Config], run_dir, resume: bool | str = False, progress: bool = True,
+          epoch_lines: bool = False, validator: Optional[Callable] = None) -> Path:
+    """Train `cfg` into `run_dir` (or continue the run there with resume=True, or with
+    resume="auto" if it holds one: see `resume.run_config`), then close the trainer."""
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator)
+    try:
+        out = trainer.fit()
+    except BaseException:
+        trainer.close(wait=False)  # a failing rank must not wait for the others at a barrier
+        raise
+    trainer.close()
+    return out

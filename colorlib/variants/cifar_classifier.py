@@ -1,0 +1,100 @@
+"""The judge's network: a small fixed CIFAR-10 classifier, and loading its trained weights.
+
+Two users: the lab (colorlib.lab.classifier trains it; semantic accuracy and the feature distance
+are scored with it) and feature-aware normalization (colorlib.variants.norms), whose fixed
+features are this network's first layers. Its training lives in the lab; only the network and
+its file format live here, so that a generator built with FAN needs no evaluation code.
+
+The network is a small VGG/ResNet-9-style CNN in the spirit of the fast CIFAR-10 training
+recipes (DAWNBench ResNet-9, airbench): a stem convolution, then three groups of
+conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU halving the resolution 32 -> 16 -> 8 -> 4,
+a global max-pool and a linear layer. With widths 64/256/256 it has about 2 M parameters.
+
+Interface: the module takes RGB batches [B, 3, H, W] either as uint8 in [0, 255] or as float
+in [0, 1], and normalises them itself, so callers never need to know its statistics. A
+colorizer's [-1, 1] output goes in as `(x + 1) / 2`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..runs.rundir import load_weights_file
+
+CLASSIFIER_FORMAT = "colorlib-classifier-v1"
+SHIPPED_CLASSIFIER = Path(__file__).resolve().parents[1] / "weights" / "cifar10-classifier.pt"
+DEFAULT_WIDTHS = (64, 256, 256)
+# per-channel statistics of the CIFAR-10 training images, in [0, 1]
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+LOGIT_SCALE = 0.125  # keeps early logits small so label-smoothed CE starts near uniform
+
+
+class ClassifierError(RuntimeError):
+    """A classifier checkpoint that cannot be used; the message says what to do."""
+
+
+def conv_bn_gelu(cin: int, cout: int, pool: bool = False) -> list[nn.Module]:
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+    if pool:  # pooling before BN is cheaper and normalises what the next layer actually sees
+        layers.append(nn.MaxPool2d(2))
+    return layers + [nn.BatchNorm2d(cout), nn.GELU()]
+
+
+class CifarClassifier(nn.Module):
+    """Small CNN for 32x32 images; `features` is the pooled penultimate vector."""
+
+    def __init__(self, widths: Sequence[int] = DEFAULT_WIDTHS, num_classes: int = 10, stem: int = 32):
+        super().__init__()
+        self.widths = tuple(int(w) for w in widths)
+        layers = conv_bn_gelu(3, stem)
+        cin = stem
+        for w in self.widths:
+            layers += conv_bn_gelu(cin, w, pool=True) + conv_bn_gelu(w, w)
+            cin = w
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(cin, num_classes, bias=False)
+        self.feature_dim = cin
+        # not saved in the state dict: they are part of the interface, not learned
+        self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(images.shape)}")
+        x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
+        return (x - self.mean) / self.std
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, feature_dim]: global max-pool of the last block, the input of the linear head."""
+        h = self.body(self.normalize(images))
+        return torch.amax(h, dim=(2, 3)).float()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images)) * LOGIT_SCALE
+
+
+# ---------------------------------------------------------------- checkpoint
+def _half_state_dict(model: nn.Module) -> dict:
+    """Float tensors stored as float16: halves the file, costs nothing measurable in accuracy."""
+    return {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+            for k, v in model.state_dict().items()}
+
+
+def load_classifier(path, device="cpu") -> CifarClassifier:
+    """The trained classifier, in eval mode, in float32 on `device`.
+
+    Attributes set from the checkpoint: `classes` (names in label order), `test_accuracy`.
+    """
+    ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier",
+                             "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`.",
+                             ClassifierError)
+    arch = ckpt["arch"]
+    model = CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    model.classes = list(ckpt.get("classes", []))
+    model.test_accuracy = ckpt.get("test_accuracy")
+    return model.to(device).eval()

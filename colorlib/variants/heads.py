@@ -1,0 +1,52 @@
+"""Output heads other than the paper's RGB: the generator's last layer turned into an image.
+
+- `YCbCrOutput`: predict Cb and Cr only and keep the input's luma exactly (the paper's RGB
+  output may change the brightness it was given).
+- `ChromaClassesOutput`: chroma as a distribution over quantized bins (Zhang et al. 2016, see
+  chroma.py), the image its annealed mean; the logits of the last forward are kept (`logits`)
+  for the rebalanced cross-entropy (objectives.ChromaClassesLoss).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .chroma import ChromaBins
+from .color import CHROMA_TO_RGB, ycbcr_to_rgb
+
+
+class YCbCrOutput(nn.Module):
+    channels = 2
+
+    def __init__(self):
+        super().__init__()
+        # kept on the model's device so the conversion needs no copy inside a CUDA graph
+        self.register_buffer("chroma_to_rgb", CHROMA_TO_RGB.clone(), persistent=False)
+
+    def forward(self, last: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+        cbcr = torch.tanh(last)  # Cb, Cr span [-1, 1] in the model's units
+        return ycbcr_to_rgb(torch.cat([gray, cbcr], dim=1), self.chroma_to_rgb.to(cbcr.dtype)).clamp(-1, 1)
+
+
+class ChromaClassesOutput(nn.Module):
+    def __init__(self, temperature: float = 0.38):
+        super().__init__()
+        self.temperature = temperature
+        self.bins = ChromaBins()
+        self.channels = self.bins.count
+        self.register_buffer("chroma_to_rgb", CHROMA_TO_RGB.clone(), persistent=False)
+        self.logits = None  # those of the last forward pass
+        # checkpoints written before the heads were objects keep the bins' weights at "bins.weights"
+        self._register_load_state_dict_pre_hook(self._older_keys)
+
+    def forward(self, last: torch.Tensor, gray: torch.Tensor) -> torch.Tensor:
+        self.logits = last
+        cbcr = self.bins.annealed_mean(last, self.temperature)  # annealed mean of the chroma distribution
+        rgb = ycbcr_to_rgb(torch.cat([gray, cbcr.to(gray.dtype)], dim=1), self.chroma_to_rgb.to(gray.dtype))
+        return rgb.clamp(-1, 1)
+
+    @staticmethod
+    def _older_keys(state_dict, prefix, *args) -> None:
+        old = prefix[:-len("output.")] + "bins.weights" if prefix.endswith("output.") else None
+        if old in state_dict and prefix + "bins.weights" not in state_dict:
+            state_dict[prefix + "bins.weights"] = state_dict.pop(old)
