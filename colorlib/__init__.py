@@ -13,25 +13,11 @@ The folders are the layers, each importing only those below it:
     inference/  colorize photos with a trained generator (never imports the engine)
     lab/        evaluation, the judge classifier's training, studies, benchmark, figures, shipping
     cli/        `python -m colorlib ...`
-"""
-from __future__ import annotations
 
-from .engine.trainer import Trainer, TrainingDiverged, train
-from .inference.checkpoints import load_generator
-from .paper.config import PRESETS
-from .paper.data import to_model_range, to_uint8
-from .paper.losses import cosine_similarity_loss, discriminator_loss, generator_loss
-from .paper.models import Discriminator, Generator, count_parameters
-from .paper.step import training_iteration
-from .runs.config import Config, ConfigError, make_config
-from .runs.data import DataError, load_split
-from .runs.device import pick_device
-from .runs.rundir import RunDirError
-from .variants import build_discriminator, build_generator
+Import from the layer a name lives in (every package's __init__ imports its names explicitly):
+`from colorlib.paper.models import Generator`, `from colorlib.runs.config import
+make_config`, `from colorlib.engine.trainer import Trainer`. This file imports nothing, so the
+command line starts before PyTorch is loaded (and Ctrl-C during that load is answered cleanly).
+"""
 
 __version__ = "0.1.0"
-
-__all__ = ["Trainer", "TrainingDiverged", "train", "load_generator", "PRESETS", "to_model_range", "to_uint8",
-           "cosine_similarity_loss", "discriminator_loss", "generator_loss", "Discriminator", "Generator",
-           "count_parameters", "training_iteration", "Config", "ConfigError", "make_config", "DataError",
-           "load_split", "pick_device", "RunDirError", "build_discriminator", "build_generator", "__version__"]

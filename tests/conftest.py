@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorlib import Config, make_config
+from colorlib.runs.config import Config, make_config
 from colorlib.lab.classifier import train_classifier
 from colorlib.cli import main as cli_main
 from colorlib.runs.config import DATA_ENV
 from colorlib.engine.trainer import Trainer
+from colorlib.lab.validation import validator_for
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SMOKE_EPOCHS = 3  # one more than the preset, so "early" and "late" and a middle epoch exist
@@ -81,7 +82,7 @@ def smoke_run(data_dir, tmp_path_factory) -> SmokeRun:
     """One finished smoke run, trained once and shared read-only by many tests."""
     cfg = _smoke_config(data_dir)
     run_dir = tmp_path_factory.mktemp("smoke") / "run"
-    trainer = Trainer(cfg, run_dir, progress=False)
+    trainer = Trainer(cfg, run_dir, progress=False, validator=validator_for)
     trainer.fit()
     return SmokeRun(run_dir, cfg, trainer.iterations_per_epoch)
 

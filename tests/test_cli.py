@@ -70,7 +70,7 @@ def pack_raising(monkeypatch):
     def install(exc: BaseException):
         def pack_folder(*_):
             raise exc
-        monkeypatch.setattr("colorlib.data.pack_folder", pack_folder)
+        monkeypatch.setattr("colorlib.runs.data.pack_folder", pack_folder)
     return install
 
 

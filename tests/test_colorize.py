@@ -408,7 +408,7 @@ def test_cli_missing_checkpoint(tmp_path, capsys, monkeypatch):
     code, _, stderr = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "out",
                               "--checkpoint", tmp_path / "nowhere.pt")
     assert code == 2 and "nowhere.pt' does not exist" in stderr and "generator.pt" in stderr
-    monkeypatch.setattr("colorlib.colorize.DEFAULT_CHECKPOINT", tmp_path / "weights" / "generator.pt")
+    monkeypatch.setattr("colorlib.inference.colorize.DEFAULT_CHECKPOINT", tmp_path / "weights" / "generator.pt")
     code, _, stderr = run_cli(capsys, tmp_path / "a.png", "-o", tmp_path / "out")
     assert code == 2 and "no trained generator ships with this copy" in stderr and "--checkpoint" in stderr
     assert not (tmp_path / "out").exists()  # nothing was created

@@ -6,7 +6,8 @@ import sys
 import pytest
 import torch
 
-from colorlib import make_config, train
+from colorlib.engine.trainer import train
+from colorlib.runs.config import make_config
 from colorlib.runs.rundir import history_tensor
 
 pytestmark = pytest.mark.slow  # torchrun subprocesses

@@ -77,23 +77,46 @@ def test_l1_loss_is_the_mean_absolute_difference():
 
 
 @pytest.mark.parametrize("lam", [0.0, 1.0, 100.0])
-@pytest.mark.parametrize("adv_weight", [0.0, 1.0])
-def test_generator_loss_is_eq5(lam, adv_weight):
+def test_generator_loss_is_eq5(lam):
     fake_logits = torch.tensor([0.5, -3.0])
     fake = torch.tensor([0.5, -0.2, 0.1, 0.9, -0.7, 0.3, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0]).reshape(2, 3, 1, 2)
     real = torch.tensor([0.4, 0.1, -0.3, 0.8, -0.5, -0.6, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]).reshape(2, 3, 1, 2)
-    total, adv, sim = generator_loss(fake_logits, fake, real, lam, "cosine", adv_weight)
+    total, adv, sim = generator_loss(fake_logits, fake, real, lam)
     expected_adv = (softplus(-0.5) + softplus(3.0)) / 2
     expected_sim = cosine_similarity_loss(fake, real).item()
     assert adv.item() == pytest.approx(expected_adv, rel=1e-6)
     assert sim.item() == pytest.approx(expected_sim, rel=1e-6)
-    assert total.item() == pytest.approx(adv_weight * expected_adv + lam * expected_sim, rel=1e-6)
+    assert total.item() == pytest.approx(expected_adv + lam * expected_sim, rel=1e-6)
 
 
-def test_generator_loss_can_use_l1_content():
-    fake_logits = torch.zeros(1)
+@pytest.mark.parametrize("adv_weight", [0.0, 0.5, 1.0])
+def test_gan_objective_weights_its_adversarial_term(adv_weight):
+    from colorlib.variants.objectives import GANObjective
+    fake_logits = torch.tensor([0.5, -3.0])
+    fake, real = torch.randn(2, 3, 2, 2), torch.randn(2, 3, 2, 2)
+    total, adv, sim = GANObjective(lam=10.0, adv_weight=adv_weight).generator(
+        lambda gray, colour: fake_logits, None, real, fake)
+    assert adv.item() == pytest.approx((softplus(-0.5) + softplus(3.0)) / 2, rel=1e-6)
+    assert total.item() == pytest.approx(adv_weight * adv.item() + 10.0 * sim.item(), rel=1e-6)
+
+
+def test_gan_objective_at_the_paper_settings_is_the_papers_bitwise():
+    from colorlib.paper.losses import PaperObjective
+    from colorlib.variants.objectives import GANObjective
+    gen = torch.Generator().manual_seed(0)
+    fake, real = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
+    D = lambda gray, colour: colour.mean((1, 2, 3)) * 3  # noqa: E731 (a stand-in discriminator)
+    for a, b in zip(PaperObjective(100.0).generator(D, None, real, fake), GANObjective(100.0).generator(D, None, real, fake)):
+        assert torch.equal(a, b)
+    for a, b in zip(PaperObjective().discriminator(D, None, real, fake), GANObjective().discriminator(D, None, real, fake)):
+        assert torch.equal(a, b)
+
+
+def test_gan_objective_can_use_l1_content():
+    from colorlib.variants.objectives import GANObjective
     fake, real = torch.full((1, 3, 2, 2), 0.5), torch.full((1, 3, 2, 2), -0.25)
-    total, adv, content = generator_loss(fake_logits, fake, real, lam=10.0, content="l1")
+    total, adv, content = GANObjective(lam=10.0, content=l1_loss).generator(
+        lambda gray, colour: torch.zeros(1), None, real, fake)
     assert content.item() == pytest.approx(0.75)
     assert total.item() == pytest.approx(math.log(2) + 10 * 0.75, rel=1e-6)
 

@@ -40,7 +40,7 @@ def test_paper_discriminator_gives_one_logit_per_image():
 @pytest.mark.parametrize("depth", [1, 3, 5])
 def test_generator_shapes_for_every_norm_and_depth(norm, depth):
     torch.manual_seed(0)
-    G = Generator(width=8, depth=depth, norm=norm)
+    G = build_generator(make_config("smoke", g_width=8, g_depth=depth, norm=norm))
     out = G(gray_batch(3))
     assert out.shape == (3, 3, 32, 32)
     assert out.min() >= -1 and out.max() <= 1
@@ -62,7 +62,7 @@ def test_every_generator_parameter_gets_a_gradient(norm):
 @pytest.mark.parametrize("depth", [1, 2, 5])
 def test_discriminator_shapes_for_every_norm_and_depth(d_norm, depth):
     torch.manual_seed(0)
-    D = Discriminator(width=8, depth=depth, norm=d_norm)
+    D = build_discriminator(make_config("smoke", d_width=8, d_depth=depth, d_norm=d_norm))
     logits = D(gray_batch(3), rgb_batch(3))
     assert logits.shape == (3,)
     assert torch.isfinite(logits).all()
@@ -97,8 +97,8 @@ def test_spade_norm_is_modulated_by_the_gray_image():
     # same features, different grayscale images: the scale and shift differ, so does the output
     assert not torch.allclose(spade(h, gray_batch(2, seed=0)), spade(h, gray_batch(2, seed=3)))
     # a plain normalization would ignore the second argument
-    from colorlib.variants.norms import PlainNorm
-    plain = PlainNorm("batch", 4).eval()
+    from colorlib.paper.models import BatchNorm
+    plain = BatchNorm(4).eval()
     assert torch.equal(plain(h, gray_batch(2, seed=0)), plain(h, gray_batch(2, seed=3)))
 
 
@@ -138,3 +138,19 @@ def test_wider_config_has_more_parameters():
     small = build_generator(make_config("smoke"))
     paper = build_generator(make_config("paper"))
     assert 0 < count_parameters(small) < count_parameters(paper)
+
+
+def test_the_paper_networks_are_the_built_ones_at_the_paper_settings():
+    # the builder adds nothing to the paper's classes when cfg keeps the paper's choices
+    cfg = make_config("smoke")
+    torch.manual_seed(0)
+    built_g, built_d = build_generator(cfg), build_discriminator(cfg)
+    from colorlib.paper.models import init_weights
+    torch.manual_seed(0)
+    G = Generator(cfg.g_width, cfg.g_depth)
+    init_weights(G)
+    D = Discriminator(cfg.d_width, cfg.d_depth)
+    init_weights(D)
+    for mine, theirs in ((G, built_g), (D, built_d)):
+        a, b = mine.state_dict(), theirs.state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -60,7 +60,7 @@ def test_a_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError("No space left on device")
 
-    monkeypatch.setattr("colorlib.rundir.os.replace", disk_full)
+    monkeypatch.setattr("colorlib.runs.rundir.os.replace", disk_full)
     with pytest.raises(OSError, match="No space"):
         rundir.write_json(target, {"version": 2})
     assert json.loads(target.read_text()) == {"version": 1}

@@ -10,7 +10,8 @@ losses agree to 2e-2 and the weights to 5%."""
 import pytest
 import torch
 
-from colorlib import Trainer, make_config
+from colorlib.engine.trainer import Trainer
+from colorlib.runs.config import make_config
 
 # option: (on, off, loss tolerance, weight tolerance, the other options held fixed)
 OPTIONS = {"channels_last": (True, False, 1e-5, 0.01, {"amp": False}),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from colorlib import make_config
+from colorlib.runs.config import make_config
 from colorlib.runs import rundir
 from colorlib.lab.metrics import comparison_chart, distinct_colours
 from colorlib.lab.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, baselines_report, describe_changes,

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from colorlib import build_discriminator, build_generator, make_config
+from colorlib.runs.config import make_config
+from colorlib.variants import build_discriminator, build_generator
 from colorlib.lab.baselines import METHODS
 from colorlib.paper.data import LUMA_WEIGHTS
 from colorlib.variants.objectives import CONTENT_LOSSES

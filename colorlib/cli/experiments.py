@@ -88,7 +88,7 @@ def register(sub) -> None:
 
     p = sub.add_parser("sweep", help="train many runs at once on one device (methods x seeds)",
                        description="Train several runs side by side on one device. Give a plan file "
-                                   "(JSON, see colorlib.packing.load_plan) or --baselines.")
+                                   "(JSON, see colorlib.lab.packing.load_plan) or --baselines.")
     p.add_argument("plan", nargs="?", help="plan file (JSON)")
     p.add_argument("--baselines", action="store_true", help="the baselines table's methods")
     p.add_argument("--methods", nargs="+", help="with --baselines: a subset")

@@ -15,6 +15,7 @@ def cmd_train(args) -> int:
     from ..engine.interrupts import TrainingInterrupted
     from ..engine.resume import run_config
     from ..engine.trainer import train
+    from ..lab.validation import validator_for
     overrides = config_overrides(args)
     run_dir = args.run_dir or f"runs/{args.preset}"
     if args.resume:  # the run's own config, with only what was asked for changed (training.run_config)
@@ -34,7 +35,7 @@ def cmd_train(args) -> int:
             warnings.simplefilter("always", rundir.RunDirRepaired)
             warnings.showwarning = note_repairs
             out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress,
-                        epoch_lines=args.no_progress)
+                        epoch_lines=args.no_progress, validator=validator_for)
     except KeyboardInterrupt as exc:  # TrainingInterrupted says what the run directory keeps
         if not isinstance(exc, TrainingInterrupted) and rundir.is_run_dir(run_dir):  # loading data, building
             raise KeyboardInterrupt(f"interrupted before training began; continue the run in {run_dir} "

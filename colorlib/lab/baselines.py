@@ -70,6 +70,7 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
     """Train (or finish) every method's run under `out`, evaluate each, write the comparison."""
     from .metrics import compare_runs, evaluate_run
     from ..engine.trainer import train
+    from .validation import validator_for
 
     names = list(methods or METHODS)
     unknown = [m for m in names if m not in METHODS]
@@ -84,7 +85,7 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
         if not done:
             print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
             # a run already there continues with its own config.json (training.run_config)
-            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress)
+            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress, validator=validator_for)
         if not (run_dir / "metrics.json").exists() or not done:
             print(f"== {name}: evaluating")
             evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)

@@ -111,6 +111,7 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
     With `log`, a run that cannot start (a configuration error, say) is reported and left out,
     so one bad run does not cost the whole pack its device time."""
     from ..engine.trainer import Trainer
+    from .validation import validator_for
     data_cache = {} if data_cache is None else data_cache
     trainers, finished = [], []
     for spec in specs:
@@ -121,7 +122,8 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
             finished.append(run_dir)
             continue
         try:  # a run already there continues with its own config.json (training.run_config)
-            trainers.append(Trainer(cfg, run_dir, resume="auto", progress=progress, data_cache=data_cache))
+            trainers.append(Trainer(cfg, run_dir, resume="auto", progress=progress, data_cache=data_cache,
+                                    validator=validator_for))
         except Exception as exc:
             if log is None:
                 raise

@@ -46,9 +46,10 @@ def measure_sequential(preset: str, method: dict, common: dict, data_cache: dict
 
     from .packing import train_packed
     from ..engine.trainer import Trainer
+    from .validation import validator_for
     with tempfile.TemporaryDirectory() as tmp:
         cfg = make_config(preset, **{**common, **method, "epochs": epochs})
-        t = Trainer(cfg, Path(tmp) / "run", progress=False, data_cache=data_cache)
+        t = Trainer(cfg, Path(tmp) / "run", progress=False, data_cache=data_cache, validator=validator_for)
         result = train_packed([t], progress=False)
     return result
 

@@ -95,9 +95,10 @@ def _features_at(z: dict[int, torch.Tensor], side: int) -> torch.Tensor:
 class FeatureAwareNorm(nn.Module):
     """FAN as cited (Bug et al. 2017): h' = BN(h) * sigmoid(f(z)) + g(z), z from a fixed network."""
 
-    def __init__(self, channels: int, side: int):
+    def __init__(self, channels: int, side: int, feature_channels: int | None = None):
         super().__init__()
-        feature_channels = 32 if side >= 32 else 64 if side >= 16 else 256
+        if feature_channels is None:  # FrozenFeatures' channels at this side (32x32: 32, 16x16: 64, else 256)
+            feature_channels = 32 if side >= 32 else 64 if side >= 16 else 256
         self.side = side
         self.norm = nn.BatchNorm2d(channels, affine=False)
         self.gate = nn.Conv2d(feature_channels, channels, 1)
