@@ -21,7 +21,10 @@ import torch
 from ..runs import rundir
 from ..runs.config import ConfigError
 from ..runs.device import device_name
+from . import schedule
 
+# the losses of one iteration, in the order of history.csv's columns after (iteration, epoch)
+LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
 # the columns of epochs.csv: one row per epoch
 EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
 
@@ -40,7 +43,7 @@ def load_checkpoint(t, path: Path) -> None:
         t.g_opt.load_state_dict(ckpt["g_opt"])
         t.d_opt.load_state_dict(ckpt["d_opt"])
         for group in t.g_opt.param_groups + t.d_opt.param_groups:
-            group["lr"] = t._lr_value(float(group["lr"]))  # saved on the CPU: back on the device
+            group["lr"] = schedule.lr_value(t, float(group["lr"]))  # saved on the CPU: back on the device
         if t.G_ema is not None:
             t.G_ema.load_state_dict(ckpt["generator_ema"])
     except (KeyError, RuntimeError) as exc:
@@ -166,6 +169,41 @@ def write_run_info(t, status: str, error: Optional[str] = None) -> None:
         info["error"] = error
     rundir.write_json(t.run_dir / "run.json", info)
 
+
+
+def kept_message(t) -> str:
+    epoch, iteration, _ = t.saved
+    if not (t.run_dir / "checkpoints" / "last.pt").exists():
+        return (f"no checkpoint was written yet; continue with --resume (resume=True), which starts "
+                f"{t.run_dir} over from its first iteration with the same configuration")
+    held = f"{epoch} of {t.cfg.epochs} epochs"
+    if iteration:
+        held += f" and {iteration} of {t.iterations_per_epoch} iterations of epoch {epoch + 1}"
+    return (f"{t.run_dir / 'checkpoints' / 'last.pt'} keeps {held} (run.json agrees); "
+            f"continue with --resume (resume=True)")
+
+
+def diverged_message(t, epoch: int, it: int, values: torch.Tensor) -> str:
+    """What to say when a loss of 0-based `epoch`, iteration `it` is not finite: what is kept, what to do."""
+    detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
+    saved_epoch, saved_iteration, _ = t.saved
+    after = (f"after epoch {saved_epoch}" if not saved_iteration
+             else f"epoch {saved_epoch + 1}, iteration {saved_iteration}")
+    kept = (f"The last good checkpoint ({after}) is kept in {t.run_dir / 'checkpoints'}."
+            if (t.run_dir / "checkpoints" / "last.pt").exists() else "No checkpoint had been written yet.")
+    msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
+           f"{kept} Lower the learning rate (lr={t.cfg.lr:g}) and start a new run.")
+    return msg
+
+
+def save_if_best(t, val: dict) -> None:
+    """best.pt: the generator of the epoch with the lowest validation feature distance so far."""
+    fd = val.get("feature_fd")
+    if fd is not None and math.isfinite(fd) and fd < t.best_fd:
+        t.best_fd = fd
+        rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": t.cfg.to_dict(),
+                                          "epoch": t.epoch, "validation": val, "generator": t.G_eval.state_dict()}),
+                           t.run_dir / "checkpoints" / "best.pt")
 
 
 def git_commit() -> Optional[str]:

@@ -12,7 +12,6 @@ device as uint8 with batches gathered by a shuffled index, bf16 autocast where i
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -21,24 +20,19 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .. import variants
 from ..paper.data import epoch_order, to_model_range, to_uint8
 from ..paper.step import training_iteration
 from ..runs import rundir
 from ..runs.config import Config, ConfigError, config_from_dict
 from ..runs.data import load_split
-from ..runs.device import pick_device
-from . import run_files, schedule
-from .cuda_graphs import GraphedIteration
+from . import run_files, schedule, setup
 from .distributed import Dist
 from .interrupts import DeferredInterrupt, TrainingInterrupted
-from .networks import StepNetwork
-from .precision import autocast_for
+from .progress import progress_bar, show_progress
 from .resume import run_config
-from .run_files import EPOCH_COLUMNS
+from .run_files import EPOCH_COLUMNS, LOSS_NAMES
 from .settings import TorchSettings
 
-LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
 # "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
 # right answer with ~99.5% confidence on both real and generated pairs, and G's adversarial
 # gradient vanishes. The share of such iterations per epoch is the collapse statistic.
@@ -52,23 +46,15 @@ class TrainingDiverged(RuntimeError):
 class Trainer:
     """Owns the networks, optimizers, data and run directory of one training run.
 
-    `Trainer(cfg, run_dir, resume=...)`: which configuration is used follows `resume.run_config`:
-    resume=False starts `cfg` as a new run; resume=True continues the run in `run_dir`, whose
-    config.json wins, and `cfg` may then be None (continue exactly as configured) or a config
-    that differs from it only in RESUMABLE_FIELDS; resume="auto" continues the run there if any
-    (its own configuration), else starts `cfg`.
-
-    validator: a callable `validator(trainer)` returning an object whose `score(G)` gives the
-    epoch's validation scores (colorlib.lab.validation.validator_for); None: no validation
-    (epochs.csv keeps NaN there, no best.pt). The engine imports no evaluation code.
-
-    Process-wide state: the networks are built from `cfg.seed` without disturbing the caller's
-    random numbers. From construction to `close()` the trainer holds the settings it trains with
-    (`cfg.threads`; on CUDA cuDNN autotuning and TF32); `close()` (or leaving a `with Trainer(...)`
-    block; `train` does it) puts each back. Under torchrun the process is the rank.
-
-    One training iteration is `train_step(index)` (the batch picked from the training images
-    by index, as `fit` does) or `step(gray, rgb)` (a batch given)."""
+    Which configuration is used follows `resume.run_config`: resume=False starts `cfg` as a new
+    run; resume=True continues the run in `run_dir` (its config.json wins; `cfg` may be None or
+    differ only in RESUMABLE_FIELDS); resume="auto" continues a run there if any, else starts `cfg`.
+    validator: `validator(trainer)` -> an object whose `score(G)` gives the epoch's validation
+    scores (lab.validation.validator_for); None: no validation (NaN in epochs.csv, no best.pt).
+    The networks are built from `cfg.seed` without disturbing the caller's random numbers; the
+    process-wide settings the trainer changes (`cfg.threads`; cuDNN autotuning and TF32 on CUDA)
+    are put back by `close()` (or by leaving `with Trainer(...)`; `train` does it).
+    One iteration is `train_step(index)` (a batch picked by index, as `fit` does) or `step(gray, rgb)`."""
 
     def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
                  dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None,
@@ -85,19 +71,19 @@ class Trainer:
         self.data_cache = data_cache if data_cache is not None else {}
         self.commit = run_files.git_commit()  # once: run.json is rewritten at every checkpoint
         self.settings = TorchSettings()
-        self.lock = self._lock_run_dir()
+        self.lock = setup.lock_run_dir(self)
         try:
             with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
                 self.cfg, self.resuming = run_config(self.run_dir, cfg, resume=resume,
                                                      main_process=self.dist.is_main)
-                self._start_device()
-                self._build_networks()
-                self._build_optimizers()
-                self._reset_progress()
-                self._load_data(validator)
-                self._restore_or_start()
-                self._wrap_networks()
-                self._write_run_files()
+                setup.start_device(self)
+                setup.build_networks(self)
+                setup.build_optimizers(self)
+                setup.reset_progress(self)
+                setup.load_data(self, validator)
+                setup.restore_or_start(self)
+                setup.wrap_networks(self)
+                setup.write_run_files(self)
         except BaseException:
             self.settings.restore()
             self.release_lock()
@@ -113,137 +99,6 @@ class Trainer:
         if getattr(self, "lock", None) is not None:
             self.lock.release()
 
-    # ------------------------------------------------------------ setup, in order
-    def _lock_run_dir(self) -> Optional[rundir.RunLock]:
-        """Take RUN/train.lock (rank 0 only) and remove what a killed training left half written."""
-        if not self.dist.is_main:
-            return None
-        lock = rundir.RunLock(self.run_dir)
-        lock.acquire()
-        rundir.remove_temporary_files(self.run_dir)  # left by a training that was killed
-        return lock
-
-    def _start_device(self) -> None:
-        """The device, the process-wide settings training runs with, and the torchrun process group."""
-        self.device = pick_device(self.cfg.device)
-        cuda = self.device.type == "cuda"
-        if self.cfg.threads:
-            self.settings.change("num_threads", self.cfg.threads)
-        if self.dist.world_size > 1:
-            self.device = self.dist.start(self.device, self.cfg.batch_size)
-        if cuda:
-            for name in ("cudnn.benchmark", "cuda.matmul.allow_tf32", "cudnn.allow_tf32"):
-                self.settings.change(name, True)
-        self.use_graphs = cuda and self.cfg.cuda_graphs and self.dist.world_size == 1
-        self.memory_format = torch.channels_last if self.cfg.channels_last else torch.contiguous_format
-        self.autocast = autocast_for(self.device) if self.cfg.amp else contextlib.nullcontext
-        # spectral normalization estimates sigma by power iteration on every forward; under bf16
-        # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
-        # (it is small: about a tenth of an iteration's arithmetic)
-        self.autocast_d = contextlib.nullcontext if self.cfg.d_norm == "spectral" else self.autocast
-
-    def _build_networks(self) -> None:
-        """G, D, the objective and G's weight average from cfg.seed (colorlib.variants builds what
-        cfg names), on the device (SyncBatchNorm under torchrun on GPUs)."""
-        cfg = self.cfg
-        # the CPU generator only (torch.manual_seed would seed the CUDA ones for the caller too):
-        # the networks are built on the CPU, and no training operation draws random numbers
-        torch.default_generator.manual_seed(cfg.seed)
-        self.G = variants.build_generator(cfg)
-        self.D = variants.build_discriminator(cfg)
-        if self.dist.world_size > 1 and self.device.type == "cuda":
-            # PyTorch's SyncBatchNorm runs on GPUs only; on CPU (gloo) each rank normalizes
-            # with its own shard's statistics, as plain DDP does (see distributed.py)
-            self.G = nn.SyncBatchNorm.convert_sync_batchnorm(self.G)
-            self.D = nn.SyncBatchNorm.convert_sync_batchnorm(self.D)
-        self.G.to(self.device, memory_format=self.memory_format)
-        self.D.to(self.device, memory_format=self.memory_format)
-        self.objective = variants.build_objective(cfg, self.G)
-        self.d_steps = variants.discriminator_steps(cfg)
-        self.average = variants.build_average(cfg, self.G)
-
-    def _build_optimizers(self) -> None:
-        """Adam for G and for D at the first epoch's learning rates (fused on CUDA)."""
-        cfg = self.cfg
-        opt_kw = dict(betas=(cfg.beta1, cfg.beta2))
-        if self.device.type == "cuda":
-            opt_kw.update(fused=True, capturable=self.use_graphs)
-        # a learning rate that changes during a run must be a device tensor inside a CUDA graph
-        self.lr_tensor = self.use_graphs and cfg.lr_schedule != "constant"
-        g_lr, d_lr = self.rates(0)
-        self.g_opt = torch.optim.Adam(self.trainable(self.G), lr=self._lr_value(g_lr), **opt_kw)
-        self.d_opt = torch.optim.Adam(self.trainable(self.D), lr=self._lr_value(d_lr), **opt_kw)
-
-    def _reset_progress(self) -> None:
-        """The state of a run that has trained nothing; run_files.load_checkpoint replaces it."""
-        self.epoch = 0  # epochs completed
-        self.iteration = 0  # iterations of epoch self.epoch + 1 completed (a run saved mid-epoch resumes there)
-        self.partial_losses = torch.empty(0, len(LOSS_NAMES))  # ... and their losses, until that epoch ends
-        self.saved = (0, 0, 0)  # (epoch, iteration, history rows) of the checkpoint last.pt holds
-        self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
-        self.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
-        self.best_fd = math.inf
-        self.wall_time = 0.0
-        self.graphed = GraphedIteration(self.step, self._batch, (self.g_opt, self.d_opt)) if self.use_graphs else None
-
-    def _load_data(self, validator: Optional[Callable]) -> None:
-        """The training images (on the device, shared through data_cache), the fixed sample images,
-        what the generator learns from the data before training, and the validator."""
-        cfg = self.cfg
-        train = self.split("train", cfg.train_size, cfg.seed)
-        self.data_source = train.source
-        self.images = train.images
-        variants.fit_to_data(self.G, self.images)
-        self.sample_images = self.split("test", cfg.n_samples, cfg.seed).images
-        self.sample_gray, self.sample_rgb = to_model_range(self.sample_images)
-        self.validator = validator(self) if validator is not None and cfg.val_size > 0 else None
-
-    def _restore_or_start(self) -> None:
-        """Resuming: the checkpoint's weights, optimizers and progress. A run stopped before its
-        first checkpoint has none: it starts over, same config (see run_config)."""
-        last = self.run_dir / "checkpoints" / "last.pt"
-        loaded = self.resuming and (last.exists() or rundir.checkpoint_expected(self.run_dir))
-        if loaded:
-            run_files.load_checkpoint(self, last)
-            run_files.check_planned_epochs(self)
-        if self.average.kept and not loaded:
-            self.average.model.load_state_dict(self.G.state_dict())
-
-    def _wrap_networks(self) -> None:
-        """The networks the training step calls. G_train / D_train are the DDP- and compile-wrapped
-        views of self.G / self.D, which stay the plain modules whose state_dict is saved; the
-        generator update runs D frozen, through D_frozen (the plain module under DDP: the D wrapper
-        would wait for D gradients that never come). The step is given them as StepNetworks."""
-        self.G_train, self.D_train, self.D_frozen = self.dist.wrap(self.G, self.device), \
-            self.dist.wrap(self.D, self.device), self.D
-        if self.cfg.compile:
-            self.G_train, self.D_train = torch.compile(self.G_train), torch.compile(self.D_train)
-            self.D_frozen = torch.compile(self.D_frozen) if self.dist.world_size > 1 else self.D_train
-        self.G_step = StepNetwork(self.G, self.G_train, self.autocast)
-        self.D_step = StepNetwork(self.D, self.D_train, self.autocast_d, frozen_call=self.D_frozen, float_io=True)
-
-    def _write_run_files(self) -> None:
-        """config.json (and, resuming, the tables the checkpoint holds) and the sample strips; rank
-        0 only, and only now that the data loaded: a failed start leaves no run behind."""
-        if not self.dist.is_main:
-            return
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
-        if self.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
-            run_files.write_tables(self, run_files.kept_history(self), repair_note=True)
-        if not (self.run_dir / "samples" / "truth.png").exists():
-            rundir.save_strip(self.run_dir / "samples" / "truth.png", self.sample_images)
-            rundir.save_strip(self.run_dir / "samples" / "gray.png",
-                              to_uint8(self.sample_gray.expand(-1, 3, -1, -1)))
-
-    # ------------------------------------------------------------ helpers of setup
-    @staticmethod
-    def trainable(module: nn.Module) -> list:
-        return [p for p in module.parameters() if p.requires_grad]  # not FAN's fixed network
-
-    def _lr_value(self, lr: float):
-        return torch.tensor(lr, device=self.device) if self.lr_tensor else lr
-
     def split(self, split: str, size=None, seed: int = 0):
         """A split of the run's data (runs.data.load_split), on the device, decoded once per data_cache."""
         cfg = self.cfg
@@ -257,16 +112,6 @@ class Trainer:
     def rates(self, epoch: int) -> tuple[float, float]:
         """(G's, D's) learning rates in epoch `epoch` (0-based; engine/schedule.py)."""
         return schedule.rates(self.cfg, epoch)
-
-    def _set_lrs(self, epoch: int) -> None:
-        for opt, lr in zip((self.g_opt, self.d_opt), self.rates(epoch)):
-            for group in opt.param_groups:
-                if isinstance(group["lr"], torch.Tensor):
-                    # in place: a captured CUDA graph holds this tensor's address, so a new tensor
-                    # would leave the graph reading freed memory
-                    group["lr"].fill_(lr)
-                else:
-                    group["lr"] = self._lr_value(lr)
 
     def set_epochs(self, epochs: int) -> None:
         """Change the planned length of a run that has not finished (a packed study fits its
@@ -328,7 +173,7 @@ class Trainer:
             if isinstance(exc, TrainingInterrupted):
                 raise
             steps.close()
-            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}") from None
         finally:
             steps.close()
         return self.run_dir
@@ -352,7 +197,7 @@ class Trainer:
         try:
             if self.iterations_per_epoch == 0:
                 raise ConfigError(f"{self.images.shape[0]} training images make no batch of {self.cfg.batch_size}")
-            self._open_progress_bar()
+            self._bar = progress_bar(self) if self.progress else None
             self._write_run_info("running")
             self._started = time.perf_counter()
             while self.epoch < self.cfg.epochs:  # cfg re-read: set_epochs may change the plan
@@ -373,7 +218,7 @@ class Trainer:
             else:  # between the guarded blocks, at an iteration boundary: saved there
                 with gate:
                     self._stop_here(raise_interrupt=False)
-            raise TrainingInterrupted(f"interrupted: {self._kept_message()}") from None
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}") from None
         except Exception as exc:
             self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
             raise
@@ -388,7 +233,7 @@ class Trainer:
         local = cfg.batch_size // self.dist.world_size  # this rank's shard of every batch
         with gate:
             if cfg.lr_schedule != "constant":
-                self._set_lrs(epoch)
+                schedule.set_rates(self, epoch)
             order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
             self._losses = losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
             first = self.iteration  # > 0: a run saved in the middle of this epoch
@@ -424,13 +269,6 @@ class Trainer:
                       flush=True)
             self._started = time.perf_counter()
 
-    def _open_progress_bar(self) -> None:
-        if self.progress:
-            from tqdm.auto import tqdm
-            iters = self.iterations_per_epoch
-            self._bar = tqdm(total=self.cfg.epochs * iters, initial=self.epoch * iters + self.iteration, unit="it",
-                             desc=f"{self.cfg.preset} on {self.device.type}", dynamic_ncols=True)
-
     def _stop_here(self, raise_interrupt: bool) -> None:
         """Save the run at the iteration boundary it stands at (unless last.pt already holds it, or
         a loss of the partial epoch is not finite), mark it interrupted, and with raise_interrupt
@@ -446,18 +284,7 @@ class Trainer:
             else:
                 self._write_run_info("interrupted")
         if raise_interrupt:
-            raise TrainingInterrupted(f"interrupted: {self._kept_message()}")
-
-    def _kept_message(self) -> str:
-        epoch, iteration, _ = self.saved
-        if not (self.run_dir / "checkpoints" / "last.pt").exists():
-            return (f"no checkpoint was written yet; continue with --resume (resume=True), which starts "
-                    f"{self.run_dir} over from its first iteration with the same configuration")
-        held = f"{epoch} of {self.cfg.epochs} epochs"
-        if iteration:
-            held += f" and {iteration} of {self.iterations_per_epoch} iterations of epoch {epoch + 1}"
-        return (f"{self.run_dir / 'checkpoints' / 'last.pt'} keeps {held} (run.json agrees); "
-                f"continue with --resume (resume=True)")
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}")
 
     def close(self, wait: bool = True) -> None:
         """Release the run directory's lock if training has not already, put back the process-wide
@@ -472,21 +299,11 @@ class Trainer:
         values = last.tolist()  # the one host sync per log_every iterations
         if not all(math.isfinite(v) for v in values):
             self._diverged(epoch, it, last.cpu())
-        bar = self._bar
-        if bar is not None:
-            bar.total = self.cfg.epochs * self.iterations_per_epoch
-            bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
-            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
+        if self._bar is not None:
+            show_progress(self._bar, self, values, epoch, it)
 
     def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
-        detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values.tolist()))
-        saved_epoch, saved_iteration, _ = self.saved
-        after = (f"after epoch {saved_epoch}" if not saved_iteration
-                 else f"epoch {saved_epoch + 1}, iteration {saved_iteration}")
-        kept = (f"The last good checkpoint ({after}) is kept in {self.run_dir / 'checkpoints'}."
-                if (self.run_dir / "checkpoints" / "last.pt").exists() else "No checkpoint had been written yet.")
-        msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1}: a loss is not finite ({detail}). "
-               f"{kept} Lower the learning rate (lr={self.cfg.lr:g}) and start a new run.")
+        msg = run_files.diverged_message(self, epoch, it, values)
         self._write_run_info("diverged", error=msg)
         raise TrainingDiverged(msg)
 
@@ -506,13 +323,7 @@ class Trainer:
                                 *self.rates(epoch)])
         rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
         rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
-        fd = val.get("feature_fd")
-        if fd is not None and math.isfinite(fd) and fd < self.best_fd:
-            self.best_fd = fd
-            rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": self.cfg.to_dict(),
-                                              "epoch": self.epoch, "validation": val,
-                                              "generator": self.G_eval.state_dict()}),
-                               self.run_dir / "checkpoints" / "best.pt")
+        run_files.save_if_best(self, val)
         if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
             self.save_checkpoint()
 
