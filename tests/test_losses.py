@@ -106,9 +106,10 @@ def test_gan_objective_at_the_paper_settings_is_the_papers_bitwise():
     gen = torch.Generator().manual_seed(0)
     fake, real = torch.randn(4, 3, 8, 8, generator=gen), torch.randn(4, 3, 8, 8, generator=gen)
     D = lambda gray, colour: colour.mean((1, 2, 3)) * 3  # noqa: E731 (a stand-in discriminator)
-    for a, b in zip(PaperObjective(100.0).generator(D, None, real, fake), GANObjective(100.0).generator(D, None, real, fake)):
+    paper, ours = PaperObjective(100.0), GANObjective(100.0)
+    for a, b in zip(paper.generator(D, None, real, fake), ours.generator(D, None, real, fake)):
         assert torch.equal(a, b)
-    for a, b in zip(PaperObjective().discriminator(D, None, real, fake), GANObjective().discriminator(D, None, real, fake)):
+    for a, b in zip(paper.discriminator(D, None, real, fake), ours.discriminator(D, None, real, fake)):
         assert torch.equal(a, b)
 
 

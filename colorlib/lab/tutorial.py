@@ -172,3 +172,16 @@ def study_title(report: dict, split: str = "test") -> str:
     epochs = sorted(set(report["epochs"].values()))
     return (f"{report[split + '_images']:,} {split} images of {report['data']}: preset {report['preset']}, "
             f"{'/'.join(map(str, epochs))} epochs, mean ± std over {report['seeds']} seeds")
+
+
+def source(obj):
+    """The library's own source of `obj` (a function, class or method), for a notebook to show:
+    syntax-highlighted in Jupyter, plain text elsewhere. The notebooks show the code that runs,
+    never a copy of it."""
+    import inspect
+
+    from IPython.display import Code
+    path = Path(inspect.getsourcefile(obj)).resolve()
+    here = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name
+    text = inspect.getsource(obj)
+    return Code(f"# {here}, line {inspect.getsourcelines(obj)[1]}\n{text}", language="python")
