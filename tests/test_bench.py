@@ -1,6 +1,8 @@
-"""The benchmark runs end to end and says which precision colorlib chose and why; the CPU
-precision decision follows the CPU's bf16 capabilities and, where they leave it open, the
-calibration. No timing is asserted here: the speed targets are the benchmark's printed ratios."""
+"""The benchmark runs end to end and says which precision colorlib chose and why; its reference
+loop is the paper's training iteration fed by a DataLoader, nothing more; its FLOP count is a
+count of one training iteration; the CPU precision decision follows the CPU's bf16 capabilities
+and, where they leave it open, the calibration. No timing is asserted here: the speed targets
+are the benchmark's printed ratios."""
 
 import json
 import math
@@ -8,9 +10,20 @@ import shutil
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from colorlib.engine import precision
+from colorlib.engine.trainer import Trainer
 from colorlib.cli import main
+from colorlib.lab import bench
+from colorlib.paper.data import epoch_order, to_model_range
+from colorlib.paper.losses import PaperObjective
+from colorlib.paper.step import training_iteration
+from colorlib.runs.config import make_config
+from colorlib.variants import build_discriminator, build_generator
+from conftest import random_images
+
+CPU = torch.device("cpu")
 
 
 def small_copy(data_dir, folder, train: int = 20, test: int = 2):
@@ -23,11 +36,16 @@ def small_copy(data_dir, folder, train: int = 20, test: int = 2):
     return folder
 
 
+def tiny_config(**overrides):
+    return make_config("smoke", device="cpu", batch_size=4, **overrides)
+
+
 @pytest.mark.slow
 def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(data_dir, tmp_path, capsys):
     out, data = tmp_path / "bench.json", small_copy(data_dir, tmp_path / "data")
     code = main(["bench", "--preset", "smoke", "--device", "cpu", "--data", str(data), "--iters", "2",
-                 "--train-size", "100", "--set", "val_size=0", "--also", "amp=false", "--out", str(out)])
+                 "--train-size", "100", "--set", "val_size=0", "--also", "amp=false", "--matmul-size", "128",
+                 "--out", str(out)])
     stdout = capsys.readouterr().out
     assert code == 0
     result = json.loads(out.read_text())
@@ -48,6 +66,138 @@ def test_bench_runs_on_a_tiny_preset_and_writes_the_precision_and_its_reason(dat
         assert math.isfinite(result[key]) and result[key] > 0
     assert "colorlib with amp=false" in stdout and "speed-up" in stdout
     assert torch.get_num_threads() == 1  # the thread count the tests set is restored
+
+    # the arithmetic: the count is the one of a smoke iteration at batch 50, the rates follow from it
+    cfg = make_config("smoke", data=str(data), device="cpu", train_size=100, val_size=0)
+    flops = bench.training_flops(cfg, bench.training_images(cfg)[:cfg.batch_size])
+    assert result["training_flop_per_iteration"] == flops > 0
+    for loop in ("naive", "colorlib"):
+        expected = flops / 50 * result[f"{loop}_train_images_per_s"] / 1e12
+        assert result[f"{loop}_train_tflop_per_s"] == pytest.approx(expected, rel=1e-2)
+    assert result["matmul_size"] == 128 and result["matmul_threads"] == 1 and result["matmul_fp32_tf32"] is False
+    for dtype in ("bf16", "fp32"):
+        matmul = result[f"matmul_{dtype}_tflop_per_s"]
+        assert math.isfinite(matmul) and matmul > 0
+        assert result[f"colorlib_share_of_{dtype}_matmul"] == pytest.approx(
+            result["colorlib_train_tflop_per_s"] / matmul, rel=1e-2)
+    where = f"on {result['device_name']} (cpu, 1 threads)"
+    lines = stdout.splitlines()
+    for label in ("training TFLOP/s, colorlib", "training TFLOP/s, tutorial loop", "matmul 128x128 bf16 TFLOP/s",
+                  "matmul 128x128 float32 TFLOP/s"):
+        (line,) = [x for x in lines if label in x]
+        assert where in line
+    assert sum("share of the" in x for x in lines) == 2
+    (count,) = [x for x in lines if "training FLOPs per iteration (FlopCounterMode, float32, batch 50)" in x]
+    assert count.endswith(f"  {flops:.3e}")
+
+
+def hand_written_networks(cfg):
+    """G, D and their Adams as a reader of the paper would build them from cfg.seed."""
+    torch.manual_seed(cfg.seed)
+    G, D = build_generator(cfg), build_discriminator(cfg)
+    adam = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    return G, D, torch.optim.Adam(G.parameters(), **adam), torch.optim.Adam(D.parameters(), **adam)
+
+
+def test_the_reference_loop_is_the_papers_iteration_on_a_dataloaders_batches():
+    cfg, images = tiny_config(), random_images(10, size=32)
+    steps = bench.naive_loop(cfg, images, CPU)
+    first = next(steps)
+
+    (batch,) = next(iter(bench.reference_loader(images, cfg)))  # the loader's order is seeded: the same batch
+    assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.uint8
+    G, D, g_opt, d_opt = hand_written_networks(cfg)
+    gray, rgb = to_model_range(batch)
+    expected = training_iteration(G, D, g_opt, d_opt, gray, rgb, PaperObjective(cfg.lam), cfg.d_steps)
+    assert torch.equal(first, expected)
+
+    second = next(steps)  # the loop goes on, on the next batch with the updated networks
+    assert second.shape == (5,) and not torch.equal(second, first)
+    steps.close()
+
+
+def test_the_reference_loaders_batches_are_shuffled_by_the_seed_and_drop_the_rest():
+    cfg, images = tiny_config(), random_images(10, size=8)
+    rows = {tuple(img.flatten().tolist()): i for i, img in enumerate(images)}
+
+    def epochs(cfg, n=2):
+        loader = bench.reference_loader(images, cfg)
+        return [[[rows[tuple(img.flatten().tolist())] for img in batch] for (batch,) in loader] for _ in range(n)]
+
+    first, second = epochs(cfg)
+    assert len(first) == len(second) == 2  # 10 images: two full batches of 4, the last 2 dropped
+    assert len({i for b in first for i in b}) == 8 and first != second  # no repeats; a new order each epoch
+    assert epochs(cfg) == [first, second]  # seeded: the same again
+    assert epochs(tiny_config(seed=1))[0] != first
+
+
+def test_the_reference_loop_and_the_trainer_agree_bitwise_in_float32(small_folder, tmp_path):
+    cfg = make_config("smoke", data=str(small_folder), device="cpu", train_size=40, val_size=0, batch_size=8,
+                      amp=False, channels_last=False)
+    images = bench.training_images(cfg)
+    (batch,) = next(iter(bench.reference_loader(images, cfg)))
+    with Trainer(cfg, tmp_path / "run", progress=False) as trainer:
+        assert torch.equal(trainer.images, images)  # the same training images
+        ours = trainer.step(*to_model_range(batch))
+    assert torch.equal(next(bench.naive_loop(cfg, images, CPU)), ours)
+
+
+def test_the_trainer_loop_follows_the_engines_epoch_order():
+    class Recorder:  # a trainer that notes the batches it is given
+        cfg, device, images, batches = tiny_config(seed=3), CPU, torch.zeros(10, 3, 8, 8, dtype=torch.uint8), []
+
+        def train_step(self, index):
+            self.batches.append(index.tolist())
+            return torch.zeros(5)
+
+    trainer = Recorder()
+    steps = bench.trainer_loop(trainer)
+    for _ in range(4):  # two epochs of two batches
+        next(steps)
+    orders = [epoch_order(10, epoch, 3).tolist() for epoch in (0, 1)]
+    assert trainer.batches == [orders[0][:4], orders[0][4:8], orders[1][:4], orders[1][4:8]]
+
+
+def test_the_flop_count_is_one_training_iteration_and_scales_with_the_batch():
+    cfg = tiny_config()
+    two, four = (bench.training_flops(cfg, random_images(n, size=32)) for n in (2, 4))
+    assert two > 0 and four == 2 * two
+    G, D, _, _ = hand_written_networks(cfg)
+    gray, rgb = to_model_range(random_images(2, size=32))
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        G(gray), D(gray, rgb)
+    forward = counter.get_total_flops()
+    # backward passes cost about twice their forward; D runs on 2 pairs per update (2 updates)
+    # and once more for G's update: well above three forward passes of both networks
+    assert 3 * forward < two < 20 * forward
+    rng = torch.get_rng_state()
+    bench.training_flops(cfg, random_images(2, size=32))
+    assert torch.equal(torch.get_rng_state(), rng)  # the caller's random numbers are left alone
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_matmul_ceiling_is_measured(dtype):
+    threads = torch.get_num_threads()
+    tflops = bench.matmul_tflops(CPU, dtype, size=64, repeats=2)
+    assert math.isfinite(tflops) and tflops > 0 and torch.get_num_threads() == threads
+
+
+def test_the_table_says_each_flop_number_and_where_it_was_measured():
+    result = {"device_name": "Some CPU", "device": "cpu", "threads": 2, "batch_size": 50, "matmul_size": 2048,
+              "matmul_threads": 1, "matmul_fp32_tf32": False, "colorlib_precision": "bfloat16",
+              "training_flop_per_iteration": 45_199_360_000, "colorlib_train_tflop_per_s": 0.0123,
+              "naive_train_tflop_per_s": 0.00456, "matmul_bf16_tflop_per_s": 0.43, "matmul_fp32_tflop_per_s": 0.098,
+              "colorlib_share_of_bf16_matmul": 0.0286, "colorlib_share_of_fp32_matmul": 0.126}
+    rows = dict(bench._flop_rows(result))
+    assert rows == {
+        "training FLOPs per iteration (FlopCounterMode, float32, batch 50)": "4.520e+10",
+        "training TFLOP/s, colorlib (bfloat16) on Some CPU (cpu, 1 threads)": "0.0123",
+        "training TFLOP/s, tutorial loop (float32) on Some CPU (cpu, 2 threads)": "0.00456",
+        "matmul 2048x2048 bf16 TFLOP/s (best of a few) on Some CPU (cpu, 1 threads)": "0.43",
+        "matmul 2048x2048 float32 TFLOP/s (best of a few) on Some CPU (cpu, 1 threads)": "0.098",
+        "colorlib training FLOP/s as a share of the bf16 matmul's": "2.86%",
+        "colorlib training FLOP/s as a share of the float32 matmul's": "12.6%"}
+    assert bench._flop_rows({"device": "cpu"}) == []  # a result from before the arithmetic was measured
 
 
 @pytest.fixture

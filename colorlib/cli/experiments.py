@@ -63,7 +63,7 @@ def cmd_bench(args) -> int:
     overrides = set_overrides(args.set)
     also = [set_overrides(text.split(",")) for text in args.also]
     result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
-                           args.with_compile, also)
+                           args.with_compile, also, matmul_size=args.matmul_size)
     print(format_table(result))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -126,5 +126,8 @@ def register(sub) -> None:
                    help="also time the trainer with these settings, side by side (e.g. amp=false, threads=1)")
     p.add_argument("--with-compile", action="store_true",
                    help="also time the trainer with torch.compile (compilation takes a minute or so)")
-    p.add_argument("--out", default="bench.json")
+    p.add_argument("--matmul-size", type=positive_int, metavar="N",
+                   help="side of the square matrices whose product gives the device's bf16 and float32 "
+                        "TFLOP/s ceiling (default 4096 on a GPU, 2048 otherwise)")
+    p.add_argument("--out", default="bench.json", help="where the results go, as JSON (default: bench.json)")
     p.set_defaults(func=cmd_bench)

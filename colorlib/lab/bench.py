@@ -1,15 +1,24 @@
 """Benchmark: colorlib's trainer against the loop most tutorials write, side by side, one run.
 
-    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--also FIELD=VALUE] [--out bench.json]
+    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--also FIELD=VALUE]
+                             [--matmul-size N] [--out bench.json]
 
-Both loops train the same networks (the preset's), with the same batch size, data and
-algorithm (two D updates then one G update on eq. 5). The reference is written the usual way:
-a torchvision ImageFolder / CIFAR10 dataset with per-sample PIL transforms behind a DataLoader,
-float32, contiguous tensors, plain Adam, eager execution. The trainer is `colorlib.Trainer` as
-the `train` command runs it, in the precision it chooses for the device (printed, with the
-reason: on a CPU bf16 autocast is used only where it pays, see precision.cpu_bf16_decision).
+Both loops train the same networks (the preset's, from the same seed) on the same images
+with the same batch size, and both run the paper's one training algorithm,
+`colorlib.paper.step.training_iteration`: the ratio measures the engine around it, nothing
+else. The reference is written the usual way: a DataLoader over a TensorDataset of the uint8
+training images (shuffle=True with a seeded generator, drop_last), each batch turned into
+float32 model-range tensors (paper.data.to_model_range) on the CPU and moved to the device,
+contiguous tensors, plain G and D modules, plain Adam, eager execution. The trainer is
+`colorlib.Trainer` as the `train` command runs it (its epoch order, paper.data.epoch_order),
+in the precision it chooses for the device (printed, with the reason: on a CPU bf16 autocast
+is used only where it pays, see precision.cpu_bf16_decision).
 Reported: training images/s of each and their ratio, generator inference images/s, peak memory,
-and the projected wall time of the paper's 100 epochs.
+the projected wall time of the paper's 100 epochs, and the arithmetic: the FLOPs of one
+training iteration (FlopCounterMode, counted once on the CPU in float32), the training FLOP/s
+that makes at each loop's images/s, and the FLOP/s of a large matrix multiply in bf16 and in
+float32 on the same device in the same run, with the trainer's share of each: the ceiling
+that device reaches on the densest work there is.
 
 The loops are timed side by side: after each one's warm-up, in rounds of one iteration of each
 in turn on a CPU (a few long rounds on a GPU), the order rotating, so that a machine shared with
@@ -22,8 +31,9 @@ settings in the same rounds.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import io
+import itertools
 import math
 import statistics
 import tempfile
@@ -34,22 +44,26 @@ from typing import Optional
 
 import torch
 
-from ..runs.config import DATA_ENV, make_config
-from ..runs.data import DataError, resolve_source
-from ..paper.losses import discriminator_loss, generator_loss
-from ..variants import build_discriminator, build_generator
-from ..runs.rundir import first_line
-from ..runs.device import device_name, pick_device
+from .. import variants
 from ..engine.precision import cpu_has_fast_bf16
+from ..engine.schedule import rates
 from ..engine.trainer import Trainer
-from ..paper.step import set_requires_grad
+from ..paper.data import epoch_order, to_model_range
+from ..paper.step import training_iteration
+from ..runs.config import DATA_ENV, make_config
+from ..runs.data import DataError, load_split, resolve_source
+from ..runs.device import device_name, pick_device
+from ..runs.rundir import first_line
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
+FLOP_COUNT = "torch.utils.flop_counter.FlopCounterMode, one training_iteration, CPU float32"
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -65,103 +79,103 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def naive_dataset(source: str, data_root: str):
-    """The tutorial dataset: PIL images, per-sample Grayscale/ToTensor/Normalize transforms."""
-    from torchvision import datasets, transforms
+def hardware_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model where the system says it (Linux: /proc/cpuinfo)."""
+    if device.type == "cpu":
+        with contextlib.suppress(OSError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.lower().startswith("model name") and ":" in line:
+                    return line.split(":", 1)[1].strip()
+    return device_name(device)
 
-    to_rgb = transforms.Compose([transforms.ToTensor(), transforms.Normalize([0.5] * 3, [0.5] * 3)])
-    to_gray = transforms.Compose([transforms.Grayscale(1), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
 
-    class Pairs(torch.utils.data.Dataset):
-        def __init__(self, base):
-            self.base = base
-
-        def __len__(self):
-            return len(self.base)
-
-        def __getitem__(self, i):
-            img, _ = self.base[i]
-            return to_gray(img), to_rgb(img)
-
+# ---------------------------------------------------------------- the data both loops train on
+def training_images(cfg) -> torch.Tensor:
+    """The training images of `cfg` (uint8 [N, 3, H, W], on the CPU), the very ones the trainer
+    loads (runs.data.load_split, same size, seed and validation hold-out). Data errors are raised
+    here, before anything is timed; CIFAR-10 is not downloaded for a benchmark."""
+    source = resolve_source(cfg.data)
     layout = (f"Point --data (or ${DATA_ENV}) at a folder laid out as train/<class>/*.jpg or at a .pt pack "
               f"(`python -m colorlib pack`)")
     if source == "cifar10":
+        from torchvision import datasets
         try:
-            return Pairs(datasets.CIFAR10(data_root, train=True, download=False))
+            datasets.CIFAR10(cfg.data_root, train=True, download=False)
         except RuntimeError as exc:  # torchvision: "Dataset not found or corrupted"
-            raise DataError(f"bench reads CIFAR-10 from {data_root!r} without downloading it, and it is not "
+            raise DataError(f"bench reads CIFAR-10 from {cfg.data_root!r} without downloading it, and it is not "
                             f"there ({first_line(exc)}). {layout}, or download CIFAR-10 first (any "
                             f"`python -m colorlib train` run without --data does).") from None
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise DataError(f"data source {str(path)!r} does not exist. {layout}.")
+    elif not Path(source).expanduser().exists():
+        raise DataError(f"data source {str(Path(source).expanduser())!r} does not exist. {layout}.")
     try:
-        if path.is_file():  # a colorlib pack: decode each sample's JPEG bytes with PIL
-            return Pairs(PackedJPEGs(str(path)))
-        root = path / "train" if (path / "train").is_dir() else path
-        return Pairs(datasets.ImageFolder(str(root)))
-    except (OSError, RuntimeError, KeyError) as exc:  # no class folders, no images, not a pack
-        raise DataError(f"{str(path)!r} cannot be read as training images ({type(exc).__name__}: "
+        return load_split(cfg.data, "train", cfg.train_size, cfg.seed, cfg.data_root, val_size=cfg.val_size).images
+    except (DataError, OSError, RuntimeError, KeyError) as exc:  # no images, not a pack, a bad file
+        raise DataError(f"{source!r} cannot be read as training images ({type(exc).__name__}: "
                         f"{first_line(exc)}). {layout}.") from None
 
 
-class PackedJPEGs(torch.utils.data.Dataset):
-    """The train split of a pack, served like ImageFolder: (PIL image, label) per index."""
+# ---------------------------------------------------------------- the tutorial's loop
+@dataclasses.dataclass
+class Reference:
+    """The tutorial's setup: plain G and D modules on the device (float32, contiguous), plain Adam
+    at the run's first learning rates, and the objective and D steps `cfg` names."""
+    G: torch.nn.Module
+    D: torch.nn.Module
+    g_opt: torch.optim.Optimizer
+    d_opt: torch.optim.Optimizer
+    objective: object
+    d_steps: int
 
-    def __init__(self, path: str):
-        part = torch.load(path, map_location="cpu", weights_only=True)["train"]
-        self.bytes, self.offsets, self.labels = part["bytes"].numpy(), part["offsets"].tolist(), part["labels"]
+    @classmethod
+    def build(cls, cfg, images: torch.Tensor, device: torch.device) -> "Reference":
+        """The networks from cfg.seed, as the trainer builds them (the caller's random numbers
+        left as they were); `images`: what a chroma-classes head learns its prior from."""
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(cfg.seed)
+            G, D = variants.build_generator(cfg), variants.build_discriminator(cfg)
+        variants.fit_to_data(G, images)
+        G, D = G.to(device), D.to(device)
+        g_lr, d_lr = rates(cfg, 0)
+        g_opt = torch.optim.Adam(G.parameters(), lr=g_lr, betas=(cfg.beta1, cfg.beta2))
+        d_opt = torch.optim.Adam(D.parameters(), lr=d_lr, betas=(cfg.beta1, cfg.beta2))
+        return cls(G, D, g_opt, d_opt, variants.build_objective(cfg, G), variants.discriminator_steps(cfg))
 
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        from PIL import Image
-        blob = self.bytes[self.offsets[i]:self.offsets[i + 1]].tobytes()
-        return Image.open(io.BytesIO(blob)).convert("RGB"), int(self.labels[i])
+    def iteration(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """The paper's training iteration on one batch; its five losses."""
+        return training_iteration(self.G, self.D, self.g_opt, self.d_opt, gray, rgb, self.objective, self.d_steps)
 
 
-def naive_loop(cfg, source: str, device: torch.device) -> Iterator[None]:
-    """The reference loop, set up here (its data errors raised now); each `next()` then runs one
-    training iteration."""
-    torch.manual_seed(cfg.seed)
-    G, D = build_generator(cfg).to(device), build_discriminator(cfg).to(device)
-    g_opt = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    d_opt = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    loader = torch.utils.data.DataLoader(naive_dataset(source, cfg.data_root), batch_size=cfg.batch_size,
-                                         shuffle=True, drop_last=True, num_workers=2,
-                                         pin_memory=device.type == "cuda")
+def reference_loader(images: torch.Tensor, cfg) -> torch.utils.data.DataLoader:
+    """The tutorial's batches: uint8 images, shuffled by a generator seeded with cfg.seed (each
+    pass over the loader a new order), the last incomplete batch dropped."""
+    return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=cfg.batch_size,
+                                       shuffle=True, drop_last=True,
+                                       generator=torch.Generator().manual_seed(cfg.seed))
+
+
+def naive_loop(cfg, images: torch.Tensor, device: torch.device) -> Iterator[torch.Tensor]:
+    """The reference loop over `images` (uint8, CPU), set up here; each `next()` then runs one
+    training iteration and returns its losses."""
+    reference, loader = Reference.build(cfg, images, device), reference_loader(images, cfg)
 
     def steps():
         while True:
-            for gray, rgb in loader:
-                gray, rgb = gray.to(device), rgb.to(device)
-                fake = G(gray)
-                for _ in range(cfg.d_steps):
-                    d_opt.zero_grad()
-                    d_real, d_fake = discriminator_loss(D(gray, rgb), D(gray, fake.detach()))
-                    (d_real + d_fake).backward()
-                    d_opt.step()
-                set_requires_grad(D, False)
-                g_opt.zero_grad()
-                total, _, _ = generator_loss(D(gray, fake), fake, rgb, cfg.lam, cfg.content_loss, cfg.adv_weight)
-                total.backward()
-                g_opt.step()
-                set_requires_grad(D, True)
-                yield
+            for (batch,) in loader:
+                gray, rgb = to_model_range(batch)
+                yield reference.iteration(gray.to(device), rgb.to(device))
 
     return steps()
 
 
-def trainer_loop(trainer: Trainer) -> Iterator[None]:
-    """colorlib's trainer driving its own iteration (shuffled batches of the data it holds), one
-    training iteration per `next()`."""
-    n, batch = trainer.images.shape[0], trainer.cfg.batch_size
-    while True:
-        order = torch.randperm(n, device=trainer.device)
+# ---------------------------------------------------------------- colorlib's loop
+def trainer_loop(trainer: Trainer) -> Iterator[torch.Tensor]:
+    """colorlib's trainer driving its own iteration over the data it holds, in the epoch order
+    `fit` uses (paper.data.epoch_order), one training iteration per `next()` (its losses)."""
+    n, batch, seed = trainer.images.shape[0], trainer.cfg.batch_size, trainer.cfg.seed
+    for epoch in itertools.count():
+        order = epoch_order(n, epoch, seed, trainer.device)
         for it in range(n // batch):
-            trainer.train_step(order[it * batch:(it + 1) * batch])
-            yield
+            yield trainer.train_step(order[it * batch:(it + 1) * batch])
 
 
 def trainer_precision(trainer: Trainer) -> tuple[str, str]:
@@ -172,13 +186,100 @@ def trainer_precision(trainer: Trainer) -> tuple[str, str]:
     return "float32", "amp=false in the config"
 
 
+class TrainerPool:
+    """The benchmark's trainers: each made when its loop starts, with its run directory in one
+    temporary folder, all sharing the data they read (read once); `close()` closes them (their
+    process-wide settings put back, latest first) and removes the folder."""
+
+    def __init__(self):
+        self.trainers: list[Trainer] = []
+        self.data_cache: dict = {}
+        self._stack = contextlib.ExitStack()
+        self._work = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="colorlib-bench-")))
+
+    def start(self, cfg) -> Iterator[torch.Tensor]:
+        run_dir = self._work / f"run{len(self.trainers)}"
+        trainer = self._stack.enter_context(Trainer(cfg, run_dir, progress=False, data_cache=self.data_cache))
+        self.trainers.append(trainer)
+        return trainer_loop(trainer)
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+# ---------------------------------------------------------------- arithmetic
+def training_flops(cfg, images: torch.Tensor) -> int:
+    """The FLOPs of one training iteration (G's forward, the D updates, G's update, backward
+    passes included) of cfg's networks on the batch `images` (uint8 [B, 3, H, W]), as
+    torch.utils.flop_counter.FlopCounterMode counts them (matrix products and convolutions,
+    2 FLOPs a multiply-add) on the CPU in float32."""
+    from torch.utils.flop_counter import FlopCounterMode
+    reference = Reference.build(cfg, images, torch.device("cpu"))
+    gray, rgb = to_model_range(images)
+    with FlopCounterMode(display=False) as counter:
+        reference.iteration(gray, rgb)
+    return int(counter.get_total_flops())
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, size: int = 2048, repeats: int = 3) -> float:
+    """Achieved TFLOP/s of a size x size @ size x size product in `dtype` on `device` (2 size^3
+    FLOPs): the best of `repeats` timings after a warm-up product. On a GPU each timing covers 10
+    products, so that launching and synchronising cost little."""
+    g = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=g).to(device, dtype) for _ in range(2))
+    products = 1 if device.type == "cpu" else 10
+    out = a @ b
+    best = math.inf
+    for _ in range(repeats):
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(products):
+            torch.matmul(a, b, out=out)
+        _sync(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * size ** 3 * products / best / 1e12
+
+
+def _significant(x: Optional[float], digits: int = 4) -> Optional[float]:
+    return None if x is None or not math.isfinite(x) else float(f"{x:.{digits}g}")
+
+
+def flop_fields(cfg, images: torch.Tensor, dev: torch.device, ips: dict[str, float], threads: int,
+                matmul_size: Optional[int] = None) -> dict:
+    """The arithmetic of the run: FLOPs per training iteration, each loop's training TFLOP/s at
+    its images/s (`ips`: {"naive", "colorlib"}), the bf16 and float32 matmul TFLOP/s of `dev` at
+    `threads` threads (colorlib's), and colorlib's share of each."""
+    flops = training_flops(cfg, images[:cfg.batch_size])
+    size = matmul_size or (4096 if dev.type == "cuda" else 2048)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        matmul = {name: matmul_tflops(dev, dtype, size, repeats=3 if dev.type == "cpu" else 10)
+                  for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+    finally:
+        torch.set_num_threads(previous)
+    train = {k: flops / cfg.batch_size * v / 1e12 for k, v in ips.items()}
+    return {
+        "training_flop_per_iteration": flops, "flop_count": f"{FLOP_COUNT}, batch {cfg.batch_size}",
+        "naive_train_tflop_per_s": _significant(train["naive"]),
+        "colorlib_train_tflop_per_s": _significant(train["colorlib"]),
+        "matmul_size": size, "matmul_threads": threads,
+        "matmul_fp32_tf32": dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
+        "matmul_bf16_tflop_per_s": _significant(matmul["bf16"]),
+        "matmul_fp32_tflop_per_s": _significant(matmul["fp32"]),
+        "colorlib_share_of_bf16_matmul": _significant(train["colorlib"] / matmul["bf16"], 3),
+        "colorlib_share_of_fp32_matmul": _significant(train["colorlib"] / matmul["fp32"], 3),
+    }
+
+
+# ---------------------------------------------------------------- timing
 @dataclasses.dataclass
 class Loop:
     """One training loop in a side-by-side timing, and what it measured."""
     label: str
-    start: Callable[[], Iterator[None]]  # sets the loop up (when its warm-up begins) and returns its steps
+    start: Callable[[], Iterator[torch.Tensor]]  # sets the loop up (when its warm-up begins) and returns its steps
     threads: int
-    steps: Optional[Iterator[None]] = None
+    steps: Optional[Iterator[torch.Tensor]] = None
     seconds: list = dataclasses.field(default_factory=list)  # of each timed round
     peak_mb: float = math.nan
 
@@ -189,6 +290,24 @@ class Loop:
 
     def overall_images_per_s(self, iterations: int, batch: int) -> float:
         return len(self.seconds) * iterations * batch / sum(self.seconds)
+
+
+@dataclasses.dataclass
+class TimingPlan:
+    warmup: int
+    rounds: int
+    per_round: int
+
+    @classmethod
+    def for_device(cls, dev: torch.device, iters: Optional[int]) -> "TimingPlan":
+        """`iters` timed iterations per loop (default 300 on a GPU, 20 on a CPU): a few long rounds
+        on a GPU (each round starts and ends by synchronising the device, a cost long rounds
+        spread thin); one iteration per round on a CPU, where other work on the machine comes
+        and goes within seconds and the loops should meet it alike."""
+        cuda = dev.type == "cuda"
+        iters = iters or (300 if cuda else 20)
+        rounds = min(iters, 3) if cuda else iters
+        return cls(warmup=10 if cuda else 3, rounds=rounds, per_round=-(-iters // rounds))
 
 
 def time_side_by_side(loops: list[Loop], device: torch.device, warmup: int, rounds: int, per_round: int) -> None:
@@ -214,7 +333,7 @@ def time_side_by_side(loops: list[Loop], device: torch.device, warmup: int, roun
             loop.seconds.append(time.perf_counter() - start)
 
 
-def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], iters: int = 20,
+def speed_option_drift(cfg, device: torch.device, option_sets: dict[str, dict], iters: int = 20,
                        train_size: int = 1000, data_cache: Optional[dict] = None) -> dict[str, float]:
     """Train `iters` identical steps per variant of the speed options; report each variant's
     generator weights' relative distance from the first (reference) variant's.
@@ -222,16 +341,32 @@ def speed_option_drift(cfg, device: torch.device, variants: dict[str, dict], ite
     The speed options must not change the maths: float32 variants should agree to rounding,
     bf16 autocast within its precision."""
     weights = {}
-    for name, options in variants.items():
+    for name, options in option_sets.items():
         c = dataclasses.replace(cfg, train_size=train_size, **options)
-        with tempfile.TemporaryDirectory(prefix="colorlib-drift-") as run_dir:
-            trainer = Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache)
+        with tempfile.TemporaryDirectory(prefix="colorlib-drift-") as run_dir, \
+                Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache) as trainer:
             for it in range(iters):
                 index = torch.arange(it * c.batch_size, (it + 1) * c.batch_size, device=trainer.device)
                 trainer.train_step(index % trainer.images.shape[0])
             weights[name] = torch.cat([p.detach().float().flatten().cpu() for p in trainer.G.parameters()])
     reference = next(iter(weights.values()))
     return {name: float((w - reference).norm() / reference.norm()) for name, w in weights.items()}
+
+
+def drift_check(cfg, dev: torch.device, data_cache: dict) -> dict[str, float]:
+    """The speed options of `dev` against plain float32 eager steps (speed_option_drift)."""
+    if dev.type == "cuda":  # the GPU-only options
+        return speed_option_drift(cfg, dev, {
+            "fp32 eager": dict(amp=False, cuda_graphs=False, channels_last=False),
+            "fp32 + CUDA graph + channels_last": dict(amp=False, cuda_graphs=True, channels_last=True),
+            "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)},
+            data_cache=data_cache)
+    amp_label = "bf16 autocast" if cpu_has_fast_bf16() else "amp=true (float32 here: bf16 does not pay)"
+    return speed_option_drift(cfg, dev, {
+        "fp32 contiguous": dict(amp=False, channels_last=False),
+        "fp32 channels_last": dict(amp=False, channels_last=True),
+        f"{amp_label} + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200,
+        data_cache=data_cache)
 
 
 @torch.inference_mode()
@@ -250,96 +385,86 @@ def time_inference(trainer: Trainer, batch: int, iters: int) -> float:
     return iters * batch / (time.perf_counter() - start)
 
 
+# ---------------------------------------------------------------- the benchmark
 def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Optional[int] = None,
                   device: str = "auto", train_size: int = 5000, overrides: Optional[dict] = None,
-                  with_compile: bool = False, also: Optional[list[dict]] = None) -> dict:
+                  with_compile: bool = False, also: Optional[list[dict]] = None,
+                  matmul_size: Optional[int] = None) -> dict:
     """Time the tutorial loop, colorlib's trainer and the trainer with each of `also` (config
-    overrides) side by side; with_compile adds the trainer with compile=True."""
+    overrides) side by side; with_compile adds the trainer with compile=True. Then colorlib's
+    inference speed, the arithmetic (flop_fields) and the speed options' drift."""
     dev = pick_device(device)
-    iters = iters or (300 if dev.type == "cuda" else 20)
-    warmup = 10 if dev.type == "cuda" else 3
-    # a few long rounds on a GPU (the DataLoader's prefetched batches favour the reference at the
-    # start of each of its rounds); one iteration per round on a CPU, where other work on the
-    # machine comes and goes within seconds and the loops should meet it alike
-    rounds = min(iters, 3) if dev.type == "cuda" else iters
-    per_round = -(-iters // rounds)
-    source = resolve_source(data)
+    plan = TimingPlan.for_device(dev, iters)
     cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
+    images = training_images(cfg)  # the data errors, now
     threads = torch.get_num_threads()  # the process default: the tutorial loop's, and the trainer's unless cfg.threads
-    variants = [dict(v) for v in (also or [])] + ([dict(compile=True)] if with_compile else [])
-    configs = [dataclasses.replace(cfg, **options) for options in [{}] + variants]
-    trainers: list[Trainer] = []
-    data_cache: dict = {}  # the trainers read the data once
-
-    def start_trainer(c):
-        with tempfile.TemporaryDirectory(prefix="colorlib-bench-") as run_dir:
-            trainers.append(Trainer(c, Path(run_dir) / "run", progress=False, data_cache=data_cache))
-        return trainer_loop(trainers[-1])
-
-    loops = [Loop("tutorial loop", lambda: naive_loop(cfg, source, dev), threads)]
-    loops += [Loop("colorlib" + (f" with {_describe(options)}" if options else ""),
-                   lambda c=c: start_trainer(c), c.threads or threads) for options, c in zip([{}] + variants, configs)]
+    options = [{}] + [dict(v) for v in (also or [])] + ([dict(compile=True)] if with_compile else [])
+    pool = TrainerPool()
     try:
-        time_side_by_side(loops, dev, warmup, rounds, per_round)
+        loops = [Loop("tutorial loop", lambda: naive_loop(cfg, images, dev), threads)]
+        for o in options:
+            c = dataclasses.replace(cfg, **o)
+            loops.append(Loop("colorlib" + (f" with {_describe(o)}" if o else ""), lambda c=c: pool.start(c),
+                              c.threads or threads))
+        try:
+            time_side_by_side(loops, dev, plan.warmup, plan.rounds, plan.per_round)
+        finally:
+            for loop in loops:
+                if loop.steps is not None:
+                    loop.steps.close()
+            torch.set_num_threads(threads)  # a trainer with cfg.threads set the process's
+        result = {"preset": preset, "device": str(dev), "device_name": hardware_name(dev), "torch": torch.__version__,
+                  "threads": threads, "batch_size": cfg.batch_size, "iterations_timed": plan.rounds * plan.per_round,
+                  **speed_fields(cfg, loops, pool.trainers, options, plan, with_compile, dev)}
+        result["generator_inference_images_per_s"] = round(
+            time_inference(pool.trainers[0], 500, 20 if dev.type == "cuda" else 3), 1)
+        ips = {"naive": loops[0].images_per_s(plan.per_round, cfg.batch_size),
+               "colorlib": loops[1].images_per_s(plan.per_round, cfg.batch_size)}
+        result.update(flop_fields(cfg, images, dev, ips, loops[1].threads, matmul_size))
+        result["speed_option_drift_vs_reference"] = drift_check(cfg, dev, pool.data_cache)
     finally:
-        for loop in loops:
-            if loop.steps is not None:
-                loop.steps.close()  # the DataLoader's workers stop here
-        torch.set_num_threads(threads)  # a trainer with cfg.threads set the process's
+        pool.close()  # the trainers' process-wide settings put back
+        torch.set_num_threads(threads)
+    result["date"] = time.strftime("%Y-%m-%d")
+    return result
+
+
+def speed_fields(cfg, loops: list[Loop], trainers: list[Trainer], options: list[dict], plan: TimingPlan,
+                 with_compile: bool, dev: torch.device) -> dict:
+    """What the side-by-side timing measured: images/s and speed-ups (loops[0] the tutorial loop,
+    loops[1] colorlib with `options[0]`, then one per further options), peak memory, the
+    paper preset's projected time, and the rounds."""
     naive, ours = loops[0], loops[1]
-    ips = {loop.label: loop.images_per_s(per_round, cfg.batch_size) for loop in loops}
-    naive_ips, ours_ips = ips[naive.label], ips[ours.label]
-    overall = {loop.label: loop.overall_images_per_s(per_round, cfg.batch_size) for loop in loops}
-    trainer = trainers[0]
-    precision, reason = trainer_precision(trainer)
-    infer_ips = time_inference(trainer, 500, 20 if dev.type == "cuda" else 3)
-    alternatives = []
-    for options, loop, t in zip(variants, loops[2:], trainers[1:]):
-        alternatives.append({"overrides": options, "threads": loop.threads, "precision": trainer_precision(t)[0],
-                             "train_images_per_s": round(ips[loop.label], 1),
-                             "speedup": _median_ratio(naive, loop), "speedup_by_round": _ratios(naive, loop),
-                             "speedup_overall": round(overall[loop.label] / overall[naive.label], 2)})
+    per_round, batch = plan.per_round, cfg.batch_size
+    ips = {loop.label: loop.images_per_s(per_round, batch) for loop in loops}
+    overall = {loop.label: loop.overall_images_per_s(per_round, batch) for loop in loops}
+    precision, reason = trainer_precision(trainers[0])
+    alternatives = [{"overrides": o, "threads": loop.threads, "precision": trainer_precision(t)[0],
+                     "train_images_per_s": round(ips[loop.label], 1),
+                     "speedup": _median_ratio(naive, loop), "speedup_by_round": _ratios(naive, loop),
+                     "speedup_overall": round(overall[loop.label] / overall[naive.label], 2)}
+                    for o, loop, t in zip(options[1:], loops[2:], trainers[1:])]
     compiled = alternatives[-1] if with_compile else None
-    if dev.type == "cuda":  # the GPU-only options, checked against plain float32 eager steps
-        drift = speed_option_drift(cfg, dev, {
-            "fp32 eager": dict(amp=False, cuda_graphs=False, channels_last=False),
-            "fp32 + CUDA graph + channels_last": dict(amp=False, cuda_graphs=True, channels_last=True),
-            "bf16 autocast (all options)": dict(amp=True, cuda_graphs=True, channels_last=True)},
-            data_cache=data_cache)
-    else:
-        amp_label = "bf16 autocast" if cpu_has_fast_bf16() else "amp=true (float32 here: bf16 does not pay)"
-        drift = speed_option_drift(cfg, dev, {
-            "fp32 contiguous": dict(amp=False, channels_last=False),
-            "fp32 channels_last": dict(amp=False, channels_last=True),
-            f"{amp_label} + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200,
-            data_cache=data_cache)
-    paper_iters = PAPER_EPOCHS * (PAPER_IMAGES // cfg.batch_size)
-    result = {
-        "preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
-        "threads": threads, "batch_size": cfg.batch_size, "iterations_timed": rounds * per_round,
+    paper_images = PAPER_EPOCHS * (PAPER_IMAGES // batch) * batch
+    return {
         "networks": {k: getattr(cfg, k) for k in ("g_width", "g_depth", "norm", "d_width", "d_depth", "d_norm")},
         "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
         "colorlib_precision": precision, "colorlib_precision_reason": reason,
-        "naive_train_images_per_s": round(naive_ips, 1), "colorlib_train_images_per_s": round(ours_ips, 1),
+        "naive_train_images_per_s": round(ips[naive.label], 1),
+        "colorlib_train_images_per_s": round(ips[ours.label], 1),
         "speedup": _median_ratio(naive, ours), "speedup_by_round": _ratios(naive, ours),
         "speedup_overall": round(overall[ours.label] / overall[naive.label], 2),
-        "generator_inference_images_per_s": round(infer_ips, 1),
         "colorlib_compiled_train_images_per_s": compiled["train_images_per_s"] if compiled else None,
         "speedup_compiled": compiled["speedup"] if compiled else None,
         "alternatives": alternatives,
         "naive_peak_memory_mb": round(naive.peak_mb, 1), "colorlib_peak_memory_mb": round(ours.peak_mb, 1),
         "memory_measure": "CUDA max allocated" if dev.type == "cuda" else "process peak RSS",
-        "paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / ours_ips / 60, 1),
-        "naive_paper_preset_projected_minutes": round(paper_iters * cfg.batch_size / naive_ips / 60, 1),
-        "timing": {"warmup_iterations": warmup, "rounds": rounds, "iterations_per_round": per_round,
-                   "images_per_s_by_round": {loop.label: [round(per_round * cfg.batch_size / t, 1)
-                                                          for t in loop.seconds] for loop in loops}},
-        "speed_option_drift_vs_reference": drift,
-        "date": time.strftime("%Y-%m-%d"),
+        "paper_preset_projected_minutes": round(paper_images / ips[ours.label] / 60, 1),
+        "naive_paper_preset_projected_minutes": round(paper_images / ips[naive.label] / 60, 1),
+        "timing": {"warmup_iterations": plan.warmup, "rounds": plan.rounds, "iterations_per_round": per_round,
+                   "images_per_s_by_round": {loop.label: [round(per_round * batch / t, 1) for t in loop.seconds]
+                                             for loop in loops}},
     }
-    return result
-
-
 def _ratios(naive: Loop, loop: Loop) -> list[float]:
     """`loop`'s speed-up over the tutorial loop in each round: the two ran minutes apart at most."""
     return [round(a / b, 2) for a, b in zip(naive.seconds, loop.seconds)]
@@ -363,6 +488,32 @@ def _describe(options: dict) -> str:
     return ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in options.items())
 
 
+def _flop_rows(r: dict) -> list[tuple[str, str]]:
+    """One line per number of the arithmetic (flop_fields), each saying the device it ran on."""
+    if r.get("training_flop_per_iteration") is None:  # a result from before they were measured
+        return []
+
+    def on(threads: int) -> str:
+        return f"on {r['device_name']} ({r['device']}, {threads} threads)"
+
+    def share(x: Optional[float]) -> str:
+        return "n/a" if x is None else f"{100 * x:.3g}%"
+
+    n, ours = r["matmul_size"], r["matmul_threads"]
+    tf32 = ", TF32 allowed as in training" if r.get("matmul_fp32_tf32") else ""
+    return [
+        (f"training FLOPs per iteration (FlopCounterMode, float32, batch {r['batch_size']})",
+         f"{r['training_flop_per_iteration']:.3e}"),
+        (f"training TFLOP/s, colorlib ({r['colorlib_precision']}) {on(ours)}",
+         f"{r['colorlib_train_tflop_per_s']:.3g}"),
+        (f"training TFLOP/s, tutorial loop (float32) {on(r['threads'])}", f"{r['naive_train_tflop_per_s']:.3g}"),
+        (f"matmul {n}x{n} bf16 TFLOP/s (best of a few) {on(ours)}", f"{r['matmul_bf16_tflop_per_s']:.3g}"),
+        (f"matmul {n}x{n} float32 TFLOP/s (best of a few{tf32}) {on(ours)}", f"{r['matmul_fp32_tflop_per_s']:.3g}"),
+        ("colorlib training FLOP/s as a share of the bf16 matmul's", share(r["colorlib_share_of_bf16_matmul"])),
+        ("colorlib training FLOP/s as a share of the float32 matmul's", share(r["colorlib_share_of_fp32_matmul"])),
+    ]
+
+
 def format_table(r: dict) -> str:
     rows = [
         ("training images/s, tutorial loop", f"{r['naive_train_images_per_s']:.0f}"),
@@ -379,6 +530,7 @@ def format_table(r: dict) -> str:
         ("paper preset (100 epochs x 50,000), projected", f"{r['paper_preset_projected_minutes']:.1f} min "
          f"(tutorial loop {r['naive_paper_preset_projected_minutes']:.1f} min)"),
     ]
+    rows += _flop_rows(r)
     rows += [(f"weights drift after steps: {k}", f"{v:.1e}") for k, v in r["speed_option_drift_vs_reference"].items()]
     width = max(len(k) for k, _ in rows)
     timing = r.get("timing", {})
