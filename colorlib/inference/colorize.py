@@ -529,58 +529,20 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
 
 def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: int, device: str,
                     overwrite: bool, progress: bool) -> ColorizeSummary:
+    """colorize_files once Pillow's limit is set: the batch checked, then every photo in turn."""
     from tqdm import tqdm
-
-    from ..runs.device import pick_device
 
     jobs, failed = collect_jobs(inputs, out_dir)
     for name, problem in failed:
         print(f"FAILED {name}: {problem}", file=sys.stderr)
-    # everything that would spoil the whole batch is checked before the first photo
-    refusal = _refuse_overwriting_inputs(jobs, out_dir)
-    if refusal is None:
-        model, _ = load_model(checkpoint, pick_device(device))
-        render_shape(32, 32, render_size, size_multiple(model))
-        refusal = _prepare_output_folder(out_dir)
-    if refusal:
-        raise OutputFolderError(refusal)
-
+    model = _model_for_batch(jobs, out_dir, checkpoint, render_size, device)
     result = ColorizeSummary(out_dir, len(jobs), failed=failed)
-    claimed: dict[Path, Job] = {}  # output -> the input that writes it
-
-    def claim(target: Path, job: Job) -> None:
-        if claimed.setdefault(target, job) is not job:
-            raise ImageReadError(f"its output {target} would be the output of {claimed[target].source} "
-                                 f"too; colorize photos of the same name into separate folders")
-
+    claim = _output_claims()
     bar = tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr)
     try:
         for job in bar:
             try:
-                target, _ = _target(out_dir, job, has_alpha=False)
-                claim(target, job)
-                if target.exists() and not overwrite:  # before decoding: reruns are cheap
-                    tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
-                               file=sys.stderr)
-                    result.skipped += 1
-                    continue
-                photo = read_photo(job.source)
-                target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
-                claim(target, job)
-                if photo.was_color:
-                    if result.colour_inputs == 0:
-                        tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
-                                   f"gray first and get new colours (this note is not repeated; the summary "
-                                   f"counts them)", file=sys.stderr)
-                    result.colour_inputs += 1
-                if photo.frames > 1:
-                    tqdm.write(f"note: {job.source} has {photo.frames} frames (an animation or a multi-page "
-                               f"file); only the first is colorized", file=sys.stderr)
-                _note_reduced_size(job, photo, model, render_size)
-                image = to_pil(colorize_luma(photo.luma, model, render_size), photo.alpha)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_atomically(target, encode(image, fmt), overwrite=overwrite)
-                result.done += 1
+                _colorize_job(job, out_dir, model, render_size, overwrite, claim, result)
             except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
                 failed.append((str(job.source), _describe_problem(exc)))
                 tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
@@ -591,6 +553,72 @@ def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: i
             f"the same command again to do the rest (photos already colorized are skipped)") from None
     bar.close()
     return result
+
+
+def _model_for_batch(jobs: list[Job], out_dir: Path, checkpoint, render_size: int, device: str):
+    """The batch's generator, after the checks that would refuse the whole batch (an output over an
+    input, an unusable checkpoint, render_size or device, an unwritable out_dir)."""
+    from ..runs.device import pick_device
+
+    # everything that would spoil the whole batch is checked before the first photo
+    refusal = _refuse_overwriting_inputs(jobs, out_dir)
+    if refusal is None:
+        model, _ = load_model(checkpoint, pick_device(device))
+        render_shape(32, 32, render_size, size_multiple(model))
+        refusal = _prepare_output_folder(out_dir)
+    if refusal:
+        raise OutputFolderError(refusal)
+    return model
+
+
+def _output_claims():
+    """claim(target, job): records that `job` writes `target`, and refuses a second input writing it."""
+    claimed: dict[Path, Job] = {}  # output -> the input that writes it
+
+    def claim(target: Path, job: Job) -> None:
+        if claimed.setdefault(target, job) is not job:
+            raise ImageReadError(f"its output {target} would be the output of {claimed[target].source} "
+                                 f"too; colorize photos of the same name into separate folders")
+    return claim
+
+
+def _colorize_job(job: Job, out_dir: Path, model, render_size: int, overwrite: bool, claim,
+                  result: ColorizeSummary) -> None:
+    """One photo colorized and written atomically into out_dir, or skipped when its output exists
+    and not overwrite; counted in `result`."""
+    from tqdm import tqdm
+
+    target, _ = _target(out_dir, job, has_alpha=False)
+    claim(target, job)
+    if target.exists() and not overwrite:  # before decoding: reruns are cheap
+        tqdm.write(f"skipped {job.source}: {target} exists (pass --overwrite to replace it)",
+                   file=sys.stderr)
+        result.skipped += 1
+        return
+    photo = read_photo(job.source)
+    target, fmt = _target(out_dir, job, photo.alpha is not None)  # transparency needs PNG
+    claim(target, job)
+    _note_input(job, photo, result)
+    _note_reduced_size(job, photo, model, render_size)
+    image = to_pil(colorize_luma(photo.luma, model, render_size), photo.alpha)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomically(target, encode(image, fmt), overwrite=overwrite)
+    result.done += 1
+
+
+def _note_input(job: Job, photo: GrayPhoto, result: ColorizeSummary) -> None:
+    """A note when an input is already in colour (once per batch; counted) or has several frames."""
+    from tqdm import tqdm
+
+    if photo.was_color:
+        if result.colour_inputs == 0:
+            tqdm.write(f"note: {job.source} is already in colour: colour photos are converted to "
+                       f"gray first and get new colours (this note is not repeated; the summary "
+                       f"counts them)", file=sys.stderr)
+        result.colour_inputs += 1
+    if photo.frames > 1:
+        tqdm.write(f"note: {job.source} has {photo.frames} frames (an animation or a multi-page "
+                   f"file); only the first is colorized", file=sys.stderr)
 
 
 def _note_reduced_size(job: Job, photo: GrayPhoto, model, render_size: int) -> None:

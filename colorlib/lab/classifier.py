@@ -97,38 +97,19 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`."""
     from ..runs.config import ConfigError
-    from ..runs.data import DataError, load_split
     from ..runs.device import pick_device
 
     if epochs < 1:
         raise ConfigError(f"epochs must be at least 1, got {epochs}")
     dev = pick_device(device)
-    cuda = dev.type == "cuda"
     torch.manual_seed(seed)
-    t0 = time.time()
-    train = load_split(data, "train", train_size, seed)
-    test = load_split(data, "test", test_size, seed)
-    if (train.labels < 0).any() or not train.classes:
-        raise DataError(f"{train.source} has no class folders; the classifier needs train/<class>/*.jpg")
-    if test.classes != train.classes:
-        raise DataError(f"train and test classes differ: {train.classes} vs {test.classes}")
-    log(f"data: {len(train)} train / {len(test)} test images, {len(train.classes)} classes "
-        f"(loaded in {time.time() - t0:.1f}s), device {dev}")
-
+    train, test = _labelled_splits(data, train_size, test_size, seed, dev, log)
     images, labels = train.images.to(dev), train.labels.to(dev)
     test_images, test_labels = test.images.to(dev), test.labels.to(dev)
-    model = CifarClassifier(widths, len(train.classes))
-    memory_format = torch.channels_last if cuda else torch.contiguous_format
-    model.to(dev, memory_format=memory_format)
-    if cuda:
-        torch.backends.cudnn.benchmark = True
+    model = _classifier_on(dev, widths, len(train.classes))
     steps_per_epoch = max(1, len(train) // batch_size)  # drop the ragged last batch
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=lr, total_steps=epochs * steps_per_epoch, pct_start=0.25, anneal_strategy="linear",
-        div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    opt, sched = _one_cycle_sgd(model, lr, epochs * steps_per_epoch)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
     gen = torch.Generator().manual_seed(seed)
     bs = min(batch_size, len(train))
     n_params = sum(p.numel() for p in model.parameters())
@@ -137,20 +118,7 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
 
     t_train = time.time()
     for epoch in range(1, epochs + 1):
-        model.train()
-        order = torch.randperm(len(train), generator=gen).to(dev)
-        total = torch.zeros((), device=dev)
-        for step in range(steps_per_epoch):
-            idx = order[step * bs:(step + 1) * bs]
-            x = random_crop_flip(images[idx], generator=gen).contiguous(memory_format=memory_format)
-            with autocast():
-                loss = loss_fn(model(x), labels[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.detach()
-        mean_loss = (total / steps_per_epoch).item()  # one host sync per epoch
+        mean_loss = _train_epoch(model, opt, sched, loss_fn, images, labels, bs, steps_per_epoch, gen)
         if not math.isfinite(mean_loss):
             raise ClassifierDiverged(f"classifier training diverged at epoch {epoch} (loss {mean_loss}); "
                                      f"try a smaller --lr")
@@ -162,7 +130,78 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
     state = _half_state_dict(model)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     final_acc = accuracy(model, test_images, test_labels)
-    ckpt = {
+    ckpt = _classifier_checkpoint(model, state, train, test, final_acc, epochs, bs, lr, seed, t_train, dev)
+    atomic_save(ckpt, Path(out))
+    log(f"saved {out}: test top-1 {100 * final_acc:.2f}% on {len(test)} images (float16 weights), "
+        f"{Path(out).stat().st_size / 1e6:.1f} MB, training {ckpt['train_seconds']}s")
+    return {k: v for k, v in ckpt.items() if k != "state_dict"}
+
+
+def _labelled_splits(data: Optional[str], train_size: Optional[int], test_size: Optional[int], seed: int,
+                     dev: torch.device, log):
+    """(train, test) splits, refused unless both have the same class folders; logs their sizes."""
+    from ..runs.data import DataError, load_split
+    t0 = time.time()
+    train = load_split(data, "train", train_size, seed)
+    test = load_split(data, "test", test_size, seed)
+    if (train.labels < 0).any() or not train.classes:
+        raise DataError(f"{train.source} has no class folders; the classifier needs train/<class>/*.jpg")
+    if test.classes != train.classes:
+        raise DataError(f"train and test classes differ: {train.classes} vs {test.classes}")
+    log(f"data: {len(train)} train / {len(test)} test images, {len(train.classes)} classes "
+        f"(loaded in {time.time() - t0:.1f}s), device {dev}")
+    return train, test
+
+
+def _classifier_on(dev: torch.device, widths: Sequence[int], num_classes: int) -> CifarClassifier:
+    """A freshly initialised classifier on `dev` (channels_last and cuDNN autotuning on CUDA)."""
+    cuda = dev.type == "cuda"
+    model = CifarClassifier(widths, num_classes)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    model.to(dev, memory_format=memory_format)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+    return model
+
+
+def _one_cycle_sgd(model: nn.Module, lr: float, total_steps: int):
+    """(optimizer, scheduler) of the recipe: Nesterov SGD, and a one-cycle rate up to `lr` over the
+    first quarter, then linearly down."""
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=lr, total_steps=total_steps, pct_start=0.25, anneal_strategy="linear",
+        div_factor=10.0, final_div_factor=100.0, cycle_momentum=False)
+    return opt, sched
+
+
+def _train_epoch(model: nn.Module, opt, sched, loss_fn, images: torch.Tensor, labels: torch.Tensor, bs: int,
+                 steps_per_epoch: int, gen: torch.Generator) -> float:
+    """One epoch over a fresh random order of augmented batches; returns the mean training loss."""
+    dev = images.device
+    cuda = dev.type == "cuda"
+    memory_format = torch.channels_last if cuda else torch.contiguous_format
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if cuda else contextlib.nullcontext
+    model.train()
+    order = torch.randperm(images.shape[0], generator=gen).to(dev)
+    total = torch.zeros((), device=dev)
+    for step in range(steps_per_epoch):
+        idx = order[step * bs:(step + 1) * bs]
+        x = random_crop_flip(images[idx], generator=gen).contiguous(memory_format=memory_format)
+        with autocast():
+            loss = loss_fn(model(x), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.detach()
+    return (total / steps_per_epoch).item()  # one host sync per epoch
+
+
+def _classifier_checkpoint(model: CifarClassifier, state: dict, train, test, final_acc: float, epochs: int,
+                           bs: int, lr: float, seed: int, t_train: float, dev: torch.device) -> dict:
+    """The classifier file's contents (CLASSIFIER_FORMAT): float16 weights, classes, scores, provenance."""
+    cuda = dev.type == "cuda"
+    return {
         "format": CLASSIFIER_FORMAT,
         "arch": {"name": "cifar-cnn", "widths": list(model.widths), "stem": 32,
                  "num_classes": len(train.classes), "input": "RGB uint8 [0,255] or float [0,1]"},
@@ -180,7 +219,3 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
         "device": torch.cuda.get_device_name(dev) if cuda else "cpu",
         "torch": str(torch.__version__),
     }
-    atomic_save(ckpt, Path(out))
-    log(f"saved {out}: test top-1 {100 * final_acc:.2f}% on {len(test)} images (float16 weights), "
-        f"{Path(out).stat().st_size / 1e6:.1f} MB, training {ckpt['train_seconds']}s")
-    return {k: v for k, v in ckpt.items() if k != "state_dict"}

@@ -145,88 +145,135 @@ def train_packed(trainers: Sequence, progress: bool = True, time_budget: Optiona
     """
     if not trainers:
         return {"runs": 0, "images": 0, "seconds": 0.0, "images_per_s": 0.0}
-    cuda = trainers[0].device.type == "cuda"
-    streams = [torch.cuda.Stream(device=t.device) if cuda else None for t in trainers]
-    iterators = [t.iterate() for t in trainers]
-    active = list(range(len(trainers)))
-    started = time.perf_counter()
-    first_epochs = {t.run_dir: t.epoch for t in trainers}
-    planned = {t.run_dir: t.cfg.epochs for t in trainers}
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-        total = sum((t.cfg.epochs - t.epoch) * t.iterations_per_epoch for t in trainers)
-        bar = tqdm(total=total, unit="it", desc=f"{len(trainers)} runs packed", dynamic_ncols=True)
-    images, steps, fitted, cut, epoch1_at = 0, 0, 0, False, 0.0
-    failed: dict[str, str] = {}
-    steady_from = None  # (time, images) once every run is past its first epoch: capture, warm-up excluded
+    pack = _Pack(trainers, log)
+    bar = _pack_progress_bar(trainers) if progress else None
     try:
-        while active:
-            for i in list(active):
-                with torch.cuda.stream(streams[i]) if cuda else contextlib.nullcontext():
-                    try:
-                        next(iterators[i])
-                    except StopIteration:
-                        active.remove(i)
-                        continue
-                    except Exception as exc:
-                        if log is None:
-                            raise
-                        why = failed[str(trainers[i].run_dir)] = f"{type(exc).__name__}: {exc}"
-                        log(f"   {trainers[i].run_dir}: failed ({why[:300]}); the others go on")
-                        active.remove(i)
-                        continue
-                images += trainers[i].cfg.batch_size
-                steps += 1
-            if steady_from is None and all(t.epoch > first_epochs[t.run_dir] for t in live(trainers, failed)):
-                if cuda:
-                    torch.cuda.synchronize()
-                steady_from = (time.perf_counter(), images)
-            if bar is not None and steps - bar.n >= 50 * len(trainers):
-                bar.total = sum(t.cfg.epochs * t.iterations_per_epoch for t in trainers) - \
-                    sum(first_epochs[t.run_dir] * t.iterations_per_epoch for t in trainers)
-                bar.update(steps - bar.n)
-            if time_budget is None:
-                continue
-            elapsed = time.perf_counter() - started
-            runs = live(trainers, failed)
-            done_epochs = min((t.epoch - first_epochs[t.run_dir] for t in runs), default=0)
-            if fit_epochs and fitted < 2 and done_epochs > fitted:
-                # after the first epoch (its pace includes the CUDA-graph captures, so it errs
-                # short), then again after the second, at the steady pace, while no run has
-                # started a learning-rate decay, so the changed plan is what each run follows
-                if fitted == 0:
-                    per_epoch = elapsed
-                else:
-                    per_epoch = elapsed - epoch1_at
-                epoch1_at = elapsed
-                fitted += 1
-                if fitted == 1 or all(t.epoch <= t.cfg.epochs // 2 for t in runs):
-                    for t in runs:
-                        afford = t.epoch + int((0.95 * time_budget - elapsed) / per_epoch)  # 5% margin
-                        t.set_epochs(max(min(afford, planned[t.run_dir]), t.epoch))
-            if elapsed > time_budget and not cut:  # finish the epoch in flight, then stop
-                cut = True
-                for t in live(trainers, failed):
-                    if t.epoch < t.cfg.epochs:
-                        t.set_epochs(t.epoch + 1)
+        while pack.active:
+            pack.step_each()
+            pack.note_steady_start()
+            if bar is not None and pack.steps - bar.n >= 50 * len(trainers):
+                _advance_progress_bar(bar, pack)
+            if time_budget is not None:
+                pack.keep_to_budget(time_budget, fit_epochs)
     finally:
-        for it in iterators:
-            it.close()
+        pack.close()
         if bar is not None:
             bar.close()
-    if cuda:
-        torch.cuda.synchronize()
-    now = time.perf_counter()
-    seconds = now - started
-    steady = math.nan
-    if steady_from is not None and images > steady_from[1]:
-        steady = (images - steady_from[1]) / (now - steady_from[0])
-    return {"runs": len(trainers), "images": images, "seconds": seconds,
-            "images_per_s": images / seconds if seconds > 0 else math.nan,
-            "steady_images_per_s": steady,
-            "epochs": {str(t.run_dir): t.epoch for t in trainers},
-            "planned_epochs": {str(k): v for k, v in planned.items()}, "cut_by_budget": cut, "failed": failed}
+    return pack.throughput()
+
+
+class _Pack:
+    """The state of one packed training (train_packed): each run's iterator and CUDA stream, the
+    images trained, the runs that failed, and what the time budget has done to the plan."""
+
+    def __init__(self, trainers: Sequence, log) -> None:
+        self.trainers, self.log = trainers, log
+        self.cuda = trainers[0].device.type == "cuda"
+        self.streams = [torch.cuda.Stream(device=t.device) if self.cuda else None for t in trainers]
+        self.iterators = [t.iterate() for t in trainers]
+        self.active = list(range(len(trainers)))
+        self.started = time.perf_counter()
+        self.first_epochs = {t.run_dir: t.epoch for t in trainers}
+        self.planned = {t.run_dir: t.cfg.epochs for t in trainers}
+        self.images, self.steps, self.fitted, self.cut, self.epoch1_at = 0, 0, 0, False, 0.0
+        self.failed: dict[str, str] = {}
+        # (time, images) once every run is past its first epoch: capture, warm-up excluded
+        self.steady_from: Optional[tuple[float, int]] = None
+
+    def step_each(self) -> None:
+        """One iteration of every active run, each in its own stream so the runs' kernels overlap;
+        a run that ends leaves the pack, and so does one that fails when there is a log to say so."""
+        for i in list(self.active):
+            with torch.cuda.stream(self.streams[i]) if self.cuda else contextlib.nullcontext():
+                try:
+                    next(self.iterators[i])
+                except StopIteration:
+                    self.active.remove(i)
+                    continue
+                except Exception as exc:
+                    if self.log is None:
+                        raise
+                    why = self.failed[str(self.trainers[i].run_dir)] = f"{type(exc).__name__}: {exc}"
+                    self.log(f"   {self.trainers[i].run_dir}: failed ({why[:300]}); the others go on")
+                    self.active.remove(i)
+                    continue
+            self.images += self.trainers[i].cfg.batch_size
+            self.steps += 1
+
+    def note_steady_start(self) -> None:
+        """Marks (time, images) the first time every live run is past its first epoch."""
+        if self.steady_from is None and all(t.epoch > self.first_epochs[t.run_dir]
+                                            for t in live(self.trainers, self.failed)):
+            if self.cuda:
+                torch.cuda.synchronize()
+            self.steady_from = (time.perf_counter(), self.images)
+
+    def keep_to_budget(self, time_budget: float, fit_epochs: bool) -> None:
+        """Fits the planned epochs to the budget (with fit_epochs), and once past it lets every run
+        finish only the epoch in flight."""
+        elapsed = time.perf_counter() - self.started
+        runs = live(self.trainers, self.failed)
+        done_epochs = min((t.epoch - self.first_epochs[t.run_dir] for t in runs), default=0)
+        if fit_epochs and self.fitted < 2 and done_epochs > self.fitted:
+            self.fit_plan_to_budget(runs, elapsed, time_budget)
+        if elapsed > time_budget and not self.cut:  # finish the epoch in flight, then stop
+            self.cut = True
+            for t in live(self.trainers, self.failed):
+                if t.epoch < t.cfg.epochs:
+                    t.set_epochs(t.epoch + 1)
+
+    def fit_plan_to_budget(self, runs: list, elapsed: float, time_budget: float) -> None:
+        """Cuts the live runs' planned epochs to what the budget holds at the pace measured so far."""
+        # after the first epoch (its pace includes the CUDA-graph captures, so it errs
+        # short), then again after the second, at the steady pace, while no run has
+        # started a learning-rate decay, so the changed plan is what each run follows
+        if self.fitted == 0:
+            per_epoch = elapsed
+        else:
+            per_epoch = elapsed - self.epoch1_at
+        self.epoch1_at = elapsed
+        self.fitted += 1
+        if self.fitted == 1 or all(t.epoch <= t.cfg.epochs // 2 for t in runs):
+            for t in runs:
+                afford = t.epoch + int((0.95 * time_budget - elapsed) / per_epoch)  # 5% margin
+                t.set_epochs(max(min(afford, self.planned[t.run_dir]), t.epoch))
+
+    def close(self) -> None:
+        """Closes every run's iterator, finished or not."""
+        for it in self.iterators:
+            it.close()
+
+    def throughput(self) -> dict:
+        """train_packed's figures: runs, images, seconds, images per second (all, and after the first
+        epoch), epochs done and planned, whether the budget cut the plan, the failures."""
+        if self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds = now - self.started
+        steady = math.nan
+        if self.steady_from is not None and self.images > self.steady_from[1]:
+            steady = (self.images - self.steady_from[1]) / (now - self.steady_from[0])
+        return {"runs": len(self.trainers), "images": self.images, "seconds": seconds,
+                "images_per_s": self.images / seconds if seconds > 0 else math.nan,
+                "steady_images_per_s": steady,
+                "epochs": {str(t.run_dir): t.epoch for t in self.trainers},
+                "planned_epochs": {str(k): v for k, v in self.planned.items()}, "cut_by_budget": self.cut,
+                "failed": self.failed}
+
+
+def _pack_progress_bar(trainers: Sequence):
+    """One progress bar for the whole pack, in iterations of all runs together."""
+    from tqdm.auto import tqdm
+    total = sum((t.cfg.epochs - t.epoch) * t.iterations_per_epoch for t in trainers)
+    return tqdm(total=total, unit="it", desc=f"{len(trainers)} runs packed", dynamic_ncols=True)
+
+
+def _advance_progress_bar(bar, pack: _Pack) -> None:
+    """Brings the bar up to the pack's steps, its total following the plan (which the budget may cut)."""
+    trainers = pack.trainers
+    bar.total = sum(t.cfg.epochs * t.iterations_per_epoch for t in trainers) - \
+        sum(pack.first_epochs[t.run_dir] * t.iterations_per_epoch for t in trainers)
+    bar.update(pack.steps - bar.n)
 
 
 def live(trainers: Sequence, failed: dict) -> list:

@@ -139,13 +139,7 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
 
     dev = pick_device(device)
     path = candidate_file(candidate)
-    against = Path(against)
-    if not against.is_file():
-        raise RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
-    out = Path(out)
-    if out.exists() and out.resolve() != against.resolve():
-        raise RunDirError(f"{out} exists and is not the generator being replaced; choose another --out "
-                          f"(nothing was written)")
+    against, out = _checked_default_and_out(against, out)
     ckpt = rundir.load_checkpoint(path)
     G, cfg = generator_from_checkpoint(ckpt, path, dev)
     default_ckpt = rundir.load_checkpoint(against)
@@ -166,10 +160,7 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     # the validation measures decide only if neither generator trained on those images
     fair = held_out > 0 and default_held_out >= val_size
     beats, rows, above_gray = decide(scores["candidate"], scores["default"], gray["psnr_dataset_db"], fair)
-    why_not_validation = (None if fair else
-                          f"the default's run held out {default_held_out:,} training images, the candidate's "
-                          f"{held_out:,}, and its validation split has {val_size:,}: one of them trained on "
-                          f"those images, so the validation measures are shown but do not decide")
+    why_not_validation = None if fair else _why_validation_does_not_decide(held_out, default_held_out, val_size)
     report = {"candidate": str(path), "default": str(against), "beats_default": beats, "rows": rows,
               "validation_decides": fair, "why_validation_does_not_decide": why_not_validation,
               "gray_val_psnr_dataset_db": gray["psnr_dataset_db"], "candidate_beats_gray": above_gray,
@@ -178,9 +169,7 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     if why_not_validation:
         log(f"note: {why_not_validation}")
     if not beats:
-        reason = ("it does not beat the gray copy on its validation split" if not above_gray else
-                  "it is worse on a deciding measure, or better on none")
-        log(f"the candidate does not beat the default ({reason}): {against} stays the default")
+        log(f"the candidate does not beat the default ({_why_it_loses(above_gray)}): {against} stays the default")
         return report
     if dry_run:
         log("the candidate beats the default (dry run: nothing written)")
@@ -188,6 +177,32 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     report["written"] = str(out)
     write_generator(G, cfg, ckpt, path, out, report, data, test_limit, classifier, dev, log)
     return report
+
+
+def _checked_default_and_out(against, out) -> tuple[Path, Path]:
+    """(against, out) as paths, refused before anything is scored: there must be a default to compare
+    with, and `out` may only replace that default, never another file."""
+    against = Path(against)
+    if not against.is_file():
+        raise RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
+    out = Path(out)
+    if out.exists() and out.resolve() != against.resolve():
+        raise RunDirError(f"{out} exists and is not the generator being replaced; choose another --out "
+                          f"(nothing was written)")
+    return against, out
+
+
+def _why_validation_does_not_decide(held_out: int, default_held_out: int, val_size: int) -> str:
+    """The note that says why the validation measures are shown but do not decide."""
+    return (f"the default's run held out {default_held_out:,} training images, the candidate's "
+            f"{held_out:,}, and its validation split has {val_size:,}: one of them trained on "
+            f"those images, so the validation measures are shown but do not decide")
+
+
+def _why_it_loses(above_gray: bool) -> str:
+    """Why a candidate that does not beat the default loses: the gray copy, or the measures."""
+    return ("it does not beat the gray copy on its validation split" if not above_gray else
+            "it is worse on a deciding measure, or better on none")
 
 
 def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, data, test_limit, classifier,

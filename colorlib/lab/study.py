@@ -117,24 +117,17 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
               data: Optional[str] = None, device: str = "auto", time_budget: Optional[float] = None,
               overrides: Optional[dict] = None, progress: bool = True,
               test_limit: Optional[int] = None, log=None) -> dict:
+    """The whole study of the module docstring: throughput, packed training, scoring, aggregation,
+    the choice; writes metrics.json, study_bench.json, metrics.md and the figures, returns the report."""
     log = log or (lambda msg: print(msg, flush=True))
     from .baselines import METHODS
     from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
-    from ..runs.data import load_split
-    from .metrics import evaluate_methods, gray_baseline
-    from .packing import expand, make_trainers, train_packed
     from ..runs.device import device_name, pick_device
 
-    names = list(methods or METHODS)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    names = _study_methods(methods)
     started = time.perf_counter()
     dev = pick_device(device)
-    common = {"data": data, "device": str(dev), **(overrides or {})}
-    # checkpoints only at the end: a pack of dozens of runs would otherwise write gigabytes
-    common.setdefault("checkpoint_every", 10_000)
-    common.setdefault("log_every", 100)  # a diverging run is caught within 100 iterations
+    common = _study_settings(data, dev, overrides)
     out, figures = Path(out), Path(figures)
     figures.mkdir(parents=True, exist_ok=True)
     data_cache: dict = {}
@@ -142,12 +135,63 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     log(f"== study: {len(names)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
     sequential = measure_sequential(preset, METHODS["paper"], common, data_cache)
     log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
+    packed = _train_study_runs(preset, names, seeds, out, common, data_cache, started, time_budget, progress, log)
+    speedup = _log_speedup(packed, sequential, log)
+    # the trainers are gone with _train_study_runs; their data and device memory go before scoring
+    data_cache.clear()
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
 
+    log("== scoring")
+    splits = _scoring_splits(preset, common, data, test_limit)
+    classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
+    gray_scores, truth = _score_gray(splits, classifier, dev)
+    results: dict = {}
+    for name in names:
+        per_seed, dirs = _score_seeds(name, seeds, out, splits, classifier, dev, packed["failed"], log)
+        if per_seed:
+            results[name] = _summarise_method(name, per_seed, dirs, log)
+    chosen = choose(results, gray_scores)
+    report = _study_report(preset, seeds, results, gray_scores, truth, chosen, dev, splits, started)
+    bench = _study_bench(preset, names, seeds, sequential, packed, speedup, dev)
+    _write_study(figures, report, bench)
+    log(f"== chosen on validation: {chosen}; wrote {figures}")
+    return report
+
+
+def _study_methods(methods: Optional[Sequence[str]]) -> list[str]:
+    """The methods to compare (default: the whole baselines table); an unknown name is a ConfigError."""
+    from .baselines import METHODS
+    names = list(methods or METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return names
+
+
+def _study_settings(data: Optional[str], dev, overrides: Optional[dict]) -> dict:
+    """The config overrides every run of the study shares (data, device, the user's, the pack's)."""
+    common = {"data": data, "device": str(dev), **(overrides or {})}
+    # checkpoints only at the end: a pack of dozens of runs would otherwise write gigabytes
+    common.setdefault("checkpoint_every", 10_000)
+    common.setdefault("log_every", 100)  # a diverging run is caught within 100 iterations
+    return common
+
+
+def _train_study_runs(preset: str, names: Sequence[str], seeds: int, out: Path, common: dict, data_cache: dict,
+                     started: float, time_budget: Optional[float], progress: bool, log) -> dict:
+    """Every method x seed trained packed, within what is left of the time budget; train_packed's figures."""
+    from .baselines import METHODS
+    from .packing import expand, make_trainers, train_packed
     specs = expand({m: METHODS[m] for m in names}, range(seeds))
     trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache, log=log)
     left = None if time_budget is None else time_budget - (time.perf_counter() - started)
     log(f"== training {len(trainers)} runs packed" + (f", {left:.0f} s budget" if left else ""))
-    packed = train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
+    return train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
+
+
+def _log_speedup(packed: dict, sequential: dict, log) -> float:
+    """Logs the pack's throughput and returns its speed-up over one run alone."""
     steady = packed["steady_images_per_s"]
     if math.isnan(steady):  # one epoch: no rate after the first, compare the whole run's
         speedup = packed["images_per_s"] / sequential["steady_images_per_s"]
@@ -157,57 +201,76 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
         speedup = steady / sequential["steady_images_per_s"]
         log(f"   packed: {steady:.0f} images/s after the first epoch, "
             f"{packed['images_per_s']:.0f} over all {packed['seconds']:.0f} s ({speedup:.1f}x one run)")
-    del trainers
-    data_cache.clear()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    return speedup
 
-    log("== scoring")
+
+def _scoring_splits(preset: str, common: dict, data: Optional[str], test_limit: Optional[int]) -> dict:
+    """The validation split the runs held out (the choice) and the test split (the record)."""
+    from ..runs.data import load_split
     cfg0 = make_config(preset, **{k: v for k, v in common.items() if k in ("data", "val_size")})
-    splits = {"val": load_split(data, "val", None, 0, cfg0.data_root, val_size=cfg0.val_size),
-              "test": load_split(data, "test", test_limit, 0, cfg0.data_root)}
-    classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
+    return {"val": load_split(data, "val", None, 0, cfg0.data_root, val_size=cfg0.val_size),
+            "test": load_split(data, "test", test_limit, 0, cfg0.data_root)}
+
+
+def _score_gray(splits: dict, classifier, device) -> tuple[dict, dict]:
+    """(the gray copy's scores, the ground truth's) per split; the gray copy's shaped like a method's aggregate."""
+    from .metrics import evaluate_methods, gray_baseline
     gray_scores, truth = {}, {}
     for split, images in splits.items():
-        r = evaluate_methods({"gray": gray_baseline}, images.images, images.labels, classifier, device=dev)
+        r = evaluate_methods({"gray": gray_baseline}, images.images, images.labels, classifier, device=device)
         gray_scores[split] = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in r["methods"]["gray"].items()
                               if isinstance(v, (int, float)) and v is not None}
         truth[split] = r["ground_truth"]
-    results: dict = {}
-    for name in names:
-        per_seed, dirs = [], []
-        for seed in range(seeds):
-            run_dir = out / name / f"seed{seed}"
-            if not rundir.is_run_dir(run_dir):
-                continue
-            if not (run_dir / "checkpoints").exists():
-                continue  # a run that failed before its first epoch ended has nothing to score
-            try:
-                s = score_run(run_dir, splits, classifier, dev)
-            except Exception as exc:  # one unreadable run must not lose the others' scores
-                log(f"   {run_dir}: not scored ({type(exc).__name__}: {exc})")
-                continue
-            info = rundir.read_run_info(run_dir)
-            # a run that diverged is scored by its best epoch before that, and says so
-            s.update(seed=seed, epochs_done=info.get("epochs_done"), status=info.get("status"),
-                     failure=packed["failed"].get(str(run_dir)))
-            rundir.write_json(run_dir / "scores.json", s)  # kept even if the study stops later
-            per_seed.append(s)
-            dirs.append(run_dir)
-        if not per_seed:
+    return gray_scores, truth
+
+
+def _score_seeds(name: str, seeds: int, out: Path, splits: dict, classifier, device, failed: dict,
+                log) -> tuple[list, list]:
+    """(scores, run directory) of each of a method's seeds that has something to score; each seed's
+    scores are also written to its scores.json."""
+    per_seed, dirs = [], []
+    for seed in range(seeds):
+        run_dir = out / name / f"seed{seed}"
+        if not rundir.is_run_dir(run_dir):
             continue
-        results[name] = {
-            "overrides": METHODS[name],
-            "val": {v: aggregate([s["val"][v] for s in per_seed]) for v in ("raw", "colorize")},
-            "test": {v: aggregate([s["test"][v] for s in per_seed]) for v in ("raw", "colorize")},
-            "collapse": collapse_summary(dirs),
-            "seeds": per_seed,
-        }
-        log(f"   {name}: val FD {results[name]['val']['colorize'].get('feature_fd', {}).get('mean', math.nan):.2f}, "
-            f"test PSNR {results[name]['test']['colorize'].get('psnr_dataset_db', {}).get('mean', math.nan):.2f} dB")
-    chosen = choose(results, gray_scores)
+        if not (run_dir / "checkpoints").exists():
+            continue  # a run that failed before its first epoch ended has nothing to score
+        try:
+            s = score_run(run_dir, splits, classifier, device)
+        except Exception as exc:  # one unreadable run must not lose the others' scores
+            log(f"   {run_dir}: not scored ({type(exc).__name__}: {exc})")
+            continue
+        info = rundir.read_run_info(run_dir)
+        # a run that diverged is scored by its best epoch before that, and says so
+        s.update(seed=seed, epochs_done=info.get("epochs_done"), status=info.get("status"),
+                 failure=failed.get(str(run_dir)))
+        rundir.write_json(run_dir / "scores.json", s)  # kept even if the study stops later
+        per_seed.append(s)
+        dirs.append(run_dir)
+    return per_seed, dirs
+
+
+def _summarise_method(name: str, per_seed: list, dirs: list, log) -> dict:
+    """A method's entry in the report: its overrides, scores aggregated over seeds, collapse, each seed's."""
+    from .baselines import METHODS
+    summary = {
+        "overrides": METHODS[name],
+        "val": {v: aggregate([s["val"][v] for s in per_seed]) for v in ("raw", "colorize")},
+        "test": {v: aggregate([s["test"][v] for s in per_seed]) for v in ("raw", "colorize")},
+        "collapse": collapse_summary(dirs),
+        "seeds": per_seed,
+    }
+    log(f"   {name}: val FD {summary['val']['colorize'].get('feature_fd', {}).get('mean', math.nan):.2f}, "
+        f"test PSNR {summary['test']['colorize'].get('psnr_dataset_db', {}).get('mean', math.nan):.2f} dB")
+    return summary
+
+
+def _study_report(preset: str, seeds: int, results: dict, gray_scores: dict, truth: dict, chosen: Optional[str],
+                 dev, splits: dict, started: float) -> dict:
+    """The study's metrics.json (STUDY_FORMAT): every method's scores, the baselines, the choice, the setting."""
+    from ..runs.device import device_name
     cfg_epochs = {name: r["seeds"][0]["epochs_done"] for name, r in results.items()}
-    report = {
+    return {
         "format": STUDY_FORMAT, "preset": preset, "seeds": seeds, "methods": results,
         "gray": gray_scores, "ground_truth": truth, "chosen": chosen,
         "selection_rule": "lowest mean validation feature FD (through colorize) among methods whose mean "
@@ -217,22 +280,31 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
         "val_images": len(splits["val"]), "test_images": len(splits["test"]),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    bench = {"device_name": device_name(dev), "preset": preset, "runs_packed": packed["runs"],
-             "sequential_images_per_s": sequential["steady_images_per_s"],
-             "packed_images_per_s": packed["steady_images_per_s"],
-             "packed_images_per_s_whole_run": packed["images_per_s"],
-             "speedup": speedup, "epochs_planned": packed.get("planned_epochs"), "epochs_done": packed.get("epochs"),
-             "packed_seconds": packed["seconds"], "cut_by_budget": packed.get("cut_by_budget"),
-             "configs": {name: METHODS[name] for name in names}, "seeds": seeds, "failed": packed["failed"],
-             "torch": torch.__version__}
+
+
+def _study_bench(preset: str, names: Sequence[str], seeds: int, sequential: dict, packed: dict, speedup: float,
+                dev) -> dict:
+    """The study's study_bench.json: one run alone vs the pack, and what the pack trained."""
+    from .baselines import METHODS
+    from ..runs.device import device_name
+    return {"device_name": device_name(dev), "preset": preset, "runs_packed": packed["runs"],
+            "sequential_images_per_s": sequential["steady_images_per_s"],
+            "packed_images_per_s": packed["steady_images_per_s"],
+            "packed_images_per_s_whole_run": packed["images_per_s"],
+            "speedup": speedup, "epochs_planned": packed.get("planned_epochs"), "epochs_done": packed.get("epochs"),
+            "packed_seconds": packed["seconds"], "cut_by_budget": packed.get("cut_by_budget"),
+            "configs": {name: METHODS[name] for name in names}, "seeds": seeds, "failed": packed["failed"],
+            "torch": torch.__version__}
+
+
+def _write_study(figures: Path, report: dict, bench: dict) -> None:
+    """metrics.json, study_bench.json, metrics.md, frontier.png and collapse.png into `figures`."""
     rundir.write_json(figures / "metrics.json", report)
     rundir.write_json(figures / "study_bench.json", bench)
     rundir.atomic_write_text(figures / "metrics.md", study_table(report))
     from .plots import collapse_figure, frontier_figure
     for fig, fname in ((frontier_figure(report), "frontier.png"), (collapse_figure(report), "collapse.png")):
         fig.savefig(figures / fname, dpi=110)
-    log(f"== chosen on validation: {chosen}; wrote {figures}")
-    return report
 
 
 def _ms(entry: dict, key: str, fmt: str) -> str:

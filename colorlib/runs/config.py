@@ -94,6 +94,15 @@ class ConfigError(ValueError):
 def validate(cfg: Config) -> None:
     """Refuse, with one line saying what to change, any value a run could not use: every field's
     type first (so a value from JSON or Python fails here, not deep inside training), then its range."""
+    _check_types(cfg)
+    _check_choices(cfg)
+    _check_sizes_and_rates(cfg)
+    _check_newer_fields(cfg)
+    _check_seed_and_device(cfg)
+
+
+def _check_types(cfg: Config) -> None:
+    """Every field of a type this check knows (bool, int, float, str, or None where Optional) has it."""
     import math
     import numbers
     import typing
@@ -120,9 +129,16 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise ConfigError(f"{f.name}={value!r} is not valid: expected {expected}")
 
+
+def _check_choices(cfg: Config) -> None:
+    """Every field with a fixed set of values (CHOICES) holds one of them."""
     for name, allowed in CHOICES.items():
         if allowed is not None and getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not valid; choose one of {', '.join(allowed)}")
+
+
+def _check_sizes_and_rates(cfg: Config) -> None:
+    """Counts, sizes, depths, the learning rate and the loss weights are within what a run can use."""
     positive = ["n_samples", "g_width", "g_depth", "d_width", "d_depth", "batch_size", "d_steps",
                 "checkpoint_every", "log_every"]
     for name in positive:
@@ -143,6 +159,10 @@ def validate(cfg: Config) -> None:
     if cfg.lam < 0 or cfg.adv_weight < 0:
         raise ConfigError(f"the loss weights need lam and adv_weight non-negative, got lam={cfg.lam}, "
                           f"adv_weight={cfg.adv_weight}")
+
+
+def _check_newer_fields(cfg: Config) -> None:
+    """The newer fields (optimizer, stabilisers, chroma, validation split) are in their ranges."""
     # what the newer fields accept; each is checked where this Config has it
     ranges = {
         "d_lr": (lambda v: v > 0, "a positive learning rate, or none to use lr"),
@@ -158,6 +178,10 @@ def validate(cfg: Config) -> None:
         value = getattr(cfg, name, None)
         if value is not None and not ok(value):
             raise ConfigError(f"{name}={value!r} is out of range: use {rule}")
+
+
+def _check_seed_and_device(cfg: Config) -> None:
+    """The seed is one torch.manual_seed takes, and the device a string torch can parse as cpu, cuda or mps."""
     if not -2 ** 63 <= cfg.seed < 2 ** 64:
         raise ConfigError(f"seed={cfg.seed} is out of range for torch.manual_seed; use a whole number "
                           f"from 0 to 2**63 - 1")
