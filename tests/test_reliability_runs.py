@@ -27,6 +27,7 @@ import torch
 from colorlib.runs import rundir
 from colorlib.cli import main as cli_main
 from colorlib.runs.config import ConfigError
+from colorlib.lab.validation import validator_for
 from colorlib.engine.trainer import Trainer, TrainingDiverged
 from colorlib.engine.interrupts import TrainingInterrupted
 
@@ -132,12 +133,12 @@ def test_ctrl_c_between_sparse_checkpoints_is_saved_where_it_stopped(smoke_run, 
                                                                      checkpoint_every, call, kept):
     # the paper preset checkpoints every 5 epochs: its first 5 epochs were a dead end
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(checkpoint_every=checkpoint_every), run, progress=False)
+    trainer = Trainer(smoke_config(checkpoint_every=checkpoint_every), run, progress=False, validator=validator_for)
     stop_at(trainer, monkeypatch, call=call, how="sigint")
     with pytest.raises(TrainingInterrupted, match=f"keeps {kept[0]} of 3 epochs and {kept[1]} of 4 iterations"):
         trainer.fit()
     assert run_info(run) == ("interrupted", *kept, kept[0] * 4 + kept[1])
-    resumed = Trainer(None, run, resume=True, progress=False)
+    resumed = Trainer(None, run, resume=True, progress=False, validator=validator_for)
     assert (resumed.epoch, resumed.iteration) == kept
     resumed.fit()
     assert_same_run(run, smoke_run.run_dir)
@@ -146,7 +147,7 @@ def test_ctrl_c_between_sparse_checkpoints_is_saved_where_it_stopped(smoke_run, 
 @pytest.mark.slow
 def test_a_crash_before_the_first_checkpoint_restarts_on_resume(smoke_run, smoke_config, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(), run, progress=False)
+    trainer = Trainer(smoke_config(), run, progress=False, validator=validator_for)
     stop_at(trainer, monkeypatch, call=3, how="crash")
     with pytest.raises(RuntimeError, match="out of memory"):
         trainer.fit()
@@ -155,7 +156,8 @@ def test_a_crash_before_the_first_checkpoint_restarts_on_resume(smoke_run, smoke
     assert "out of memory" in info["error"]
     assert not (run / "checkpoints" / "last.pt").exists() and not (run / rundir.LOCK_NAME).exists()
 
-    resumed = Trainer(None, run, resume=True, progress=False)  # from iteration 0, the same config
+    # from iteration 0, the same config
+    resumed = Trainer(None, run, resume=True, progress=False, validator=validator_for)
     assert (resumed.epoch, resumed.iteration, resumed.cfg) == (0, 0, smoke_run.cfg)
     resumed.fit()
     assert_same_run(run, smoke_run.run_dir)
@@ -183,12 +185,12 @@ def test_ctrl_c_before_training_began_resumes_from_the_start(smoke_run, data_dir
 @pytest.mark.slow
 def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(smoke_run, smoke_config, tmp_path, monkeypatch):
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(), run, progress=False)
+    trainer = Trainer(smoke_config(), run, progress=False, validator=validator_for)
     stop_at(trainer, monkeypatch, call=6, how="at_once")  # in the middle of epoch 2's second step
     with pytest.raises(TrainingInterrupted, match="keeps 1 of 3 epochs \\(run.json agrees\\)"):
         trainer.fit()
     assert run_info(run) == ("interrupted", 1, 0, 4)
-    Trainer(None, run, resume=True, progress=False).fit()
+    Trainer(None, run, resume=True, progress=False, validator=validator_for).fit()
     assert_same_run(run, smoke_run.run_dir)
 
 
@@ -196,12 +198,12 @@ def test_a_second_ctrl_c_stops_at_once_keeping_the_last_checkpoint(smoke_run, sm
 def test_a_training_stopped_between_iterations_is_saved_there(smoke_run, smoke_config, tmp_path):
     # what packing.train_packed does to the other runs when one of them stops
     run = tmp_path / "run"
-    steps = Trainer(smoke_config(), run, progress=False).iterate()
+    steps = Trainer(smoke_config(), run, progress=False, validator=validator_for).iterate()
     for _ in range(5):
         next(steps)
     steps.close()
     assert run_info(run) == ("interrupted", 1, 1, 5)
-    Trainer(None, run, resume=True, progress=False).fit()
+    Trainer(None, run, resume=True, progress=False, validator=validator_for).fit()
     assert_same_run(run, smoke_run.run_dir)
 
 
@@ -258,7 +260,7 @@ def test_a_stale_lock_is_taken_over(smoke_config, tmp_path, owner):
         write_lock(run).write_text("{ half")
         os.utime(run / rundir.LOCK_NAME, (time.time() - 60,) * 2)
     (run / ".history.csv.abc123.tmp").write_text("left by a killed training")
-    trainer = Trainer(smoke_config(epochs=1), run, progress=False)
+    trainer = Trainer(smoke_config(epochs=1), run, progress=False, validator=validator_for)
     assert json.loads((run / rundir.LOCK_NAME).read_text())["pid"] == os.getpid()
     assert not (run / ".history.csv.abc123.tmp").exists()
     trainer.fit()
@@ -271,7 +273,7 @@ def test_a_lock_from_another_host_is_refused_saying_how_to_clear_it(smoke_config
     run = tmp_path / "run"
     lock = write_lock(run, pid=12345, host="gpu-node-7")
     with pytest.raises(rundir.RunDirError, match="in use by another training \\(process 12345 on gpu-node-7") as err:
-        Trainer(smoke_config(), run, progress=False)
+        Trainer(smoke_config(), run, progress=False, validator=validator_for)
     assert f"no longer running on another host, delete {lock}" in str(err.value)
     assert sorted(p.name for p in run.iterdir()) == [rundir.LOCK_NAME]
 
@@ -279,15 +281,15 @@ def test_a_lock_from_another_host_is_refused_saying_how_to_clear_it(smoke_config
 @pytest.mark.slow
 def test_within_one_process_a_run_directory_in_training_is_refused(smoke_config, tmp_path):
     run = tmp_path / "run"
-    steps = Trainer(smoke_config(), run, progress=False).iterate()
+    steps = Trainer(smoke_config(), run, progress=False, validator=validator_for).iterate()
     next(steps)
     with pytest.raises(rundir.RunDirError, match=f"process {os.getpid()} "):
-        Trainer(None, run, resume=True, progress=False)
+        Trainer(None, run, resume=True, progress=False, validator=validator_for)
     steps.close()
     assert not (run / rundir.LOCK_NAME).exists()
     # a Trainer that does not train (a notebook cell run again) hands the directory over
-    idle = Trainer(None, run, resume=True, progress=False)
-    again = Trainer(None, run, resume=True, progress=False)
+    idle = Trainer(None, run, resume=True, progress=False, validator=validator_for)
+    again = Trainer(None, run, resume=True, progress=False, validator=validator_for)
     assert again.iteration == 1
     again.fit()
     idle.release_lock()
@@ -301,15 +303,16 @@ def test_the_lock_is_released_on_every_way_out(smoke_config, smoke_run_copy, tmp
     run = tmp_path / "fresh"
     if way_out == "bad data":
         with pytest.raises(Exception, match="does not exist"):
-            Trainer(smoke_config(data=str(tmp_path / "nothing")), run, progress=False)
+            Trainer(smoke_config(data=str(tmp_path / "nothing")), run, progress=False, validator=validator_for)
         assert not run.exists()  # not even the folder the lock was made in
         return
     if way_out == "fewer epochs":
         with pytest.raises(ConfigError):
-            Trainer(smoke_config(epochs=2), smoke_run_copy, resume=True, progress=False)
+            Trainer(smoke_config(epochs=2), smoke_run_copy, resume=True, progress=False, validator=validator_for)
         assert not (smoke_run_copy / rundir.LOCK_NAME).exists()
         return
-    trainer = Trainer(smoke_config(epochs=1, lr=1e30 if way_out == "diverged" else 1e-3), run, progress=False)
+    trainer = Trainer(smoke_config(epochs=1, lr=1e30 if way_out == "diverged" else 1e-3), run, progress=False,
+                      validator=validator_for)
     assert (run / rundir.LOCK_NAME).exists()
     expected = {"finished": None, "ctrl_c": TrainingInterrupted, "at_once": TrainingInterrupted,
                 "crash": RuntimeError, "diverged": TrainingDiverged}[way_out]
@@ -330,7 +333,7 @@ def test_run_json_and_evaluate_agree_with_the_checkpoint_after_ctrl_c(smoke_conf
                                                                       capsys, how, kept):
     from colorlib.lab.metrics import evaluate_run
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(checkpoint_every=2), run, progress=False)
+    trainer = Trainer(smoke_config(checkpoint_every=2), run, progress=False, validator=validator_for)
     stop_at(trainer, monkeypatch, call=11, how=how)  # epoch 3, iteration 3: epoch 2 is the last checkpoint
     with pytest.raises(TrainingInterrupted) as err:
         trainer.fit()
@@ -352,7 +355,7 @@ def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(smoke
     run, epochs, least = smoke_run_copy, "2", "3"
     if interrupted:  # 1 epoch and 2 iterations done: epochs=1 would drop the updates of those two
         run = tmp_path / "interrupted"
-        trainer = Trainer(smoke_config(), run, progress=False)
+        trainer = Trainer(smoke_config(), run, progress=False, validator=validator_for)
         stop_at(trainer, monkeypatch, call=6, how="sigint")
         with pytest.raises(TrainingInterrupted):
             trainer.fit()
@@ -400,7 +403,7 @@ def test_figures_rebuild_a_damaged_table_from_the_checkpoint(smoke_run_copy, tmp
 def test_resume_rebuilds_a_damaged_table_and_ends_bitwise(smoke_run, smoke_config, tmp_path, monkeypatch, capsys,
                                                           name):
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(), run, progress=False)
+    trainer = Trainer(smoke_config(), run, progress=False, validator=validator_for)
     stop_at(trainer, monkeypatch, call=11, how="sigint")  # epochs.csv then has two rows
     with pytest.raises(TrainingInterrupted):
         trainer.fit()

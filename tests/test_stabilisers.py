@@ -12,6 +12,7 @@ from colorlib.runs import rundir
 from colorlib.variants.chroma import ChromaBins
 from colorlib.paper.losses import discriminator_loss
 from colorlib.variants.objectives import r1_penalty
+from colorlib.lab.validation import validator_for
 from colorlib.engine.trainer import D_WINS_LOSS, Trainer
 
 
@@ -54,7 +55,8 @@ def test_ema_generator_follows_the_live_one_by_the_decay(smoke_config, tmp_path)
 @pytest.mark.slow
 def test_run_directory_records_collapse_validation_and_best_epoch(smoke_config, tmp_path):
     run = tmp_path / "run"
-    Trainer(smoke_config(epochs=4, ema_decay=0.5, lr_schedule="linear"), run, progress=False).fit()
+    Trainer(smoke_config(epochs=4, ema_decay=0.5, lr_schedule="linear"), run, progress=False,
+            validator=validator_for).fit()
     epochs = rundir.read_epochs(run)
     assert epochs["epoch"].tolist() == [1, 2, 3, 4]
     # the collapse statistic is what the per-iteration history says
@@ -99,5 +101,5 @@ def test_chroma_bins_encode_decode_and_rebalance():
 
 def test_classes_generator_learns_the_training_colour_prior(smoke_config, tmp_path):
     trainer = Trainer(smoke_config(output="classes", lam=1.0), tmp_path / "run", progress=False)
-    w = trainer.G.bins.weights
+    w = trainer.G.output.bins.weights
     assert not torch.equal(w, torch.ones_like(w)) and math.isfinite(w.sum().item())

@@ -13,6 +13,7 @@ from colorlib.runs.data import DataError, load_split
 from colorlib.paper.data import to_model_range
 from colorlib.paper.losses import cosine_similarity_loss
 from colorlib.variants import build_generator
+from colorlib.lab.validation import validator_for
 from colorlib.engine.trainer import Trainer, TrainingDiverged
 from colorlib.inference.checkpoints import load_generator
 
@@ -53,7 +54,7 @@ def record_optimizer_steps(trainer: Trainer) -> list[str]:
 
 # ---------------------------------------------------------------- one iteration
 def test_one_iteration_is_two_discriminator_steps_then_one_generator_step(smoke_config, tmp_path):
-    trainer = Trainer(smoke_config(epochs=1), tmp_path / "run", progress=False)
+    trainer = Trainer(smoke_config(epochs=1), tmp_path / "run", progress=False, validator=validator_for)
     events = record_optimizer_steps(trainer)
     # each update must leave the other network alone: D steps on G(x).detach(), G steps through a frozen D
     snapshots = {}
@@ -79,7 +80,7 @@ def test_one_iteration_is_two_discriminator_steps_then_one_generator_step(smoke_
 
 
 def test_without_the_adversarial_term_only_the_generator_steps(smoke_config, tmp_path):
-    trainer = Trainer(smoke_config(epochs=1, adv_weight=0.0), tmp_path / "run", progress=False)
+    trainer = Trainer(smoke_config(epochs=1, adv_weight=0.0), tmp_path / "run", progress=False, validator=validator_for)
     events = record_optimizer_steps(trainer)
     trainer.step(*to_model_range(trainer.images[:50]))
     assert events == ["G"]
@@ -158,10 +159,10 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(smoke_run, smo
                                                                     monkeypatch):
     run, k = tmp_path / "run", 1
     if stop == "after_epoch":  # a run of k epochs, later extended to the full length
-        Trainer(smoke_config(epochs=k), run, progress=False).fit()
+        Trainer(smoke_config(epochs=k), run, progress=False, validator=validator_for).fit()
         assert rundir.read_run_info(run)["status"] == "finished"
     else:  # Ctrl-C in the middle of epoch k + 1: its finished iterations are lost, epoch k is kept
-        trainer = Trainer(smoke_config(), run, progress=False)
+        trainer = Trainer(smoke_config(), run, progress=False, validator=validator_for)
         calls, step = 0, trainer.step
 
         def step_then_interrupt(*args):
@@ -177,7 +178,7 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(smoke_run, smo
         info = rundir.read_run_info(run)
         assert (info["status"], info["epochs_done"]) == ("interrupted", k)
 
-    resumed = Trainer(smoke_config(), run, resume=True, progress=False)
+    resumed = Trainer(smoke_config(), run, resume=True, progress=False, validator=validator_for)
     assert resumed.epoch == k
     resumed.fit()
 
@@ -196,7 +197,7 @@ def test_interrupted_run_resumes_to_identical_weights_and_history(smoke_run, smo
 def test_existing_run_is_refused_without_resume(smoke_run_copy, smoke_config):
     before = files_and_bytes(smoke_run_copy)
     with pytest.raises(rundir.RunDirError, match="already holds a run") as err:
-        Trainer(smoke_config(), smoke_run_copy, progress=False)
+        Trainer(smoke_config(), smoke_run_copy, progress=False, validator=validator_for)
     assert "resume" in str(err.value) and "nothing was overwritten" in str(err.value)
     assert files_and_bytes(smoke_run_copy) == before
 
@@ -204,13 +205,13 @@ def test_existing_run_is_refused_without_resume(smoke_run_copy, smoke_config):
 def test_resume_refuses_a_changed_configuration(smoke_run_copy, smoke_config):
     before = files_and_bytes(smoke_run_copy)
     with pytest.raises(ConfigError, match="different lr, norm"):
-        Trainer(smoke_config(lr=1e-4, norm="fan"), smoke_run_copy, resume=True, progress=False)
+        Trainer(smoke_config(lr=1e-4, norm="fan"), smoke_run_copy, resume=True, progress=False, validator=validator_for)
     assert files_and_bytes(smoke_run_copy) == before
 
 
 def test_resume_needs_a_run(tmp_path, smoke_config):
     with pytest.raises(rundir.RunDirError, match="holds no run"):
-        Trainer(smoke_config(), tmp_path / "empty", resume=True, progress=False)
+        Trainer(smoke_config(), tmp_path / "empty", resume=True, progress=False, validator=validator_for)
 
 
 def damage(path, how: str) -> None:
@@ -231,14 +232,14 @@ def test_damaged_checkpoint_is_a_clear_error_on_resume(smoke_run_copy, how, mess
     last = smoke_run_copy / "checkpoints" / "last.pt"
     damage(last, how)
     with pytest.raises(rundir.RunDirError, match=message) as err:
-        Trainer(None, smoke_run_copy, resume=True, progress=False)
+        Trainer(None, smoke_run_copy, resume=True, progress=False, validator=validator_for)
     assert str(last) in str(err.value)
 
 
 def test_missing_checkpoint_is_a_clear_error_on_resume(smoke_run_copy):
     (smoke_run_copy / "checkpoints" / "last.pt").unlink()
     with pytest.raises(rundir.RunDirError, match="last.pt' does not exist"):
-        Trainer(None, smoke_run_copy, resume=True, progress=False)
+        Trainer(None, smoke_run_copy, resume=True, progress=False, validator=validator_for)
 
 
 @pytest.mark.parametrize("how, message", [("truncated", "damaged"), ("garbage", "damaged"),
@@ -269,14 +270,14 @@ def test_run_without_checkpoints_is_a_clear_error(tmp_path):
 def test_missing_data_folder_is_a_clear_error(smoke_config, tmp_path):
     missing = tmp_path / "no-such-data"
     with pytest.raises(DataError, match="does not exist") as err:
-        Trainer(smoke_config(data=str(missing)), tmp_path / "run", progress=False)
+        Trainer(smoke_config(data=str(missing)), tmp_path / "run", progress=False, validator=validator_for)
     assert str(missing) in str(err.value)
 
 
 def test_missing_data_folder_leaves_no_run_behind(smoke_config, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(DataError):
-        Trainer(smoke_config(data=str(tmp_path / "no-such-data")), run, progress=False)
+        Trainer(smoke_config(data=str(tmp_path / "no-such-data")), run, progress=False, validator=validator_for)
     assert not rundir.is_run_dir(run)
 
 
@@ -285,7 +286,7 @@ def test_diverging_loss_stops_the_run(smoke_config, tmp_path):
     # an absurd learning rate turns the weights non-finite at the first update
     run = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="epoch 1, iteration 1: a loss is not finite"):
-        Trainer(smoke_config(lr=1e30), run, progress=False).fit()
+        Trainer(smoke_config(lr=1e30), run, progress=False, validator=validator_for).fit()
     info = rundir.read_run_info(run)
     assert info["status"] == "diverged" and "Lower the learning rate" in info["error"]
     assert not (run / "checkpoints" / "last.pt").exists()  # nothing good to keep
@@ -298,7 +299,7 @@ def test_divergence_after_a_good_epoch_keeps_its_checkpoint(smoke_run, smoke_con
     # No configuration trains well for an epoch and then diverges (the learning rate applies from
     # the first step), so the test raises the learning rate to 1e30 once epoch 1 is saved.
     run = tmp_path / "run"
-    trainer = Trainer(smoke_config(log_every=log_every), run, progress=False)
+    trainer = Trainer(smoke_config(log_every=log_every), run, progress=False, validator=validator_for)
     end_epoch = trainer._end_epoch
 
     def end_epoch_then_absurd_lr(*args):
@@ -331,15 +332,15 @@ def test_resume_drops_history_written_after_the_last_checkpoint(small_folder, tm
     # all 100 images of the folder (train_size None): two iterations per epoch
     cfg = make_config("smoke", data=str(small_folder), device="cpu", train_size=None, val_size=0, epochs=1)
     run = tmp_path / "run"
-    Trainer(cfg, run, progress=False).fit()
+    Trainer(cfg, run, progress=False, validator=validator_for).fit()
     epoch1 = (run / "checkpoints" / "last.pt").read_bytes()
     longer = dataclasses.replace(cfg, epochs=2)
-    Trainer(longer, run, resume=True, progress=False).fit()
+    Trainer(longer, run, resume=True, progress=False, validator=validator_for).fit()
     complete = (run / "history.csv").read_text()
 
     # a crash after epoch 2's history.csv was written but before its last.pt replaced epoch 1's
     (run / "checkpoints" / "last.pt").write_bytes(epoch1)
-    resumed = Trainer(longer, run, resume=True, progress=False)
+    resumed = Trainer(longer, run, resume=True, progress=False, validator=validator_for)
     assert len(resumed.history) == 2
     resumed.fit()
     assert (run / "history.csv").read_text() == complete
