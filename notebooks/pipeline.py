@@ -18,10 +18,20 @@ GPU studies in figures/paper/baselines*):
 
 A run directory that already holds a run is continued, and a finished one is reused as it is
 (04_training's `resume` parameter): delete it to train from scratch.
+
+Any other parameter a notebook declares is given as papermill gives it, `-p NAME VALUE` (VALUE read
+as papermill reads it: True, None, 3, 0.5, else text) or `-y YAML`:
+
+    python notebooks/pipeline.py --preset smoke -y 'overrides: {lam: 10.0, train_size: 2000}'
+
+Each is checked before any notebook runs, against the kind of its default in the notebooks'
+parameters cells (`overrides = {}` takes a mapping of config fields), so that a wrong one is one
+line (exit status 2), not a traceback in an executed notebook.
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
@@ -57,6 +67,58 @@ SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "in
 
 def tutorial_notebooks() -> list[Path]:
     return [NOTEBOOK_DIR / f"{name}.ipynb" for name in TUTORIAL]
+
+
+class ParameterError(ValueError):
+    """A -p / -y parameter no notebook can use; the message says what is expected."""
+
+
+def given_parameters(pairs, yaml_texts) -> dict:
+    """-p NAME VALUE (VALUE read as papermill's -p reads it) and -y YAML, as {name: value}."""
+    import yaml
+    from papermill.cli import _resolve_type
+    given = {}
+    for text in yaml_texts:
+        try:
+            values = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ParameterError(f"-y {text!r} is not YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(values, dict):
+            raise ParameterError(f"-y {text!r} must be a mapping of parameter names to values, e.g. "
+                                 f"-y 'overrides: {{lam: 10.0}}'")
+        given.update(values)
+    given.update({name: _resolve_type(value) for name, value in pairs})
+    return given
+
+
+def check_parameters(given: dict, notebooks: list[Path]) -> None:
+    """Each given parameter is declared by a notebook, of the kind of its default there (a
+    literal default: a mapping, a bool, a number, text; `None` or an expression takes anything),
+    and `overrides` names config fields; a ParameterError of one line otherwise."""
+    from colorlib.runs.config import ConfigError, overrides_dict
+    declared: dict = {}
+    for nb in notebooks:
+        declared.update(papermill.inspect_notebook(str(nb)))
+    for name, value in given.items():
+        kinds = {dict: f"a mapping (pass it as YAML, e.g. -y '{name}: {{lam: 10.0}}')", bool: "True or False",
+                 int: "a whole number", float: "a number", str: "text", list: f"a list (-y '{name}: [...]')"}
+        if name not in declared:
+            raise ParameterError(f"no notebook declares a parameter {name!r}; they declare "
+                                 f"{', '.join(sorted(declared))}")
+        try:
+            default = ast.literal_eval(declared[name]["default"])
+        except (ValueError, SyntaxError):  # an expression, e.g. os.environ.get(...): anything goes
+            continue
+        kind = type(default)
+        fits = (default is None or isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+                or kind is float and isinstance(value, int) and not isinstance(value, bool))
+        if not fits:
+            raise ParameterError(f"parameter {name} must be {kinds.get(kind, kind.__name__)}, not {value!r}")
+        if name == "overrides":
+            try:
+                overrides_dict(value, "parameter overrides")
+            except ConfigError as exc:
+                raise ParameterError(str(exc)) from None
 
 
 def declared_parameters(path: Path) -> set[str]:
@@ -138,6 +200,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="regenerate the notebooks and figures of this existing run, without training")
     p.add_argument("--refresh-notebooks", action="store_true",
                    help="copy the executed notebooks 01-04, outputs included, over those in notebooks/")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="any other parameter a notebook declares, as papermill's -p (repeatable)")
+    p.add_argument("-y", "--parameters-yaml", action="append", default=[], metavar="YAML",
+                   help="parameters as YAML, as papermill's -y, e.g. -y 'overrides: {lam: 10.0}' (repeatable)")
     p.add_argument("--refresh-shipped", action="store_true",
                    help="only re-execute 05-08 on what ships (the paper run, the generator, the baselines tables) "
                         "and copy them over those in notebooks/; no training (08 counts the colours of CIFAR-10 "
@@ -167,6 +233,17 @@ def refresh_shipped(data: str | None) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    try:
+        extra = given_parameters(args.parameter, args.parameters_yaml)
+        check_parameters(extra, tutorial_notebooks())
+    except ParameterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return run_pipeline(args, extra)
+
+
+def run_pipeline(args, extra: dict) -> int:
+    """The pipeline of the module docstring, with the checked extra parameters `extra`."""
     from colorlib.runs import rundir
 
     if args.refresh_shipped:
@@ -190,6 +267,7 @@ def main(argv=None) -> int:
                   "interactive": False}  # no reader for a slider; widgets can stall nbclient (jupyter/nbclient#312)
     if args.epochs is not None:
         parameters["epochs"] = args.epochs
+    parameters.update(extra)
 
     out_dir = run_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -49,10 +49,9 @@ def pytest_configure(config):
     # The test networks are tiny: one thread is as fast as several on an idle machine and many
     # times faster on a busy one, where OpenMP threads wait for each other at every operation.
     torch.set_num_threads(1)
-    # torchvision 0.29 deprecates its image codecs in favour of TorchCodec with one warning per
-    # decoded file; colorlib supports torchvision back to 0.19, so the codecs stay for now
-    config.addinivalue_line("filterwarnings",
-                            "ignore:The image decoding and encoding capabilities of TorchVision:DeprecationWarning")
+    # torchvision 0.29 deprecates its image codecs (torchvision.io) in favour of TorchCodec: colorlib
+    # decodes and encodes with Pillow, the same pixels (tests/test_environment_faults.py), so no
+    # warning is filtered here and `python -W error -m colorlib ...` runs
 
 
 @pytest.fixture(scope="session")

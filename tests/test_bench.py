@@ -252,9 +252,12 @@ def test_the_environment_pins_the_cpu_precision(probes, monkeypatch, value, bf16
     assert probes.calibrations == 0
 
 
-def test_an_unknown_pin_is_ignored(probes, monkeypatch):
+def test_an_unknown_pin_is_a_config_error_never_ignored(probes, monkeypatch):
+    from colorlib.runs.config import ConfigError
     monkeypatch.setenv(precision.CPU_BF16_ENV, "maybe")
-    assert precision.cpu_bf16_decision()[0] is True and probes.calibrations == 1
+    with pytest.raises(ConfigError, match=r"\$COLORLIB_CPU_BF16='maybe' is not valid: use 1 .* or 0"):
+        precision.cpu_bf16_decision()
+    assert probes.calibrations == 0
 
 
 def test_other_devices_say_their_precision():

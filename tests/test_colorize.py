@@ -79,8 +79,10 @@ def test_combine_keeps_luma_and_only_shrinks_out_of_gamut_chroma():
 def test_render_shape_keeps_aspect_and_the_generator_multiple():
     assert render_shape(3000, 4000, 32, 16) == (32, 48)  # a 12-MP 4:3 photo
     assert render_shape(4000, 3000, 32, 16) == (48, 32)
-    assert render_shape(1, 1, 32, 8) == (32, 32)
-    assert render_shape(10, 10_000, 64, 8) == (64, 64_000)
+    # never above the image's own size (issue 21): smaller images at their own, rounded down to the
+    # multiple; only an image smaller than the multiple is enlarged, to the multiple
+    assert render_shape(1, 1, 32, 8) == (8, 8)
+    assert render_shape(10, 10_000, 64, 8) == (8, 8_000)
     with pytest.raises(ConfigError, match="multiple of 16"):
         render_shape(100, 100, 40, 16)
 

@@ -273,8 +273,10 @@ def test_figures_are_written_atomically(tmp_path, capsys, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("colorlib.runs.rundir.os.replace", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        main(["figures", "--run-dir", str(run), "--out", str(out)])
+    code, stdout, stderr = run_cli(capsys, "figures", "--run-dir", run, "--out", out)
+    assert code == 2 and stdout == ""  # the machine's refusal: one line (cli.exit_status), no traceback
+    assert one_line(stderr) == (f"error: {out / 'loss_curves.png'}: No space left on device (ENOSPC); the disk "
+                                f"is full: free some space, or write to another disk, and run the command again")
     assert os.listdir(out) == ["loss_curves.png"]  # no temporary or partial file either
     assert (out / "loss_curves.png").read_bytes() == b"the previous figure"
 
@@ -388,7 +390,8 @@ def test_working_resolution_is_bounded_for_any_aspect_ratio(render_size):
 
 def test_a_long_strip_is_worked_at_reduced_size_with_a_note(checkpoint, tmp_path, capsys):
     photo = tmp_path / "strip.png"
-    Image.linear_gradient("L").resize((30_000, 1)).save(photo)
+    # 100,000 x 1: worked at its own length (never above its own size), that is over MAX_RENDER_SIDE
+    Image.linear_gradient("L").resize((100_000, 1)).save(photo)
     model = load_model(checkpoint)[0]
     seen = []
     hook = model.stem.register_forward_hook(lambda m, inputs, out: seen.append(tuple(inputs[0].shape)))
@@ -396,17 +399,18 @@ def test_a_long_strip_is_worked_at_reduced_size_with_a_note(checkpoint, tmp_path
         out = colorize_module.colorize(photo, model)
     finally:
         hook.remove()
-    assert out.size == (30_000, 1)
-    assert seen[0][2] * seen[0][3] <= colorize_module.MAX_RENDER_PIXELS  # not 32 x 960,000
+    assert out.size == (100_000, 1)
+    assert seen[0][2] * seen[0][3] <= colorize_module.MAX_RENDER_PIXELS
+    assert max(seen[0][2:]) <= colorize_module.MAX_RENDER_SIDE  # not 8 x 100,000
 
     code, _, stderr = colorize_cli(capsys, photo, "-o", tmp_path / "out", "--checkpoint", checkpoint,
                                    "--render-size", "32")
     assert code == 0
     note = one_line(stderr)
-    assert re.fullmatch(r"note: .*strip\.png \(30000x1\) is worked at \d+x\d+ pixels instead of 960000x32, "
+    assert re.fullmatch(r"note: .*strip\.png \(100000x1\) is worked at \d+x\d+ pixels instead of 100000x8, "
                         r"to keep memory bounded .*", note), note
     with Image.open(tmp_path / "out" / "strip.png") as img:
-        assert img.size == (30_000, 1)
+        assert img.size == (100_000, 1)
 
 
 def test_unreadable_file_is_reported_as_a_permission_problem(checkpoint, tmp_path, capsys, monkeypatch):

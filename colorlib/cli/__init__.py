@@ -15,7 +15,11 @@
     python -m colorlib bench --preset paper                   (bench.py)
 
 Exit status: 0 success, 1 partial failure (some photos or figures could not be made, training
-diverged), 2 bad input (nothing was written), 130 interrupted with Ctrl-C.
+diverged, or the machine stopped a command after some of its work was saved: the message says
+what is kept), 2 bad input or a refusal by the machine (disk full, read-only, permission, a path
+too long: nothing was written), 130 interrupted with Ctrl-C; SIGTERM (143) and SIGHUP (129) stop a
+command as Ctrl-C does, training saved at the iteration boundary (128 + the signal's number, as
+a shell reports it).
 """
 # The commands live in cli/train.py (train, figures, pack), cli/colorize.py, cli/evaluate.py
 # (evaluate, compare, train-classifier, ship) and cli/experiments.py (baselines, sweep, study, bench);
@@ -25,20 +29,26 @@ diverged), 2 bad input (nothing was written), 130 interrupted with Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import Optional
 
 # only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
 # heavy modules load is answered by main() like any other interruption
+from ..engine import interrupts
 from . import colorize, evaluate, experiments, train
+from ._environment import encode_error_line, os_error_line, say, silence_stdout, tolerant_stdout
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 INTERRUPTED = "interrupted (Ctrl-C)"
+
 
 # (module, exception, exit status) for the errors a command may end with; the message is
 # "error: <the exception's message>". Looked up in sys.modules: an exception whose module was
 # never imported cannot have been raised, and PyTorch is not loaded just to rule it out.
 ERRORS = (
+    ("colorlib.cli._environment", "PartialFailure", EXIT_PARTIAL),  # e.g. a full disk after some epochs were saved
     ("colorlib.engine.trainer", "TrainingDiverged", EXIT_PARTIAL),  # the last good checkpoint is kept
     ("colorlib.lab.classifier", "ClassifierDiverged", EXIT_PARTIAL),
     ("colorlib.runs.config", "ConfigError", EXIT_BAD_INPUT),  # presets, --set fields, command options, plan files
@@ -53,9 +63,18 @@ ERRORS = (
 def exit_status(exc: BaseException) -> Optional[tuple[int, str]]:
     """(exit status, the line for stderr) for an exception that ended a command; None for any
     other exception, which is a bug and keeps its traceback. Ctrl-C is 130 with the message of
-    the interruption where it has one (TrainingInterrupted, ColorizeInterrupted: what was kept)."""
+    the interruption where it has one (TrainingInterrupted, ColorizeInterrupted: what was kept);
+    SIGTERM and SIGHUP 128 + their number. An OSError is the machine refusing something: 2 with
+    the path and what to do (1 for a closed output pipe: the work is done, its listing cut short);
+    so is text the terminal's encoding cannot show."""
     if isinstance(exc, KeyboardInterrupt):
-        return EXIT_INTERRUPTED, str(exc) or INTERRUPTED
+        signum = getattr(exc, "signum", None) or (interrupts.received[-1] if interrupts.received else signal.SIGINT)
+        default = INTERRUPTED if signum == signal.SIGINT else f"interrupted ({interrupts.signal_name(signum)})"
+        return 128 + signum, str(exc) or default
+    if isinstance(exc, OSError):
+        return (EXIT_PARTIAL if isinstance(exc, BrokenPipeError) else EXIT_BAD_INPUT), f"error: {os_error_line(exc)}"
+    if isinstance(exc, UnicodeEncodeError):
+        return EXIT_BAD_INPUT, f"error: {encode_error_line(exc)}"
     for module, name, status in ERRORS:
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(exc, cls):
@@ -74,13 +93,41 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """The command line; returns the exit status (see the module docstring)."""
+    tolerant_stdout()
+    interrupts.received.clear()
+    previous = stop_signals_interrupt()
     try:
         args = build_parser().parse_args(argv)  # also while PyTorch is still being imported
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`| head`) is answered here, not at the interpreter's exit
+        return status
+    except SystemExit:  # --help or a usage error: argparse said what it had to, even into a closed pipe
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            silence_stdout()
+        raise
     except (Exception, KeyboardInterrupt) as exc:
         outcome = exit_status(exc)
         if outcome is None:
             raise
         status, message = outcome
-        print(message, file=sys.stderr)
+        if isinstance(exc, BrokenPipeError):
+            silence_stdout()
+        say(message)
         return status
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stop_signals_interrupt() -> dict:
+    """SIGTERM and SIGHUP, where nothing else handles them, unwind a command as Ctrl-C does
+    (interrupts.raise_as_interrupt): a training saves at its iteration boundary and every lock is
+    released. Returns the handlers replaced (main thread only; an ignored SIGHUP, `nohup`, stays)."""
+    replaced = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in interrupts.STOP_SIGNALS:
+            if signum != signal.SIGINT and signal.getsignal(signum) is signal.SIG_DFL:
+                replaced[signum] = signal.signal(signum, interrupts.raise_as_interrupt)
+    return replaced

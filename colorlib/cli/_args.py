@@ -36,6 +36,12 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
                         f"{', '.join(n for n in FIELD_NAMES if n != 'preset')} (the preset: --preset)")
 
 
+def add_accept_change_arg(p: argparse.ArgumentParser, help: str) -> None:
+    """--accept-change data|precision, repeatable: what a resumed run may find changed (engine/run_files.py)."""
+    p.add_argument("--accept-change", action="append", default=[], choices=("data", "precision"),
+                   help=f"{help}; repeatable")
+
+
 def add_set_arg(p: argparse.ArgumentParser, help: Optional[str] = "override for every run") -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=help)
 

@@ -28,7 +28,8 @@ def register(sub) -> None:
     p.add_argument("--render-size", type=int, default=DEFAULT_RENDER_SIZE,
                    help=f"short side of the working resolution the generator sees (default "
                         f"{DEFAULT_RENDER_SIZE}, measured best on sample photos; 32 is its training size; "
-                        f"a multiple of 2**g_depth, at most {MAX_RENDER_SIZE})")
+                        f"a multiple of 2**g_depth, at most {MAX_RENDER_SIZE}); never above the photo's own "
+                        f"size: a smaller photo is worked at its own (a 32x32 one at 32)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--max-pixels", type=int, default=None,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ._args import positive_int
 
@@ -14,7 +13,7 @@ def cmd_evaluate(args) -> int:
                           name=args.name)
     for line in summary_lines(report):
         print(line)
-    print(f"wrote {Path(args.run_dir) / 'metrics.json'}")
+    print(f"wrote {report['written']}")
     return 0
 
 
@@ -55,11 +54,17 @@ def widths(text: str) -> tuple[int, ...]:
 def register(sub) -> None:
     from ..variants.cifar_classifier import DEFAULT_WIDTHS
     from ..lab.metrics import DEFAULT_CLASSIFIER
-    p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)")
+    p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)",
+                       description="Score a run's generator on the test split, raw and through colorize (the "
+                                   "files the colorize command writes). The full evaluation on the run's own "
+                                   "data goes to RUN/metrics.json; one of another scope (--limit, other --data) "
+                                   "never replaces it: it is written beside it (metrics-limit5.json, "
+                                   "metrics-data-NAME.json), and a line says so.")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
                                         f"(default {DEFAULT_CLASSIFIER} if it exists)")
-    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA)")
+    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA); its classes "
+                                  "are matched to the classifier's by name")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="score a seeded random subset of N test images (default: all)")
     p.add_argument("--device", default="auto")

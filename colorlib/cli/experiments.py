@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..paper.config import PRESETS
 from ..runs.config import ConfigError
-from ._args import DATA_HELP, add_many_runs_args, add_set_arg, positive_int, set_overrides
+from ._args import DATA_HELP, add_accept_change_arg, add_many_runs_args, add_set_arg, positive_int, set_overrides
 
 
 def cmd_baselines(args) -> int:
@@ -36,8 +36,8 @@ def cmd_sweep(args) -> int:
     for name in ("data", "device"):
         if getattr(args, name):
             common[name] = getattr(args, name)
-    result = sweep(expand(plan["methods"], seeds), preset, out, common, args.pack, not args.no_progress,
-                   args.time_budget)
+    result = many_runs(out, lambda: sweep(expand(plan["methods"], seeds), preset, out, common, args.pack,
+                                          not args.no_progress, args.time_budget, args.accept_change))
     for r in result["packs"]:
         print(f"{r['runs']} runs packed: {r['images']} images in {r['seconds']:.1f} s "
               f"({r['images_per_s']:.0f} images/s)")
@@ -51,9 +51,31 @@ def cmd_study(args) -> int:
         raise ConfigError("--seeds must be at least 1")
     if args.time_budget is not None and args.time_budget <= 0:
         raise ConfigError("--time-budget must be a positive number of seconds")
-    run_study(args.preset, args.out, args.figures, args.seeds, args.methods, args.data, args.device,
-              args.time_budget, set_overrides(args.set), progress=not args.no_progress, test_limit=args.test_limit)
+    many_runs(args.out, lambda: run_study(args.preset, args.out, args.figures, args.seeds, args.methods, args.data,
+                                          args.device, args.time_budget, set_overrides(args.set),
+                                          progress=not args.no_progress, test_limit=args.test_limit))
     return 0
+
+
+def many_runs(out, work):
+    """`work()` that trains many runs into OUT/<method>/seed<k>: stopped by Ctrl-C, SIGTERM or
+    SIGHUP, every unfinished run has been saved where it stopped (packing.train_packed closes them
+    all); stopped by the machine (a full disk, ...), the runs that saved a checkpoint keep it. Either
+    way the same command continues them."""
+    from ..engine.interrupts import TrainingInterrupted, signal_of
+    try:
+        return work()
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(f"interrupted: every unfinished run in {out} was saved where it stopped; run the "
+                                  f"same command again to continue them", signal_of(exc)) from None
+    except OSError as exc:
+        kept = sorted(Path(out).glob("*/*/checkpoints/last.pt"))
+        if not kept:
+            raise
+        from ._environment import PartialFailure
+        from ._environment import os_error_line
+        raise PartialFailure(f"{os_error_line(exc)}. {len(kept)} run(s) in {out} keep their checkpoints: once that "
+                             f"is fixed, run the same command again to continue them") from exc
 
 
 def cmd_bench(args) -> int:
@@ -99,6 +121,7 @@ def register(sub) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--pack", type=int, default=0, help="runs trained at once (default: all)")
     p.add_argument("--time-budget", type=float, help="seconds; runs stop at the first epoch end past it")
+    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     add_many_runs_args(p)
     p.set_defaults(func=cmd_sweep)
 

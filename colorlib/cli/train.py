@@ -4,24 +4,22 @@ from __future__ import annotations
 import os
 import sys
 
-from ..runs.config import make_config
-from ._args import add_config_args, config_overrides
+from ..runs.config import ConfigError, make_config
+from ._args import add_accept_change_arg, add_config_args, config_overrides
 
 
 def cmd_train(args) -> int:
     import warnings
 
     from ..runs import rundir
-    from ..engine.interrupts import TrainingInterrupted
+    from ..engine.interrupts import TrainingInterrupted, signal_of
     from ..engine.resume import run_config
     from ..engine.trainer import train
     from ..lab.validation import validator_for
     overrides = config_overrides(args)
     run_dir = args.run_dir or f"runs/{args.preset}"
-    if args.resume:  # the run's own config, with only what was asked for changed (training.run_config)
-        cfg, _ = run_config(run_dir, overrides=overrides, resume=True)
-    else:
-        cfg = make_config(args.preset, **overrides)
+    if args.accept_change and not args.resume:
+        raise ConfigError("--accept-change is for --resume: a new run has nothing to change")
     show = warnings.showwarning
 
     def note_repairs(message, category, *rest, **kwargs):  # a repaired file: one line, not a warning dump
@@ -34,16 +32,47 @@ def cmd_train(args) -> int:
         with warnings.catch_warnings():
             warnings.simplefilter("always", rundir.RunDirRepaired)
             warnings.showwarning = note_repairs
+            if args.resume:  # the run's own config, with only what was asked for changed (resume.run_config)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", rundir.RunDirRepaired)  # said once, by the Trainer
+                    cfg, _ = run_config(run_dir, overrides=overrides, resume=True)
+            else:
+                cfg = make_config(args.preset, **overrides)
             out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress,
-                        epoch_lines=args.no_progress, validator=validator_for)
+                        epoch_lines=args.no_progress, validator=validator_for, accept_changes=args.accept_change)
     except KeyboardInterrupt as exc:  # TrainingInterrupted says what the run directory keeps
         if not isinstance(exc, TrainingInterrupted) and rundir.is_run_dir(run_dir):  # loading data, building
-            raise KeyboardInterrupt(f"interrupted before training began; continue the run in {run_dir} "
-                                    f"with --resume") from None
+            raise TrainingInterrupted(f"interrupted before training began; continue the run in {run_dir} "
+                                      f"with --resume", signal_of(exc)) from None
+        raise
+    except OSError as exc:  # the machine stopped it (disk full, ...): what the run keeps, if anything
+        kept = kept_by_run(run_dir)
+        if kept:
+            from ._environment import PartialFailure
+            from ._environment import os_error_line
+            raise PartialFailure(f"{os_error_line(exc)}. {kept}") from exc
         raise
     if os.environ.get("RANK", "0") == "0":
         print(f"run directory: {out}")
     return 0
+
+
+def kept_by_run(run_dir) -> str:
+    """What a run directory keeps after training stopped on an error, from its run.json ("" where
+    it holds no checkpoint)."""
+    import json
+    from pathlib import Path
+    last = Path(run_dir) / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return ""
+    try:
+        info = json.loads((Path(run_dir) / "run.json").read_text())
+    except (OSError, ValueError):
+        info = {}
+    held = f"{info.get('epochs_done', '?')} of {info.get('epochs', '?')} epochs"
+    if info.get("iteration_in_epoch"):
+        held += f" and {info['iteration_in_epoch']} iterations of epoch {info.get('epochs_done', 0) + 1}"
+    return f"{last} keeps {held}: once that is fixed, continue with --resume"
 
 
 def cmd_figures(args) -> int:
@@ -81,6 +110,9 @@ def register(sub) -> None:
     add_config_args(p)
     p.add_argument("--run-dir", help="where the run is written (default runs/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    add_accept_change_arg(p, "with --resume: continue although the training images (data) or the precision "
+                             "(bf16/float32) differ from those the run was trained with; the run is then no "
+                             "longer exact, and run.json says so")
     p.add_argument("--no-progress", action="store_true", help="one log line per epoch instead of a progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -3,8 +3,8 @@
 On CUDA, bf16 autocast always pays. On a CPU only where it has bf16 arithmetic units and they are
 faster than float32 for these networks: AMX, yes; AVX512-BF16 without AMX, measured once per
 process by a short calibration on the default networks; no bf16 units, never (it would be
-emulated). `COLORLIB_CPU_BF16=1|0` pins the choice. Training and the benchmark use this; running a
-trained generator does not.
+emulated). `COLORLIB_CPU_BF16=1|0` pins the choice (any other value is a ConfigError). Training and
+the benchmark use this; running a trained generator does not.
 """
 from __future__ import annotations
 
@@ -17,11 +17,12 @@ from typing import Optional
 import torch
 
 from ..runs import rundir
-from ..runs.config import Config
+from ..runs.config import Config, ConfigError
 from ..variants import build_discriminator, build_generator
 
 
 CPU_BF16_ENV = "COLORLIB_CPU_BF16"  # 1 or 0 pins the CPU precision choice below, skipping the probe
+PIN_VALUES = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 CPU_BF16_MIN_SPEEDUP = 1.1  # what calibrated bf16 must gain over float32 to be worth its 8-bit mantissa
 _cpu_bf16: Optional[tuple[bool, str]] = None  # the decision, made once per process
 
@@ -98,8 +99,11 @@ def cpu_bf16_decision() -> tuple[bool, str]:
     50%), so there a short calibration (`calibrate_cpu_bf16`) decides: bf16 where it is at least
     CPU_BF16_MIN_SPEEDUP times as fast. Under torchrun every process takes rank 0's choice.
     $COLORLIB_CPU_BF16=1 or 0 pins the choice (e.g. to resume a run bitwise in the precision it
-    started in)."""
+    started in), read at every call; another value is a ConfigError."""
     global _cpu_bf16
+    pinned = pinned_cpu_bf16()
+    if pinned is not None:
+        return pinned, f"pinned by ${CPU_BF16_ENV}={os.environ[CPU_BF16_ENV].strip()}"
     if _cpu_bf16 is None:
         decision = _decide_cpu_bf16()
         import torch.distributed as td
@@ -111,10 +115,19 @@ def cpu_bf16_decision() -> tuple[bool, str]:
     return _cpu_bf16
 
 
+def pinned_cpu_bf16() -> Optional[bool]:
+    """$COLORLIB_CPU_BF16 as a pinned choice: True (1, true, yes, on), False (0, false, no, off),
+    None where it is unset or empty; any other value is a ConfigError, never silently ignored."""
+    raw = os.environ.get(CPU_BF16_ENV, "")
+    if not raw.strip():
+        return None
+    if raw.strip().lower() not in PIN_VALUES:
+        raise ConfigError(f"${CPU_BF16_ENV}={raw!r} is not valid: use 1 (bf16 autocast on the CPU) or 0 "
+                          f"(float32), or unset it to let colorlib decide")
+    return PIN_VALUES[raw.strip().lower()]
+
+
 def _decide_cpu_bf16() -> tuple[bool, str]:
-    pinned = os.environ.get(CPU_BF16_ENV, "").strip().lower()
-    if pinned in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        return pinned in ("1", "true", "yes", "on"), f"pinned by ${CPU_BF16_ENV}={pinned}"
     if not cpu_has_bf16_units():
         return False, "no bf16 units (AVX512-BF16 or AMX): bf16 would be emulated, slower than float32"
     amx = cpu_has_amx()

@@ -4,8 +4,11 @@ history.csv, epochs.csv and run.json, and resuming from last.pt.
 Resuming is exact: a checkpoint holds both networks and both optimizers, the iteration it was
 taken at within its epoch and the history rows it covers (a partial epoch's losses included), so
 a run stopped at any iteration and resumed ends with the same weights and history as one that
-never stopped. run.json always describes what last.pt holds. Each function takes the trainer `t`
-whose state it saves or restores.
+never stopped, provided it resumes on the same training images in the same precision: both are
+recorded in last.pt and run.json (`train_data`: count and SHA-256 of the pixels; `precision`:
+bfloat16 or float32 and why), and a change of either is refused on resume unless asked for
+(`check_unchanged`). run.json always describes what last.pt holds. Each function takes the
+trainer `t` whose state it saves or restores.
 """
 from __future__ import annotations
 
@@ -27,6 +30,17 @@ from . import schedule
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
 # the columns of epochs.csv: one row per epoch
 EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
+# what a resume may be asked to accept (Trainer(accept_changes=...), `train --accept-change`)
+CHANGES = ("data", "precision")
+
+
+def accepted(changes) -> frozenset:
+    """The changes a resume accepts, checked against CHANGES (a ConfigError names the valid ones)."""
+    changes = frozenset([changes] if isinstance(changes, str) else changes or ())
+    unknown = sorted(changes - set(CHANGES))
+    if unknown:
+        raise ConfigError(f"unknown change(s) to accept: {', '.join(unknown)}; choose from {', '.join(CHANGES)}")
+    return changes
 
 
 def state_dict_mismatch(exc: Exception) -> str:
@@ -36,7 +50,13 @@ def state_dict_mismatch(exc: Exception) -> str:
 
 
 def load_checkpoint(t, path: Path) -> None:
-    ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
+    try:
+        ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
+    except rundir.RunDirError as exc:  # rundir's remedy is for any checkpoint; here it is this run's
+        reason = str(exc).split(" Use another checkpoint")[0].rstrip(".")
+        raise rundir.RunDirError(f"cannot resume {t.run_dir}: {reason}. Restore {path} from a copy, or train "
+                                 f"the run again in another run directory; nothing was changed here.") from None
+    check_unchanged(t, ckpt)
     try:
         t.G.load_state_dict(ckpt["generator"])
         t.D.load_state_dict(ckpt["discriminator"])
@@ -61,8 +81,8 @@ def load_checkpoint(t, path: Path) -> None:
         if (not isinstance(history, torch.Tensor) or history.shape != (rows, len(rundir.HISTORY_COLUMNS))
                 or not 0 <= t.iteration <= iters):
             raise rundir.RunDirError(f"checkpoint {path} is damaged: its history does not cover epoch "
-                                     f"{t.epoch}, iteration {t.iteration}. Use another checkpoint or "
-                                     f"retrain.")
+                                     f"{t.epoch}, iteration {t.iteration}. Restore it from a copy, or train "
+                                     f"the run again in another run directory.")
     else:  # written before checkpoints kept the history: history.csv, rows after the checkpoint redone
         history = rundir.history_tensor(t.run_dir, repair=False)
         history = history[history[:, 1] <= t.epoch]
@@ -70,10 +90,71 @@ def load_checkpoint(t, path: Path) -> None:
             raise rundir.RunDirError(
                 f"{t.run_dir / 'history.csv'} holds {history.shape[0]} rows up to epoch {t.epoch}, "
                 f"where checkpoint {path} covers {rows}, and this older checkpoint has no copy to "
-                f"rebuild it from. Restore the file from a copy or train the run again.")
+                f"rebuild it from. Restore the file from a copy or train the run again in another run "
+                f"directory.")
     t.history = history[:t.epoch * iters].float()
     t.partial_losses = history[t.epoch * iters:, 2:].float()
     t.saved = (t.epoch, t.iteration, rows)
+
+
+def check_unchanged(t, ckpt: dict) -> None:
+    """Resuming continues the run exactly only on the training images and in the precision its
+    checkpoint was trained with. A change of either is refused with a ConfigError saying what
+    changed and what to do, unless `t.accept_changes` names it; an accepted change is recorded
+    (`t.accepted`, carried by later checkpoints and run.json). Checkpoints from before these
+    records are not checked."""
+    notes = list(ckpt.get("accepted_changes", []))
+    then, now = ckpt.get("train_data"), t.data_fingerprint
+    if isinstance(then, dict) and (then.get("images"), then.get("sha256")) != (now["images"], now["sha256"]):
+        if "data" not in t.accept_changes:
+            raise ConfigError(data_changed_message(t, then, now))
+        if then.get("images", 0) // t.cfg.batch_size != t.iterations_per_epoch:
+            raise ConfigError(f"cannot resume {t.run_dir} on {now['images']} training images: an epoch would "
+                              f"have {t.iterations_per_epoch} iterations where the checkpoint's had "
+                              f"{then['images'] // t.cfg.batch_size}, so its history cannot continue. Point "
+                              f"--data at the images it was trained on, or train a new run in another run "
+                              f"directory; nothing was changed here.")
+        notes.append(f"epoch {ckpt['epoch']}, iteration {ckpt.get('iteration', 0)}: training images changed from "
+                     f"{describe_data(then)} to {describe_data(now)} (accepted)")
+    was = ckpt.get("precision")
+    if isinstance(was, dict) and was.get("precision") != t.precision["precision"]:
+        if "precision" not in t.accept_changes:
+            raise ConfigError(precision_changed_message(t, was))
+        notes.append(f"epoch {ckpt['epoch']}, iteration {ckpt.get('iteration', 0)}: precision changed from "
+                     f"{was['precision']} to {t.precision['precision']} ({t.precision['reason']}; accepted)")
+    t.accepted = notes
+
+
+def describe_data(record: dict) -> str:
+    held = f" of {record['available']}" if record.get("available") is not None else ""
+    return f"{record.get('images')} images{held} (sha256 {str(record.get('sha256'))[:12]})"
+
+
+def data_changed_message(t, then: dict, now: dict) -> str:
+    why = ""
+    if then.get("available") is not None and now.get("available") is not None \
+            and then["available"] != now["available"]:
+        fewer = now["available"] < then["available"]
+        why = (f": its training split holds {now['available']} images where it held {then['available']} "
+               f"(images were {'removed' if fewer else 'added'})")
+    return (f"cannot resume {t.run_dir}: its training images changed{why}. The run was trained on "
+            f"{describe_data(then)} and {t.data_source} now gives {describe_data(now)}, so it would not continue "
+            f"the same run. Point --data at the images it was trained on, or pass --accept-change data "
+            f"(accept_changes=('data',)) to continue on these; nothing was changed here.")
+
+
+def precision_changed_message(t, was: dict) -> str:
+    now = t.precision
+    if was["precision"] == "float32":
+        keep = "--set amp=false"
+    elif t.device.type == "cpu":
+        keep = "--set amp=true and $COLORLIB_CPU_BF16=1"
+    else:
+        keep = "amp=true on a device with bfloat16 (CUDA, or a CPU with $COLORLIB_CPU_BF16=1)"
+    return (f"cannot resume {t.run_dir} exactly: it was trained in {was['precision']} ({was.get('reason')}) and "
+            f"would continue in {now['precision']} ({now['reason']}). Resume with {keep} to keep "
+            f"{was['precision']}, or pass --accept-change precision (accept_changes=('precision',)) to continue "
+            f"in {now['precision']}; nothing was changed here.")
 
 def check_planned_epochs(t) -> None:
     """A resumed run cannot be planned shorter than what its checkpoint holds."""
@@ -99,7 +180,8 @@ def save_checkpoint(t, status: Optional[str] = None) -> None:
             "iteration": t.iteration, "history": history, "epoch_columns": list(EPOCH_COLUMNS),
             "wall_time": t.wall_time, "generator": t.G.state_dict(),
             "discriminator": t.D.state_dict(), "g_opt": t.g_opt.state_dict(),
-            "d_opt": t.d_opt.state_dict(), "epoch_rows": t.epoch_rows, "best_fd": t.best_fd}
+            "d_opt": t.d_opt.state_dict(), "epoch_rows": t.epoch_rows, "best_fd": t.best_fd,
+            "train_data": t.data_fingerprint, "precision": t.precision, "accepted_changes": t.accepted}
     if t.G_ema is not None:
         ckpt["generator_ema"] = t.G_ema.state_dict()
     rundir.atomic_save(rundir.to_cpu(ckpt), ckpt_dir / "last.pt")
@@ -164,7 +246,10 @@ def write_run_info(t, status: str, error: Optional[str] = None) -> None:
         "world_size": t.dist.world_size, "torch": torch.__version__, "python": platform.python_version(),
         "data_source": getattr(t, "data_source", None), "train_images": int(t.images.shape[0])
         if hasattr(t, "images") else None, "git_commit": t.commit,
+        "train_data": getattr(t, "data_fingerprint", None), "precision": getattr(t, "precision", None),
     }
+    if getattr(t, "accepted", None):
+        info["accepted_changes"] = t.accepted
     if error:
         info["error"] = error
     rundir.write_json(t.run_dir / "run.json", info)

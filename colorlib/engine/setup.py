@@ -14,11 +14,13 @@ from torch import nn
 from .. import variants
 from ..paper.data import to_model_range, to_uint8
 from ..runs import rundir
+from ..runs.config import ConfigError
+from ..runs.data import fingerprint
 from ..runs.device import pick_device
 from . import run_files, schedule
 from .cuda_graphs import GraphedIteration
 from .networks import StepNetwork
-from .precision import autocast_for
+from .precision import autocast_for, pinned_cpu_bf16
 from .run_files import LOSS_NAMES
 
 
@@ -44,7 +46,11 @@ def start_device(t) -> None:
             t.settings.change(name, True)
     t.use_graphs = cuda and t.cfg.cuda_graphs and t.dist.world_size == 1
     t.memory_format = torch.channels_last if t.cfg.channels_last else torch.contiguous_format
+    pinned_cpu_bf16()  # a mistyped $COLORLIB_CPU_BF16 is an error wherever it would be read, never ignored
     t.autocast = autocast_for(t.device) if t.cfg.amp else contextlib.nullcontext
+    # what the run computes in, and why: recorded in last.pt and run.json, and kept on resume
+    t.precision = ({"precision": t.autocast.precision, "reason": t.autocast.reason} if t.cfg.amp
+                   else {"precision": "float32", "reason": "amp=false"})
     # spectral normalization estimates sigma by power iteration on every forward; under bf16
     # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
     # (it is small: about a tenth of an iteration's arithmetic)
@@ -92,6 +98,7 @@ def reset_progress(t) -> None:
     t.epoch_rows: list[list[float]] = []  # one per epoch: EPOCH_COLUMNS
     t.best_fd = math.inf
     t.wall_time = 0.0
+    t.accepted: list[str] = []  # changes of data or precision a resume accepted (run_files.check_unchanged)
     t.graphed = GraphedIteration(t.step, t._batch, (t.g_opt, t.d_opt)) if t.use_graphs else None
 
 def load_data(t, validator: Optional[Callable]) -> None:
@@ -101,10 +108,21 @@ def load_data(t, validator: Optional[Callable]) -> None:
     train = t.split("train", cfg.train_size, cfg.seed)
     t.data_source = train.source
     t.images = train.images
+    if getattr(train, "fingerprint", None) is None:  # once per data_cache entry: packed runs share it
+        train.fingerprint = fingerprint(train.images, train.available)
+    t.data_fingerprint = train.fingerprint
+    check_batches(t)  # before anything is written: a refused run leaves nothing behind
     variants.fit_to_data(t.G, t.images)
     t.sample_images = t.split("test", cfg.n_samples, cfg.seed).images
     t.sample_gray, t.sample_rgb = to_model_range(t.sample_images)
     t.validator = validator(t) if validator is not None and cfg.val_size > 0 else None
+
+def check_batches(t) -> None:
+    """A ConfigError, saying what to change, where the training images make no batch."""
+    n, batch = t.images.shape[0], t.cfg.batch_size
+    if n // batch == 0:
+        raise ConfigError(f"{n} training images make no batch of {batch}: use more images (--data, train_size) "
+                          f"or a smaller batch (--set batch_size={n}); nothing was written")
 
 def restore_or_start(t) -> None:
     """Resuming: the checkpoint's weights, optimizers and progress. A run stopped before its
@@ -135,14 +153,23 @@ def write_run_files(t) -> None:
     0 only, and only now that the data loaded: a failed start leaves no run behind."""
     if not t.dist.is_main:
         return
-    t.run_dir.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(t.run_dir / "config.json", t.cfg.to_dict())
-    if t.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
-        run_files.write_tables(t, run_files.kept_history(t), repair_note=True)
-    if not (t.run_dir / "samples" / "truth.png").exists():
-        rundir.save_strip(t.run_dir / "samples" / "truth.png", t.sample_images)
-        rundir.save_strip(t.run_dir / "samples" / "gray.png",
-                          to_uint8(t.sample_gray.expand(-1, 3, -1, -1)))
+    samples = t.run_dir / "samples"
+    written = [] if t.resuming else [t.run_dir / "config.json", samples / "truth.png", samples / "gray.png"]
+    try:
+        t.run_dir.mkdir(parents=True, exist_ok=True)
+        rundir.write_json(t.run_dir / "config.json", t.cfg.to_dict())
+        if t.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
+            run_files.write_tables(t, run_files.kept_history(t), repair_note=True)
+        if not (samples / "truth.png").exists():
+            rundir.save_strip(samples / "truth.png", t.sample_images)
+            rundir.save_strip(samples / "gray.png", to_uint8(t.sample_gray.expand(-1, 3, -1, -1)))
+    except Exception:  # a full or read-only disk: a new run that could not start leaves nothing behind
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        with contextlib.suppress(OSError):
+            samples.rmdir()  # only when empty
+        raise
 
 def trainable(module: nn.Module) -> list:
     return [p for p in module.parameters() if p.requires_grad]  # not FAN's fixed network

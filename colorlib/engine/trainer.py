@@ -12,7 +12,9 @@ device as uint8 with batches gathered by a shuffled index, bf16 autocast where i
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +29,7 @@ from ..runs.config import Config, ConfigError, config_from_dict
 from ..runs.data import load_split
 from . import run_files, schedule, setup
 from .distributed import Dist
-from .interrupts import DeferredInterrupt, TrainingInterrupted
+from .interrupts import DeferredInterrupt, TrainingInterrupted, signal_of
 from .progress import progress_bar, show_progress
 from .resume import run_config
 from .run_files import EPOCH_COLUMNS, LOSS_NAMES
@@ -51,6 +53,9 @@ class Trainer:
     differ only in RESUMABLE_FIELDS); resume="auto" continues a run there if any, else starts `cfg`.
     validator: `validator(trainer)` -> an object whose `score(G)` gives the epoch's validation
     scores (lab.validation.validator_for); None: no validation (NaN in epochs.csv, no best.pt).
+    Resuming is exact only on the training images and in the precision the checkpoint was trained
+    with (run_files.check_unchanged): a change of either is refused unless named in
+    `accept_changes` ("data", "precision"); run.json then records it.
     The networks are built from `cfg.seed` without disturbing the caller's random numbers; the
     process-wide settings the trainer changes (`cfg.threads`; cuDNN autotuning and TF32 on CUDA)
     are put back by `close()` (or by leaving `with Trainer(...)`; `train` does it).
@@ -58,7 +63,7 @@ class Trainer:
 
     def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
                  dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None,
-                 validator: Optional[Callable] = None):
+                 validator: Optional[Callable] = None, accept_changes=()):
         """data_cache: a dict shared by trainers packed into one process (see lab/packing.py), so
         that they decode the data, and hold it on the device, once.
 
@@ -69,6 +74,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
         self.data_cache = data_cache if data_cache is not None else {}
+        self.accept_changes = run_files.accepted(accept_changes)
         self.commit = run_files.git_commit()  # once: run.json is rewritten at every checkpoint
         self.settings = TorchSettings()
         self.lock = setup.lock_run_dir(self)
@@ -173,7 +179,7 @@ class Trainer:
             if isinstance(exc, TrainingInterrupted):
                 raise
             steps.close()
-            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}") from None
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}", signal_of(exc)) from None
         finally:
             steps.close()
         return self.run_dir
@@ -182,8 +188,8 @@ class Trainer:
         """Train to the end, yielding after every iteration: `fit` runs it through, and
         lab/packing.train_packed interleaves several runs' iterations on one device.
 
-        Stopping loses nothing. Ctrl-C during an iteration or an epoch's end is held until it is
-        done (`DeferredInterrupt`); the run is then saved at that iteration boundary (the
+        Stopping loses nothing. Ctrl-C (or SIGTERM, SIGHUP) during an iteration or an epoch's end
+        is held until it is done (`DeferredInterrupt`); the run is then saved at that iteration boundary (the
         checkpoint records the iteration within the epoch, and the partial epoch's losses travel
         in its history) and `TrainingInterrupted` says what is kept: resuming continues exactly
         there, bitwise as if never stopped. Closing the generator at a yield (a caller or a
@@ -195,8 +201,7 @@ class Trainer:
             self.lock.training = True
         self._bar, self._losses, self._started = None, None, time.perf_counter()
         try:
-            if self.iterations_per_epoch == 0:
-                raise ConfigError(f"{self.images.shape[0]} training images make no batch of {self.cfg.batch_size}")
+            setup.check_batches(self)
             self._bar = progress_bar(self) if self.progress else None
             self._write_run_info("running")
             self._started = time.perf_counter()
@@ -204,7 +209,7 @@ class Trainer:
                 yield from self._epoch(gate)
                 if gate.requested and self.epoch < self.cfg.epochs:  # at the very end: just finish
                     with gate:
-                        self._stop_here(raise_interrupt=True)
+                        self._stop_here(raise_interrupt=True, signum=gate.signum)
             with gate:
                 if self.epoch == self.cfg.epochs:
                     if self.dist.is_main and not (self.run_dir / "checkpoints" / "generator.pt").exists():
@@ -212,15 +217,17 @@ class Trainer:
                     self._write_run_info("finished")
         except (TrainingInterrupted, TrainingDiverged, GeneratorExit):
             raise
-        except KeyboardInterrupt:
-            if gate.broke:  # at once, inside an iteration (a second Ctrl-C, or no handler): last.pt is kept
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
+            if gate.broke:  # at once, inside an iteration (a second signal, or no handler): last.pt is kept
                 self._write_run_info("interrupted")
             else:  # between the guarded blocks, at an iteration boundary: saved there
                 with gate:
                     self._stop_here(raise_interrupt=False)
-            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}") from None
-        except Exception as exc:
-            self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}",
+                                      getattr(exc, "signum", None) or gate.signum) from None
+        except Exception as exc:  # recorded where the disk still takes it: the error itself may be a full disk
+            with contextlib.suppress(OSError):
+                self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
             raise
         finally:
             if self._bar is not None:
@@ -248,7 +255,7 @@ class Trainer:
                     self._check_and_report(losses[it], epoch, it)
             if gate.requested:
                 with gate:
-                    self._stop_here(raise_interrupt=True)
+                    self._stop_here(raise_interrupt=True, signum=gate.signum)
             try:
                 yield
             except GeneratorExit:
@@ -269,7 +276,7 @@ class Trainer:
                       flush=True)
             self._started = time.perf_counter()
 
-    def _stop_here(self, raise_interrupt: bool) -> None:
+    def _stop_here(self, raise_interrupt: bool, signum: int = signal.SIGINT) -> None:
         """Save the run at the iteration boundary it stands at (unless last.pt already holds it, or
         a loss of the partial epoch is not finite), mark it interrupted, and with raise_interrupt
         raise `TrainingInterrupted` saying what is kept."""
@@ -284,7 +291,7 @@ class Trainer:
             else:
                 self._write_run_info("interrupted")
         if raise_interrupt:
-            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}")
+            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}", signum)
 
     def close(self, wait: bool = True) -> None:
         """Release the run directory's lock if training has not already, put back the process-wide
@@ -308,24 +315,7 @@ class Trainer:
         raise TrainingDiverged(msg)
 
     def _end_epoch(self, epoch: int, losses: torch.Tensor, started: float) -> None:
-        """The epoch joins the history; rank 0 records it: epochs.csv (D's wins, the validation
-        hook's scores, the rates), the sample strip, best.pt by the feature distance, and a
-        checkpoint every checkpoint_every epochs."""
-        self.history = torch.cat([self.history, run_files.history_rows(self, epoch, losses)])
-        self.epoch = epoch + 1
-        self.wall_time += time.perf_counter() - started
-        if not self.dist.is_main:
-            return
-        d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.d_steps else 0.0
-        val = self.validator.score(self.G_eval) if self.validator is not None else {}
-        self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
-                                val.get("colourfulness", math.nan), val.get("feature_fd", math.nan),
-                                *self.rates(epoch)])
-        rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
-        rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
-        run_files.save_if_best(self, val)
-        if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
-            self.save_checkpoint()
+        end_epoch(self, epoch, losses, started)
 
     @torch.inference_mode()
     def colorize_samples(self) -> torch.Tensor:
@@ -344,11 +334,33 @@ class Trainer:
         run_files.write_run_info(self, status, error)
 
 
+def end_epoch(self: Trainer, epoch: int, losses: torch.Tensor, started: float) -> None:
+    """The end of an epoch of `Trainer._epoch`: the epoch joins the history; rank 0 records it:
+    epochs.csv (D's wins, the validation hook's scores, the rates), the sample strip, best.pt by
+    the feature distance, and a checkpoint every checkpoint_every epochs."""
+    self.history = torch.cat([self.history, run_files.history_rows(self, epoch, losses)])
+    self.epoch = epoch + 1
+    self.wall_time += time.perf_counter() - started
+    if not self.dist.is_main:
+        return
+    d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.d_steps else 0.0
+    val = self.validator.score(self.G_eval) if self.validator is not None else {}
+    self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
+                            val.get("colourfulness", math.nan), val.get("feature_fd", math.nan),
+                            *self.rates(epoch)])
+    rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
+    rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
+    run_files.save_if_best(self, val)
+    if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
+        self.save_checkpoint()
+
+
 def train(cfg: Optional[Config], run_dir, resume: bool | str = False, progress: bool = True,
-          epoch_lines: bool = False, validator: Optional[Callable] = None) -> Path:
+          epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=()) -> Path:
     """Train `cfg` into `run_dir` (or continue the run there with resume=True, or with
     resume="auto" if it holds one: see `resume.run_config`), then close the trainer."""
-    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator)
+    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator,
+                      accept_changes=accept_changes)
     try:
         out = trainer.fit()
     except BaseException:

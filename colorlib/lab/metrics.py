@@ -26,7 +26,11 @@ dataset's pixels. All are computed batch by batch, on CPU or GPU, and summed ove
   than feature dimensions (use the whole test set). With a local Inception weights file the
   standard FID is reported too (`--inception-weights`, needs torch-fidelity).
 
-Commands: `python -m colorlib evaluate --run-dir DIR` (writes DIR/metrics.json),
+"Through colorize" scores are the `colorize` command's own output: the files it writes for the
+test images (`colorize_method`, through `colorize.colorized_files`, the command's path), decoded.
+
+Commands: `python -m colorlib evaluate --run-dir DIR` (writes DIR/metrics.json; an evaluation of
+another scope, --limit or other --data, beside it: DIR/metrics-limit5.json, see `metrics_target`),
 `python -m colorlib compare RUN_DIR... --out DIR` (a Markdown table and a bar chart),
 `python -m colorlib train-classifier ...` (see classifier.py).
 """
@@ -189,6 +193,7 @@ class MethodScores:
         self.sums = {k: 0.0 for k in ("psnr", "sq_err", "ssim", "colourfulness", "pixel_accuracy", "correct",
                                       "psnr_colour")}
         self.gray_truths = 0
+        self.labelled = 0  # images whose class the classifier knows (label >= 0)
         self.classifier = classifier
         self.fd = feature_distance_metric(classifier).to(device) if classifier is not None else None
         self.fid = inception_fid_metric(inception_weights).to(device) if inception_weights else None
@@ -213,8 +218,10 @@ class MethodScores:
         self.sums["pixel_accuracy"] += pixel_accuracy(pred, truth).sum().item()
         if self.classifier is not None:
             features = self.classifier.features(pred)  # one forward pass serves accuracy and FD
-            if labels is not None:
-                self.sums["correct"] += (self.classifier.head(features).argmax(1) == labels).sum().item()
+            if labels is not None:  # a label of -1: a class the classifier does not know
+                known = labels >= 0
+                self.sums["correct"] += ((self.classifier.head(features).argmax(1) == labels) & known).sum().item()
+                self.labelled += int(known.sum())
             if truth_features is None:
                 truth_features = self.classifier.features(truth)
             self.fd.update(truth_features, real=True)
@@ -238,7 +245,8 @@ class MethodScores:
             "colourfulness_gap_pct": 100.0 * (self.sums["colourfulness"] / n - truth_colourfulness)
             / truth_colourfulness if truth_colourfulness > 0 else None,
             "pixel_accuracy": self.sums["pixel_accuracy"] / n,
-            "semantic_accuracy": self.sums["correct"] / n if self.classifier is not None and with_labels else None,
+            "semantic_accuracy": self.sums["correct"] / self.labelled
+            if self.classifier is not None and with_labels and self.labelled else None,
             "feature_fd": _finite(self.fd.compute().item()) if self.fd is not None and self.n > 1 else None,
         }
         if self.fid is not None and self.n > 1:
@@ -250,7 +258,10 @@ def _finite(value: float) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-# A method maps the gray input in [-1, 1] [B, 1, H, W] to RGB, in [-1, 1] float or uint8
+# A method maps the gray input in [-1, 1] [B, 1, H, W] to RGB, in [-1, 1] float or uint8. A method
+# with `takes_photos = True` is given the colour images themselves, uint8 [B, 3, H, W], as the
+# colorize command is given colour photos: it must drop their colour itself (colorize_method does,
+# as the command does, with Pillow's "L").
 Method = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -268,17 +279,74 @@ def generator_method(G: nn.Module) -> Method:
     return colorize
 
 
-def colorize_method(G: nn.Module) -> Method:
-    """What `colorize` delivers: the network's chroma on the input's exact luma (colorize.py)."""
-    from ..inference.colorize import combine
-    from ..variants.color import rgb_to_ycbcr
+def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
+                    fmt: str = "JPEG") -> list[bytes]:
+    """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W], as
+    Pillow decodes their files): each one read as the command reads a photo (`gray_from_pil`: its
+    8-bit BT.601 luma, the colour dropped), then `colorize.colorized_files`, the command's own
+    path, at its default render size, into `fmt` (the command writes JPEG for JPEG inputs, PNG
+    otherwise). On the CPU these are the command's bytes, byte for byte (tests/test_scoring_path.py)."""
+    from ..inference import colorize
+    render_size = colorize.DEFAULT_RENDER_SIZE if render_size is None else render_size
+    photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in images.cpu()]
+    return colorize.colorized_files(photos, G, render_size, [fmt] * len(photos))
+
+
+def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
+    """Output files, decoded with Pillow as a viewer would: uint8 RGB [B, 3, H, W] (one size)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def decoded(data: bytes) -> torch.Tensor:
+        with Image.open(io.BytesIO(data)) as img:
+            return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
+    return torch.stack([decoded(f) for f in files])
+
+
+def colorize_method(G: nn.Module, render_size: Optional[int] = None, fmt: str = "JPEG") -> Method:
+    """What the `colorize` command delivers: the files it writes for these images, decoded
+    (`command_outputs`): the network's chroma on the input's exact 8-bit luma, worked at the
+    command's render size (never above the image's own size), JPEG-encoded like its outputs for
+    JPEG inputs (fmt="PNG": lossless, as for PNG inputs). Takes the colour images (`takes_photos`)."""
     G.eval()
 
-    def colorize(gray: torch.Tensor) -> torch.Tensor:
-        luma = gray.float().add(1).div(2)[:, 0]
-        cbcr = rgb_to_ycbcr(G(gray).float().add(1).div(2).clamp(0, 1))[:, 1:]
-        return combine(luma, cbcr).mul(2).sub(1)  # combine takes batches [B, H, W], [B, 2, H, W]
+    def colorize(images: torch.Tensor) -> torch.Tensor:
+        return decode_outputs(command_outputs(images, G, render_size, fmt)).to(images.device)
+    colorize.takes_photos = True
     return colorize
+
+
+def output_format_for(data: Optional[str]) -> str:
+    """The format colorize writes for the images of a data source: PNG for torchvision's CIFAR-10
+    (arrays, no files), JPEG for colorlib's image folders and packs (CIFAR-10 as JPEG files)."""
+    from ..runs.data import resolve_source
+    return "PNG" if resolve_source(data) == "cifar10" else "JPEG"
+
+
+def judge_labels(labels: Optional[torch.Tensor], classes: Sequence[str], classifier: Optional[nn.Module]
+                 ) -> tuple[Optional[torch.Tensor], Optional[str]]:
+    """(the data's labels as the classifier's class indices, matched by name; a one-line note, or
+    None when nothing needed matching). A folder's labels count its own classes (only cat and dog:
+    0 and 1), the classifier's are CIFAR-10's (cat 3, dog 5); a class it does not know gets -1 and
+    is left out of semantic accuracy. Without names on either side, the labels are kept as they are."""
+    judge = list(getattr(classifier, "classes", None) or [])
+    classes = list(classes or [])
+    if labels is None or classifier is None or not judge or not classes or classes == judge:
+        return labels, None
+    index = torch.tensor([judge.index(c) if c in judge else -1 for c in classes] + [-1])
+    mapped = index[torch.where(labels >= 0, labels, len(classes))]  # -1 (no class) stays -1
+    known = [c for c in classes if c in judge]
+    unknown = [c for c in classes if c not in judge]
+    head = f"note: the data's {len(classes)} classes are matched by name to the classifier's {len(judge)}"
+    if not known:
+        return mapped, (f"{head}: none of them ({', '.join(classes)}) is among its classes; semantic accuracy "
+                        f"is not scored")
+    scored = int((mapped >= 0).sum())
+    tail = f"; not among its classes, so left out of it: {', '.join(unknown)}" if unknown else ""
+    return mapped, (f"{head}: semantic accuracy is scored on the {scored} of {len(labels)} images of "
+                    f"{', '.join(known)}{tail}")
 
 
 @torch.no_grad()
@@ -294,12 +362,12 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
         raise MetricsError(f"expected uint8 RGB images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     if images.shape[0] == 0:
         raise MetricsError("no images to evaluate")
-    with_labels = labels is not None and bool((labels >= 0).all())
+    with_labels = labels is not None and bool((labels >= 0).any())  # -1: a class the classifier does not know
     device = torch.device(device)
     if classifier is not None:
         classifier = classifier.to(device).eval()
     scores = {name: MethodScores(classifier, inception_weights, device) for name in methods}
-    truth_colourfulness, truth_correct = 0.0, 0
+    truth_colourfulness, truth_correct, labelled = 0.0, 0, 0
     batches = range(0, images.shape[0], batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -313,9 +381,10 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
         truth_colourfulness += colourfulness(truth).sum().item()
         truth_features = classifier.features(truth) if classifier is not None else None
         if classifier is not None and with_labels:
-            truth_correct += (classifier.head(truth_features).argmax(1) == y).sum().item()
+            truth_correct += ((classifier.head(truth_features).argmax(1) == y) & (y >= 0)).sum().item()
+            labelled += int((y >= 0).sum())
         for name, method in methods.items():
-            out = method(gray)
+            out = method(truth) if getattr(method, "takes_photos", False) else method(gray)
             out = out if out.dtype == torch.uint8 else to_uint8(out)
             if out.shape != truth.shape:
                 raise MetricsError(f"method {name!r} returned {tuple(out.shape)} for {tuple(truth.shape)} images")
@@ -324,7 +393,8 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
     truth_mean = truth_colourfulness / n
     return {
         "ground_truth": {"images": n, "colourfulness": truth_mean,
-                         "semantic_accuracy": truth_correct / n if classifier is not None and with_labels else None},
+                         "semantic_accuracy": truth_correct / labelled if classifier is not None and with_labels
+                         else None},
         "methods": {name: s.result(truth_mean, with_labels) | ({} if with_ssim else {"ssim": None})
                     for name, s in scores.items()},
     }
@@ -336,17 +406,27 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
                        progress: bool = False, through_colorize: bool = False) -> dict:
     """Run generator `G` over the test split of `data` (first `limit` images in a seeded random
     subset) and score it, next to the gray baseline; see `evaluate_methods`. With through_colorize,
-    also what `colorize` delivers, as "<name> through colorize"."""
+    also what the `colorize` command writes for those images (`colorize_method`), as "<name>
+    through colorize". The data's classes are matched to the classifier's by name (`judge_labels`);
+    result["data"]["classes_note"] says how, where they differ."""
     from ..runs.data import load_split
+    from ..inference.colorize import DEFAULT_RENDER_SIZE
     test = load_split(data, "test", limit, seed=0)
+    labels, classes_note = judge_labels(test.labels, test.classes, classifier)
     methods: dict[str, Method] = {GRAY_METHOD: gray_baseline} if include_gray else {}
     G = G.to(device)
     methods[name] = generator_method(G)
+    fmt = output_format_for(data)
     if through_colorize:
-        methods[f"{name} through colorize"] = colorize_method(G)
-    result = evaluate_methods(methods, test.images, test.labels, classifier, batch_size, device,
+        methods[f"{name} through colorize"] = colorize_method(G, DEFAULT_RENDER_SIZE, fmt)
+    result = evaluate_methods(methods, test.images, labels, classifier, batch_size, device,
                               inception_weights, progress)
     result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
+    if classes_note:
+        result["data"]["classes_note"] = classes_note
+    if through_colorize:
+        result["through_colorize"] = {"render_size": DEFAULT_RENDER_SIZE, "format": fmt,
+                                      "path": "colorize.colorized_files, the colorize command's own"}
     return result
 
 
@@ -354,33 +434,28 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
 def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
                  device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
                  progress: bool = True, log=print, generator=None, name: Optional[str] = None) -> dict:
-    """Evaluate a run directory's generator on the test split; writes RUN/metrics.json.
+    """Evaluate a run directory's generator on the test split; writes RUN/metrics.json, or beside
+    it when it holds an evaluation of another scope (see `metrics_target`).
 
     Two rows besides the gray copy: the network's raw output ("<run>") and what `colorize` delivers
     ("<run> through colorize": its chroma on the input's luma). `generator`: score this generator
     file instead of the run's own checkpoint (a run shipped without checkpoints, such as
     figures/paper/run, with the generator.pt made from it). `name`: the rows' name (default: the
-    run directory's)."""
+    run directory's). The returned report has "written": the file it went to (not in the file)."""
     from ..runs import rundir
-    from ..variants.cifar_classifier import load_classifier
     from ..inference.checkpoints import load_generator
     from ..runs.device import pick_device
 
     run_dir = Path(run_dir)
     dev = pick_device(device)
     G, cfg = load_generator(generator or run_dir, dev)
-    clf, clf_info = None, None
-    clf_path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
-    if clf_path.exists() or classifier_path:
-        clf = load_classifier(clf_path, dev)
-        clf_info = {"file": clf_path.name, "test_accuracy_at_training": clf.test_accuracy}
-    else:
-        log(f"note: no classifier at {clf_path}; semantic accuracy and feature FD are skipped "
-            f"(train one with `python -m colorlib train-classifier --out {clf_path}`)")
+    clf, clf_info = _classifier_for_evaluation(classifier_path, dev, log)
     started = time.time()
     name = name or run_dir.name
     result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=name,
                                 inception_weights=inception_weights, progress=progress, through_colorize=True)
+    if result["data"].get("classes_note"):
+        log(result["data"]["classes_note"])
     info = rundir.read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
     config = cfg.to_dict()
     if config.get("data"):  # the data's name, not a local path: metrics files get shared
@@ -397,10 +472,99 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
         "pixel_accuracy_threshold": NAZERI_THRESHOLD,
         "device": str(dev),
         "seconds": round(time.time() - started, 1),
+        "scope": evaluation_scope(limit, data, cfg.data),
         **result,
     }
-    rundir.write_json(run_dir / "metrics.json", report)
-    return report
+    return {**report, "written": str(write_metrics(run_dir, report, log))}
+
+
+def _classifier_for_evaluation(classifier_path, device, log):
+    """(classifier or None, what the report says of it): the one named, else the shipped one."""
+    from ..variants.cifar_classifier import load_classifier
+    clf_path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
+    if clf_path.exists() or classifier_path:
+        clf = load_classifier(clf_path, device)
+        return clf, {"file": clf_path.name, "test_accuracy_at_training": clf.test_accuracy}
+    log(f"note: no classifier at {clf_path}; semantic accuracy and feature FD are skipped "
+        f"(train one with `python -m colorlib train-classifier --out {clf_path}`)")
+    return None, None
+
+
+# ---------------------------------------------------------------- where an evaluation is written
+FULL_SCOPE = "full"
+
+
+def evaluation_scope(limit: Optional[int], data: Optional[str], run_data: Optional[str]) -> str:
+    """What an evaluation covers, as a name: "full" (every test image of the run's own data),
+    else "limit5", "data-catdog" or "data-catdog-limit5". Data is the run's own when it has the
+    same folder or file name (as metrics files record it)."""
+    from ..runs.data import resolve_source
+    parts = []
+    own = Path(resolve_source(run_data)).name
+    if data is not None and Path(resolve_source(data)).name != own:
+        parts.append("data-" + "".join(c if c.isalnum() or c in "._" else "_" for c in Path(resolve_source(data)).name))
+    if limit is not None:
+        parts.append(f"limit{limit}")
+    return "-".join(parts) or FULL_SCOPE
+
+
+def report_scope(report: dict) -> Optional[str]:
+    """The scope of a metrics report: its own "scope", or for a file written before scopes were
+    recorded, one worked out from its limit and data (None when it cannot be told)."""
+    if "scope" in report:
+        return report["scope"]
+    try:
+        source = report["data"]["source"]
+        source = "cifar10" if source.startswith("CIFAR-10 (torchvision") else source
+        return evaluation_scope(report["data"]["limit"], source, report["run"]["config"]["data"])
+    except (KeyError, TypeError, AttributeError):
+        return None
+
+
+def scoped_name(scope: Optional[str]) -> str:
+    return "metrics.json" if scope == FULL_SCOPE else f"metrics-{scope or 'unknown'}.json"
+
+
+def metrics_target(run_dir: Path, scope: str) -> tuple[Path, Optional[Path], Optional[str]]:
+    """(where an evaluation of `scope` goes, where the file now in metrics.json must be moved first
+    or None, a one-line note or None). metrics.json keeps its evaluation unless the new one has the
+    same scope (a re-run), or is the full one: then the evaluation it held is moved beside it, under
+    its own scope's name. Any other evaluation goes beside it (metrics-limit5.json). Nothing is lost."""
+    from ..runs import rundir
+    main = run_dir / "metrics.json"
+    if not main.exists():
+        return main, None, None
+    try:
+        held = report_scope(rundir.read_json(main))
+    except (rundir.RunDirError, ValueError, OSError):
+        held = None
+    if held == scope:
+        return main, None, None
+    if scope == FULL_SCOPE:
+        aside = run_dir / scoped_name(held)
+        return main, aside, (f"note: metrics.json held {_describe(held)}; it is kept as {aside.name}, and "
+                             f"metrics.json now holds the full one")
+    beside = run_dir / scoped_name(scope)
+    return beside, None, (f"note: metrics.json holds {_describe(held)}, which is kept; this one ({scope}) "
+                          f"is written beside it, to {beside.name}")
+
+
+def _describe(scope: Optional[str]) -> str:
+    if scope == FULL_SCOPE:
+        return "the full evaluation"
+    return "an evaluation of unknown scope" if scope is None else f"an evaluation of scope {scope}"
+
+
+def write_metrics(run_dir: Path, report: dict, log=print) -> Path:
+    """Write an evaluation report where `metrics_target` says, saying so when it is not plain."""
+    from ..runs import rundir
+    target, aside, note = metrics_target(run_dir, report["scope"])
+    if aside is not None:
+        rundir.atomic_write_bytes(aside, (run_dir / "metrics.json").read_bytes())
+    rundir.write_json(target, report)
+    if note:
+        log(note)
+    return target
 
 
 # ---------------------------------------------------------------- compare command
@@ -455,7 +619,8 @@ def markdown_table(reports: Sequence[dict]) -> str:
              f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}. "
              f"*Per-image PSNR leaves out {_left_out(rows)}: a copy of the gray input "
              f"matches them exactly, and the capped PSNR would reward that. \"through colorize\": the "
-             f"network's chroma on the input's exact luma, as `colorize` delivers it.", ""]
+             f"files the `colorize` command writes for these images (the network's chroma on the input's "
+             f"exact luma, at its default render size), scored.", ""]
     lines.append("| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |")
     lines.append("|---|" + "---:|" * len(TABLE_COLUMNS))
     lines.append("| ground truth | " + " | ".join(

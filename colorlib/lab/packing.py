@@ -63,9 +63,10 @@ def load_plan(path) -> dict:
          "set": {"epochs": 20},                                   # for every run (optional)
          "methods": {"paper": {}, "stable": {"lr": 1e-4}}}        # name -> config overrides
 
-    A method given as a string names a method of the baselines table (baselines.METHODS).
+    A method given as a string names a method of the baselines table (baselines.METHODS). A method's
+    name is the folder its runs go in (OUT/<method>/seed<k>): a plain name, never a path. Anything
+    else of the wrong kind is a ConfigError naming it.
     """
-    from .baselines import METHODS
     try:
         plan = json.loads(Path(path).read_text())
     except FileNotFoundError:
@@ -75,22 +76,52 @@ def load_plan(path) -> dict:
                           f"see `colorlib sweep --help`") from None
     if not isinstance(plan, dict) or not isinstance(plan.get("methods"), (dict, list)):
         raise ConfigError(f"plan file {str(path)!r} needs a \"methods\" object (name -> config overrides)")
-    methods = plan["methods"]
+    where = f"plan file {str(path)!r}"
+    plan["methods"] = _plan_methods(plan["methods"], where)
+    plan.setdefault("seeds", [0])
+    plan.setdefault("preset", "quick")
+    plan.setdefault("set", {})
+    checks = {"seeds": (lambda v: isinstance(v, list) and all(isinstance(s, int) and not isinstance(s, bool)
+                                                              for s in v), "a list of whole numbers, e.g. [0, 1, 2]"),
+              "preset": (lambda v: isinstance(v, str), "a preset's name, e.g. \"quick\""),
+              "set": (lambda v: isinstance(v, dict), "an object of config overrides, e.g. {\"epochs\": 20}"),
+              "out": (lambda v: isinstance(v, str) and v != "", "a folder, e.g. \"runs/sweep\"")}
+    for key, (ok, expected) in checks.items():
+        if key in plan and not ok(plan[key]):
+            raise ConfigError(f"{where}: \"{key}\" must be {expected}, not {json.dumps(plan[key])}")
+    return plan
+
+
+def _plan_methods(methods, where: str) -> dict[str, dict]:
+    """A plan's "methods" as {name: config overrides}: each name a plain folder name, each value an
+    object of overrides or the name of a baselines method."""
+    from .baselines import METHODS
     if isinstance(methods, list):
+        if not all(isinstance(m, str) for m in methods):
+            raise ConfigError(f"{where}: a \"methods\" list must hold baselines method names "
+                              f"({', '.join(METHODS)})")
         methods = {m: m for m in methods}
     resolved = {}
     for name, value in methods.items():
+        check_run_name(name, where)
         if isinstance(value, str):
             if value not in METHODS:
                 raise ConfigError(f"plan method {name!r} names {value!r}, not a baselines method "
                                   f"({', '.join(METHODS)})")
             value = METHODS[value]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: method {name!r} must be an object of config overrides (e.g. "
+                              f"{{\"lr\": 1e-4}}) or the name of a baselines method, not {json.dumps(value)}")
         resolved[name] = dict(value)
-    plan["methods"] = resolved
-    plan.setdefault("seeds", [0])
-    plan.setdefault("preset", "quick")
-    plan.setdefault("set", {})
-    return plan
+    return resolved
+
+
+def check_run_name(name: str, where: str = "a sweep") -> None:
+    """A method's name becomes a folder, OUT/<method>: a ConfigError unless it is one plain name
+    (no path separator, not '.' or '..', not empty), so that no run is written outside OUT."""
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (letters, digits, '-', "
+                          f"'_', '.'): its runs go in OUT/<method>/seed<k>, never outside OUT")
 
 
 def baselines_plan(methods: Optional[Sequence[str]] = None) -> dict:
@@ -104,9 +135,10 @@ def baselines_plan(methods: Optional[Sequence[str]] = None) -> dict:
 
 
 def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = None,
-                  progress: bool = False, data_cache: Optional[dict] = None, log=None):
+                  progress: bool = False, data_cache: Optional[dict] = None, log=None, accept_changes=()):
     """A Trainer per spec in OUT/<method>/seed<k>, each resumed if its directory holds a run,
     skipped if that run is finished. Returns (trainers, finished run directories).
+    accept_changes: what a resumed run may find changed (Trainer's; "data", "precision").
 
     With `log`, a run that cannot start (a configuration error, say) is reported and left out,
     so one bad run does not cost the whole pack its device time."""
@@ -115,6 +147,7 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
     data_cache = {} if data_cache is None else data_cache
     trainers, finished = [], []
     for spec in specs:
+        check_run_name(spec.method)
         run_dir = Path(out) / spec.method / f"seed{spec.seed}"
         cfg = make_config(preset, **{**(common or {}), **spec.overrides, "seed": spec.seed})
         exists = rundir.is_run_dir(run_dir)
@@ -123,6 +156,7 @@ def make_trainers(specs: Sequence[RunSpec], preset: str, out, common: Optional[d
             continue
         try:  # a run already there continues with its own config.json (training.run_config)
             trainers.append(Trainer(cfg, run_dir, resume="auto", progress=progress, data_cache=data_cache,
+                                    accept_changes=accept_changes,
                                     validator=validator_for))
         except Exception as exc:
             if log is None:
@@ -281,15 +315,17 @@ def live(trainers: Sequence, failed: dict) -> list:
 
 
 def sweep(specs: Sequence[RunSpec], preset: str, out, common: Optional[dict] = None, pack: int = 0,
-          progress: bool = True, time_budget: Optional[float] = None) -> dict:
-    """Train every spec, `pack` at a time (0: all at once); returns per-pack throughput."""
+          progress: bool = True, time_budget: Optional[float] = None, accept_changes=()) -> dict:
+    """Train every spec, `pack` at a time (0: all at once); returns per-pack throughput. Runs already
+    there continue (accept_changes: see make_trainers)."""
     specs = list(specs)
     size = pack or len(specs)
     started = time.perf_counter()
     data_cache: dict = {}
     results = []
     for start in range(0, len(specs), size):
-        trainers, _ = make_trainers(specs[start:start + size], preset, out, common, data_cache=data_cache)
+        trainers, _ = make_trainers(specs[start:start + size], preset, out, common, data_cache=data_cache,
+                                    accept_changes=accept_changes)
         left = None if time_budget is None else max(time_budget - (time.perf_counter() - started), 0.0)
         results.append(train_packed(trainers, progress=progress, time_budget=left))
     return {"packs": results}

@@ -17,7 +17,8 @@ out to have no colour is skipped as well.
 Each photo is scored as the CIFAR test scores a method: per-image PSNR of the 8-bit result
 against the original, the gray copy (the luma the model sees, copied into R, G and B) as the
 no-model baseline, and Hasler & Suesstrunk colourfulness. The colorization is the `colorize`
-command's own (`colorize.colorize_luma` on the photo's BT.601 luma as Pillow computes it).
+command's own output: `colorize.colorized_files`, the command's path, on the photo's BT.601 luma as
+Pillow computes it, written as the PNG it writes for a PNG input (lossless) and decoded.
 
     from colorlib.lab.photos import evaluate_photos, photo_table
     print(photo_table(evaluate_photos()))
@@ -36,7 +37,7 @@ import torch
 from PIL import Image, ImageOps
 
 from ..inference import colorize
-from .metrics import colourfulness, psnr
+from .metrics import colourfulness, decode_outputs, psnr
 
 # photos are downscaled to at most this many pixels on the long side before they are evaluated:
 # the whole evaluation then takes seconds on a CPU, and the generator sees at most render_size
@@ -126,9 +127,12 @@ def gray_copy(rgb: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode()
 def colorize_luma_gain(luma: torch.Tensor, model: torch.nn.Module, render_size: int = 32,
                        chroma_gain: float = 1.0, method: str = "chroma") -> torch.Tensor:
-    """`colorize.colorize_luma` with the predicted chroma multiplied by `chroma_gain` (1: exactly
-    what the colorize command gives; 0: the gray copy; above 1: more saturated colours)."""
-    return colorize.colorize_luma(luma, model, render_size, method, chroma_gain)
+    """The colorize command's output for this luma [H, W] (`colorize.colorized_files`, its own
+    path, as the PNG it writes for a PNG input, decoded): uint8 [3, H, W], the same as
+    `colorize.colorize_luma`; with the predicted chroma multiplied by `chroma_gain` (1: exactly
+    what the command writes; 0: the gray copy; above 1: more saturated colours)."""
+    files = colorize.colorized_files([colorize.GrayPhoto(luma)], model, render_size, ["PNG"], method, chroma_gain)
+    return decode_outputs(files)[0]
 
 
 @contextlib.contextmanager

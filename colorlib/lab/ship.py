@@ -18,14 +18,14 @@ A measure decides only where neither generator trained on its images. The photos
 The validation split qualifies when the default's run held it out too (its config's `val_size` at
 least the candidate's: the splits are nested, drawn with one seed); the generator that ships today
 was trained on all 50,000 training images, so against it the four validation measures are shown
-but do not decide (on those images it scores 26.4 dB, on the test split 22.6). Whatever decides,
-the candidate must beat the gray copy's dataset PSNR on its validation split: colour that makes
-photos look livelier but CIFAR-10 worse than doing nothing is not a win. The candidate "beats" the
-default when it passes that, and is at least as good on every deciding measure and better on one
-(no trade of one target against another). Only a winner is written: float16 weights, its config,
-where and how it was trained, this comparison, and its test-split scores (for the record and the
-README; the decision never reads them). The generator it replaces is kept beside it as
-`generator.previous.pt`.
+but do not decide (through colorize, on those images it scores 26.6 dB, on the test split 22.7).
+Whatever decides, the candidate must beat the gray copy's dataset PSNR on its validation split:
+colour that makes photos look livelier but CIFAR-10 worse than doing nothing is not a win. The
+candidate "beats" the default when it passes that, and is at least as good on every deciding
+measure and better on one (no trade of one target against another). Only a winner is written:
+float16 weights (float32 where float16 would overflow), its config, where and how it was trained,
+this comparison, and its test-split scores (for the record and the README; the decision never
+reads them). The generator it replaces is kept beside it as `generator.previous.pt`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from ..runs import rundir
-from ..inference.checkpoints import generator_from_checkpoint, run_checkpoint
+from ..inference.checkpoints import generator_from_checkpoint, read_checkpoint, run_checkpoint
 from ..inference.colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
 from ..runs.config import make_config
 from ..runs.rundir import RunDirError
@@ -65,13 +65,15 @@ def candidate_file(path) -> Path:
     return path
 
 
-def score(G: torch.nn.Module, val, classifier, device, photos=None) -> dict:
-    """The six measures of MEASURES for generator G (and the scores they come from)."""
-    from .metrics import colorize_method, evaluate_methods
+def score(G: torch.nn.Module, val, classifier, device, photos=None, fmt: str = "JPEG") -> dict:
+    """The six measures of MEASURES for generator G (and the scores they come from); the validation
+    images scored as the colorize command writes them (`metrics.colorize_method`, in `fmt`)."""
+    from .metrics import colorize_method, evaluate_methods, judge_labels
     from .photos import evaluate_photos
 
-    val_scores = evaluate_methods({"G": colorize_method(G)}, val.images, val.labels, classifier,
-                                  device=device)
+    labels, _ = judge_labels(val.labels, val.classes, classifier)
+    val_scores = evaluate_methods({"G": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}, val.images, labels,
+                                  classifier, device=device)
     m, truth = val_scores["methods"]["G"], val_scores["ground_truth"]
     photo = evaluate_photos(G.cpu(), render_sizes=(DEFAULT_RENDER_SIZE,), photos=photos)
     G.to(device)
@@ -134,15 +136,15 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
     from ..runs.data import load_split
     from ..runs.device import pick_device
-    from .metrics import GRAY_METHOD, evaluate_methods, gray_baseline
+    from .metrics import GRAY_METHOD, evaluate_methods, gray_baseline, output_format_for
     from .photos import sample_photos
 
     dev = pick_device(device)
     path = candidate_file(candidate)
     against, out = _checked_default_and_out(against, out)
-    ckpt = rundir.load_checkpoint(path)
+    ckpt = read_checkpoint(path)
     G, cfg = generator_from_checkpoint(ckpt, path, dev)
-    default_ckpt = rundir.load_checkpoint(against)
+    default_ckpt = read_checkpoint(against)
     D, _ = generator_from_checkpoint(default_ckpt, against, dev)
     # how many training images each run held out, as its own config says: a config written before
     # validation splits existed has no val_size, and that run trained on every training image
@@ -155,7 +157,9 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     photos = sample_photos()
     started = time.time()
     log(f"scoring {path} and {against} on {len(val):,} validation images and {len(photos)} photos ...")
-    scores = {"candidate": score(G, val, classifier, dev, photos), "default": score(D, val, classifier, dev, photos)}
+    fmt = output_format_for(data or cfg.data)
+    scores = {"candidate": score(G, val, classifier, dev, photos, fmt),
+              "default": score(D, val, classifier, dev, photos, fmt)}
     gray = evaluate_methods({GRAY_METHOD: gray_baseline}, val.images, device=dev)["methods"][GRAY_METHOD]
     # the validation measures decide only if neither generator trained on those images
     fair = held_out > 0 and default_held_out >= val_size
@@ -218,7 +222,7 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
     trained = rundir.read_run_info(run) if (run / "run.json").is_file() else {}
     payload = rundir.to_cpu({
         "format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": ckpt.get("epoch"),
-        "generator": {k: v.half() if v.is_floating_point() else v for k, v in G.state_dict().items()},
+        "generator": {k: _float16(v) for k, v in G.state_dict().items()},
         "metrics": test, "trained": trained, "ship": json.loads(json.dumps(report)),
         "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
     })
@@ -228,3 +232,12 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
         log(f"the generator it replaces: {previous}")
     rundir.atomic_save(payload, out)
     log(f"shipped: {out}")
+
+
+def _float16(value: torch.Tensor) -> torch.Tensor:
+    """A floating-point tensor as float16, unless that overflows (a batch norm variance above 65,504
+    would become +inf): then it stays float32. Other tensors as they are."""
+    if not value.is_floating_point():
+        return value
+    half = value.half()
+    return half if bool(half.isfinite().all()) or not bool(value.isfinite().all()) else value

@@ -206,6 +206,19 @@ def make_config(preset: str = "quick", **overrides: Any) -> Config:
     return Config(**values)
 
 
+def overrides_dict(value: Any, what: str = "overrides") -> dict[str, Any]:
+    """`value` as {config field: value} (a notebook's `overrides` parameter, a plan's "set"): a
+    ConfigError saying what is expected for anything that is not a mapping, or names no field."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping of config fields to values, e.g. "
+                          f"{{\"lam\": 10.0, \"train_size\": 2000}}, not {value!r}")
+    fields_ = [n for n in FIELD_NAMES if n != "preset"]  # the preset is chosen on its own
+    unknown = sorted(str(k) for k in set(value) - set(fields_))
+    if unknown:
+        raise ConfigError(f"{what}: unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(fields_)}")
+    return dict(value)
+
+
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a saved config; fields added in later versions keep their defaults."""
     known = {k: v for k, v in values.items() if k in FIELD_NAMES}

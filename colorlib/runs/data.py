@@ -13,14 +13,17 @@ Sources, chosen by `Config.data` (or the COLORLIB_DATA environment variable):
 """
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
+import numpy as np
 import torch
 import torchvision
-from torchvision.io import ImageReadMode, decode_image, decode_jpeg
+from PIL import Image
 
 from .config import DATA_ENV
 
@@ -38,6 +41,7 @@ class ImageSet:
     labels: torch.Tensor  # int64 [N], -1 where the source has no classes
     classes: list[str]
     source: str
+    available: Optional[int] = None  # images in the split of the source, before the hold-out and the subset
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -63,7 +67,11 @@ def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed
     if split == "val" and val_size <= 0:
         raise ValueError("the val split needs val_size > 0")
 
+    available = None
+
     def select(n: int) -> torch.Tensor:
+        nonlocal available
+        available = n
         if split == "test":
             return _subset(n, size, seed)
         if val_size >= n:
@@ -78,7 +86,14 @@ def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed
     if source == "cifar10":
         images, labels, classes = _load_torchvision_cifar10(file_split, data_root)
         index = select(len(images))
-        return ImageSet(images[index], labels[index], classes, f"CIFAR-10 (torchvision, {data_root})")
+        loaded = ImageSet(images[index], labels[index], classes, f"CIFAR-10 (torchvision, {data_root})")
+    else:
+        loaded = _load_path(source, file_split, select, image_size)
+    loaded.available = available
+    return loaded
+
+
+def _load_path(source: str, file_split: str, select, image_size: int) -> ImageSet:
     path = Path(source).expanduser()
     if not path.exists():
         raise DataError(
@@ -137,23 +152,54 @@ def _folder_files(path: Path, split: str) -> tuple[list[Path], list[int], list[s
 def _load_folder(path: Path, split: str, select, image_size) -> ImageSet:
     files, labels, classes = _folder_files(path, split)
     index = select(len(files))
-    blobs = [torchvision.io.read_file(str(files[i])) for i in index.tolist()]
+    blobs = [read_bytes(files[i]) for i in index.tolist()]
     images = _decode_all(blobs, image_size, names=[str(files[i]) for i in index.tolist()])
     return ImageSet(images, torch.tensor(labels)[index], classes, str(path))
 
 
-def _decode_all(blobs: Sequence[torch.Tensor], image_size: int, names: Sequence[str]) -> torch.Tensor:
+def read_bytes(path: Path) -> bytes:
+    """A data file's bytes; one that vanished since the folder was listed is a DataError saying so
+    (other OSErrors, a file that cannot be read, name their file and reach the command line as they are)."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{str(path)!r} disappeared while the data were being read (it was listed a moment "
+                        f"before): is something changing the folder? Run again once it is complete.") from None
+
+
+def decode_image_bytes(data: Union[bytes, torch.Tensor]) -> torch.Tensor:
+    """An encoded image (JPEG, PNG, BMP, WebP) as uint8 RGB [3, H, W], decoded by Pillow: for JPEG
+    the same libjpeg-turbo defaults, so the same pixels, as torchvision.io's decoders (deprecated
+    since torchvision 0.29). Pillow's errors for a file that is no image pass through."""
+    if isinstance(data, torch.Tensor):
+        data = data.numpy().tobytes()
+    with Image.open(io.BytesIO(data)) as img:
+        rgb = np.array(img.convert("RGB"))  # a copy: writable, as torch.from_numpy wants
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
+def _decode_all(blobs: Sequence[Union[bytes, torch.Tensor]], image_size: int, names: Sequence[str]) -> torch.Tensor:
     out = torch.empty(len(blobs), 3, image_size, image_size, dtype=torch.uint8)
-    try:  # one batched call decodes every JPEG in C++; fall back per image on anything else
-        decoded = decode_jpeg(list(blobs), mode=ImageReadMode.RGB)
-    except RuntimeError:
-        decoded = None
     for i, blob in enumerate(blobs):
         try:
-            img = decoded[i] if decoded is not None else decode_image(blob, mode=ImageReadMode.RGB)
-        except RuntimeError as exc:
-            raise DataError(f"cannot decode image {names[i]!r}: {exc}. Remove or replace the file.") from exc
+            img = decode_image_bytes(blob)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:  # Pillow's errors
+            raise DataError(f"cannot decode image {names[i]!r} ({type(exc).__name__}: {exc}). "
+                            f"Remove or replace the file.") from None
         out[i] = fit_square(img, image_size)
+    return out
+
+
+def fingerprint(images: torch.Tensor, available: Optional[int] = None) -> dict:
+    """What identifies a set of training images: their count, their shape and a SHA-256 of their
+    pixels (a run resumed on other images is no longer the run it was; see engine/run_files.py),
+    and how many images the source's split held (`available`) where known."""
+    pixels = images.detach().cpu().contiguous()
+    digest = hashlib.sha256(str(tuple(pixels.shape)).encode())
+    digest.update(memoryview(pixels.view(-1).numpy()))
+    out = {"images": int(pixels.shape[0]), "sha256": digest.hexdigest()}
+    if available is not None:
+        out["available"] = int(available)
     return out
 
 
@@ -174,7 +220,7 @@ def pack_folder(folder: str, out: str) -> dict:
     pack = {"format": PACK_FORMAT}
     for split in ("train", "test"):
         files, labels, classes = _folder_files(path, split)
-        blobs = [torchvision.io.read_file(str(f)) for f in files]
+        blobs = [_byte_tensor(read_bytes(f)) for f in files]
         # JPEGs written by one encoder share their headers (tables, sizes: 623 bytes for CIFAR-10,
         # two thirds of each file); the pack stores the common prefix once and the rest per file
         prefix = _common_prefix(blobs)
@@ -187,6 +233,10 @@ def pack_folder(folder: str, out: str) -> dict:
     from .rundir import atomic_save
     atomic_save(pack, Path(out))
     return {split: len(pack[split]["labels"]) for split in ("train", "test")}
+
+
+def _byte_tensor(data: bytes) -> torch.Tensor:
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8) if data else torch.empty(0, dtype=torch.uint8)
 
 
 def _common_prefix(blobs: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -32,8 +32,9 @@ import weakref
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
-import torchvision
+from PIL import Image
 
 from .config import Config, config_from_dict
 
@@ -62,20 +63,34 @@ def _umask() -> int:
     return mask
 
 
+def naming(exc: OSError, path) -> OSError:
+    """`exc` as the same kind of OSError (errno, message) naming `path`, the file the caller was
+    writing, rather than a temporary name; `exc` itself where it has no errno."""
+    if exc.errno is None:
+        return exc
+    named = OSError(exc.errno, exc.strerror, str(path))  # the subclass of the errno: PermissionError, ...
+    named.__cause__ = exc
+    return named
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file normal permissions
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, read-only, ...: named by the file being written
+            raise naming(exc, path) from exc
         raise
 
 
@@ -132,6 +147,19 @@ def read_run_info(run_dir) -> dict:
 
 def is_run_dir(run_dir) -> bool:
     return (Path(run_dir) / "config.json").exists()
+
+
+# what a training writes into its run directory besides config.json (and what evaluate adds): a
+# folder holding any of these holds (part of) a run, which a new run there would overwrite
+RUN_FILES = ("run.json", "history.csv", "epochs.csv", "metrics.json", "checkpoints/last.pt", "checkpoints/best.pt",
+             "checkpoints/generator.pt", "samples/gray.png", "samples/truth.png")
+
+
+def run_files_found(run_dir) -> list[str]:
+    """The files of a run (RUN_FILES, samples/epoch_NNNN.png) that `run_dir` holds, by their names in it."""
+    run_dir = Path(run_dir)
+    found = [name for name in RUN_FILES if (run_dir / name).is_file()]
+    return found + [f"samples/epoch_{e:04d}.png" for e in sample_epochs(run_dir)]
 
 
 # ---------------------------------------------------------------- history
@@ -202,7 +230,7 @@ def _rebuild(run_dir: Path, name: str, reason: str) -> tuple[tuple[str, ...], li
     damaged = f"{path} is damaged ({reason})"
     if not last.exists():
         raise RunDirError(f"{damaged} and there is no checkpoint to rebuild it from ({last} does not exist). "
-                          f"Restore the file from a copy or train the run again.")
+                          f"Restore the file from a copy or train the run again in another run directory.")
     try:
         ckpt = load_checkpoint(last, (CHECKPOINT_FORMAT,))
     except RunDirError as exc:
@@ -210,13 +238,15 @@ def _rebuild(run_dir: Path, name: str, reason: str) -> tuple[tuple[str, ...], li
     if name == "history.csv":
         if not isinstance(ckpt.get("history"), torch.Tensor):
             raise RunDirError(f"{damaged}, and {last} was written before checkpoints kept the history, so it "
-                              f"cannot be rebuilt. Restore the file from a copy or train the run again.")
+                              f"cannot be rebuilt. Restore the file from a copy or train the run again in another "
+                              f"run directory.")
         columns, rows = HISTORY_COLUMNS, ckpt["history"].double().tolist()
         write = lambda: write_history(run_dir, ckpt["history"])  # noqa: E731
     else:
         if "epoch_columns" not in ckpt:
             raise RunDirError(f"{damaged}, and {last} was written before checkpoints kept the epoch table, so "
-                              f"it cannot be rebuilt. Restore the file from a copy or train the run again.")
+                              f"it cannot be rebuilt. Restore the file from a copy or train the run again in "
+                              f"another run directory.")
         columns, rows = tuple(ckpt["epoch_columns"]), [list(r) for r in ckpt.get("epoch_rows", [])]
         write = lambda: write_epochs(run_dir, columns, rows)  # noqa: E731
     try:
@@ -306,16 +336,20 @@ def checkpoint_expected(run_dir) -> bool:
 
 # ---------------------------------------------------------------- samples
 def save_strip(path: Path, images: torch.Tensor) -> None:
-    """uint8 [N, 3, H, W] -> one PNG strip, lossless, viewable in any image viewer."""
+    """uint8 [N, 3, H, W] -> one PNG strip, lossless, viewable in any image viewer (Pillow)."""
     strip = torch.cat(list(images.cpu()), dim=2)  # side by side
-    _atomic_write_bytes(path, torchvision.io.encode_png(strip).numpy().tobytes())
+    buf = io.BytesIO()
+    Image.fromarray(strip.permute(1, 2, 0).contiguous().numpy()).save(buf, format="PNG")
+    _atomic_write_bytes(path, buf.getvalue())
 
 
 def load_strip(path: Path, image_size: int = 32) -> torch.Tensor:
     try:
-        img = torchvision.io.decode_png(torchvision.io.read_file(str(path)), mode=torchvision.io.ImageReadMode.RGB)
-    except RuntimeError as exc:  # torchvision's error for unreadable, truncated and non-PNG files
-        raise RunDirError(f"sample image {path} is damaged or unreadable ({first_line(exc)})") from None
+        with Image.open(path) as png:
+            img = torch.from_numpy(np.array(png.convert("RGB"))).permute(2, 0, 1)
+    except (OSError, SyntaxError, ValueError) as exc:  # Pillow's errors for unreadable, truncated, non-image files
+        raise RunDirError(f"sample image {path} is damaged or unreadable ({type(exc).__name__}: "
+                          f"{first_line(exc)})") from None
     if img.shape[2] % image_size:
         raise RunDirError(f"sample image {path} is {img.shape[2]} pixels wide, not a strip of "
                           f"{image_size}-pixel images")
@@ -483,13 +517,16 @@ class RunLock:
     def acquire(self) -> None:
         if self.held:
             return
-        if not self.run_dir.exists():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            self._created_dir = True
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
               "process_start": _process_start(os.getpid()),
               "command": _command_line()}
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{LOCK_NAME}.", suffix=".tmp")
+        try:  # a read-only or full disk, a path through a file: named by the lock the run needs
+            if not self.run_dir.exists():
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                self._created_dir = True
+            fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=f".{LOCK_NAME}.", suffix=".tmp")
+        except OSError as exc:
+            raise naming(exc, self.path) from exc
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(me, f)
@@ -521,6 +558,8 @@ class RunLock:
                     f"delete {self.path}.")
             else:
                 raise RunDirError(f"could not lock {self.run_dir}: {self.path} keeps changing. Try again.")
+        except OSError as exc:
+            raise naming(exc, self.path) from exc
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
