@@ -81,8 +81,16 @@ def many_runs(out, work):
 def cmd_bench(args) -> int:
     import json
 
-    from ..lab.bench import format_table, run_benchmark
+    from ..lab.bench import format_profile, format_table, run_benchmark, run_profile
     overrides = set_overrides(args.set)
+    if args.profile:
+        result = run_profile(args.preset, args.data, args.device, min(args.train_size, 500), overrides)
+        print(format_profile(result))
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"wrote {out}")
+        return 0
     also = [set_overrides(text.split(",")) for text in args.also]
     result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
                            args.with_compile, also, matmul_size=args.matmul_size)
@@ -138,6 +146,10 @@ def register(sub) -> None:
     add_many_runs_args(p)
     p.set_defaults(func=cmd_study)
 
+    register_bench(sub)
+
+
+def register_bench(sub) -> None:
     p = sub.add_parser("bench", help="training/inference speed of colorlib vs a tutorial-style loop")
     p.add_argument("--preset", default="paper", help=f"whose networks to time: {', '.join(PRESETS)}")
     p.add_argument("--data", help=DATA_HELP)
@@ -152,5 +164,8 @@ def register(sub) -> None:
     p.add_argument("--matmul-size", type=positive_int, metavar="N",
                    help="side of the square matrices whose product gives the device's bf16 and float32 "
                         "TFLOP/s ceiling (default 4096 on a GPU, 2048 otherwise)")
+    p.add_argument("--profile", action="store_true",
+                   help="instead of the timing: where one training iteration goes (torch.profiler's top "
+                        "operators, and each convolution layer's time and GFLOP/s through oneDNN and as matmuls)")
     p.add_argument("--out", default="bench.json", help="where the results go, as JSON (default: bench.json)")
     p.set_defaults(func=cmd_bench)

@@ -19,6 +19,7 @@ from ..runs.data import fingerprint
 from ..runs.device import pick_device
 from . import run_files, schedule
 from .cuda_graphs import GraphedIteration
+from .fast_layers import use_matmul_convs
 from .networks import StepNetwork
 from .precision import autocast_for, pinned_cpu_bf16
 from .run_files import LOSS_NAMES
@@ -145,8 +146,35 @@ def wrap_networks(t) -> None:
     if t.cfg.compile:
         t.G_train, t.D_train = torch.compile(t.G_train), torch.compile(t.D_train)
         t.D_frozen = torch.compile(t.D_frozen) if t.dist.world_size > 1 else t.D_train
+    t.precision["matmul_convs"] = matmul_convs(t)
     t.G_step = StepNetwork(t.G, t.G_train, t.autocast)
     t.D_step = StepNetwork(t.D, t.D_train, t.autocast_d, frozen_call=t.D_frozen, float_io=True)
+
+# the largest map (pixels a side; the smaller of a layer's input and output) whose convolutions
+# run as matrix multiplies, measured on the paper's networks (bench --profile, AMD EPYC with
+# AVX512-BF16, bf16): at 2x2 oneDNN's backward ran at ~120 GFLOP/s and the matmul form faster; at
+# 4x4 and above oneDNN ran near the matmul ceiling and the im2col/col2im copies made it slower.
+# Only the wide ones (weights of at least 2^20 entries: the paper's 256 -> 512 and 512 -> 256
+# layers): end to end they gained 2-6% of a paper-preset iteration (1 thread); the quick preset's
+# narrower 2x2 layers (128 -> 256) gained nothing (-1% to -8%), nor did D's last 1x1 layer
+MATMUL_CONV_MAX_SIDE = 2
+MATMUL_CONV_MIN_WEIGHTS = 2 ** 20
+
+
+def matmul_convs(t) -> list[str]:
+    """Swap the matmul formulation (fast_layers.py) into the small-map convolutions of G and D
+    where cfg.matmul_convs asks for it and it pays: on the CPU under bf16 autocast, eager (not
+    compiled). Returns the swapped layers' names ("G.down.2.conv", ...), recorded with the
+    precision; float32 runs compute exactly as without it."""
+    if not (t.cfg.matmul_convs and t.device.type == "cpu" and t.precision["precision"] == "bfloat16"
+            and not t.cfg.compile):
+        return []
+    gray, rgb = t.sample_gray[:2], t.sample_rgb[:2]
+    names = [f"G.{n}" for n in use_matmul_convs(t.G, MATMUL_CONV_MAX_SIDE, MATMUL_CONV_MIN_WEIGHTS, gray)]
+    if t.autocast_d is t.autocast:  # a spectral-norm D runs in float32
+        names += [f"D.{n}" for n in use_matmul_convs(t.D, MATMUL_CONV_MAX_SIDE, MATMUL_CONV_MIN_WEIGHTS, gray, rgb)]
+    return names
+
 
 def write_run_files(t) -> None:
     """config.json (and, resuming, the tables the checkpoint holds) and the sample strips; rank

@@ -2,6 +2,12 @@
 
     python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--also FIELD=VALUE]
                              [--matmul-size N] [--out bench.json]
+    python -m colorlib bench --profile [--preset paper] [--set threads=1]
+
+`--profile` says instead where one training iteration goes: torch.profiler's top operators and,
+per convolution layer, its calls per iteration, input shape, and the time and GFLOP/s of one
+forward+backward through oneDNN and through the matrix-multiply form (engine/fast_layers.py),
+marking the one training uses (run_profile).
 
 Both loops train the same networks (the preset's, from the same seed) on the same images
 with the same batch size, and both run the paper's one training algorithm,
@@ -365,8 +371,9 @@ def drift_check(cfg, dev: torch.device, data_cache: dict) -> dict[str, float]:
     return speed_option_drift(cfg, dev, {
         "fp32 contiguous": dict(amp=False, channels_last=False),
         "fp32 channels_last": dict(amp=False, channels_last=True),
-        f"{amp_label} + channels_last": dict(amp=True, channels_last=True)}, iters=3, train_size=200,
-        data_cache=data_cache)
+        f"{amp_label} + channels_last, matmul_convs=false": dict(amp=True, channels_last=True, matmul_convs=False),
+        f"{amp_label} + channels_last + matmul_convs": dict(amp=True, channels_last=True, matmul_convs=True)},
+        iters=3, train_size=200, data_cache=data_cache)
 
 
 @torch.inference_mode()
@@ -448,7 +455,9 @@ def speed_fields(cfg, loops: list[Loop], trainers: list[Trainer], options: list[
     paper_images = PAPER_EPOCHS * (PAPER_IMAGES // batch) * batch
     return {
         "networks": {k: getattr(cfg, k) for k in ("g_width", "g_depth", "norm", "d_width", "d_depth", "d_norm")},
-        "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs")},
+        "speed_options": {k: getattr(cfg, k) for k in ("channels_last", "amp", "compile", "cuda_graphs",
+                                                       "matmul_convs")},
+        "matmul_convs_layers": trainers[0].precision.get("matmul_convs", []),
         "colorlib_precision": precision, "colorlib_precision_reason": reason,
         "naive_train_images_per_s": round(ips[naive.label], 1),
         "colorlib_train_images_per_s": round(ips[ours.label], 1),
@@ -541,3 +550,146 @@ def format_table(r: dict) -> str:
             f"of each loop in turn, after {timing.get('warmup_iterations')} warm-up iterations each; "
             f"images/s of the median round"]
     return "\n".join(head + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+
+# ---------------------------------------------------------------- bench --profile: where an iteration goes
+@dataclasses.dataclass
+class ConvCall:
+    """One convolution layer as a training iteration calls it (found by a forward hook)."""
+    name: str
+    module: torch.nn.Module
+    shape: tuple  # the input's
+    channels_last: bool
+    bf16: bool  # called under CPU/CUDA bf16 autocast
+    calls: int = 0
+
+    def flops(self, out_side: int) -> int:
+        """Forward FLOPs (2 a multiply-add): per output pixel of a convolution, per input pixel
+        of a transposed one."""
+        m = self.module
+        k = m.kernel_size[0] * m.kernel_size[1]
+        pixels = self.shape[2] * self.shape[3] if isinstance(m, torch.nn.ConvTranspose2d) else out_side ** 2
+        return 2 * self.shape[0] * m.in_channels * m.out_channels * k * pixels
+
+
+def conv_calls(trainer: Trainer) -> list[ConvCall]:
+    """Every Conv2d / ConvTranspose2d of G and D as one `train_step` calls it (name, input shape,
+    memory format, precision, calls per iteration)."""
+    found: dict[str, ConvCall] = {}
+    hooks = []
+    for prefix, net in (("G", trainer.G), ("D", trainer.D)):
+        for name, m in net.named_modules():
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+                def hook(m, inputs, out, name=f"{prefix}.{name}"):
+                    x = inputs[0]
+                    last = x.is_contiguous(memory_format=torch.channels_last) and x.shape[1] > 1
+                    bf16 = torch.is_autocast_enabled(x.device.type)
+                    call = found.setdefault(name, ConvCall(name, m, tuple(x.shape), last, bf16))
+                    call.calls += 1
+                hooks.append(m.register_forward_hook(hook))
+    try:
+        trainer.train_step(torch.arange(trainer.cfg.batch_size, device=trainer.device) % trainer.images.shape[0])
+    finally:
+        for h in hooks:
+            h.remove()
+    return list(found.values())
+
+
+def time_conv(call: ConvCall, device: torch.device, matmul: bool, repeats: int = 5) -> tuple[float, int]:
+    """(best seconds, output side) of one forward and backward (input and weight gradients) of the
+    layer of `call` on random inputs of its shape, memory format and precision: through its
+    class's forward (oneDNN here) or, with matmul, engine.fast_layers' matrix-multiply form.
+    A copy of the layer is timed: the trainer's gradients are left alone."""
+    import copy
+
+    from ..engine import fast_layers
+    m = copy.deepcopy(call.module).requires_grad_(True)
+    fmt = torch.channels_last if call.channels_last else torch.contiguous_format
+    x = torch.randn(call.shape, device=device).contiguous(memory_format=fmt).requires_grad_(True)
+    transposed = isinstance(m, torch.nn.ConvTranspose2d)
+    fast = fast_layers.conv_transpose2d_matmul if transposed else fast_layers.conv2d_matmul
+    dtype = torch.bfloat16 if call.bf16 else torch.float32
+    best, side = math.inf, 0
+    for r in range(repeats + 1):  # the first builds the kernels
+        _sync(device)
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=call.bf16):
+            if matmul:
+                bias = None if m.bias is None else m.bias.to(dtype)
+                y = fast(x.to(dtype), m.weight.to(dtype), bias, m.stride[0], m.padding[0])
+            else:
+                y = type(m).forward(m, x)
+        y.float().square().mean().backward()
+        _sync(device)
+        if r:
+            best = min(best, time.perf_counter() - start)
+        side = y.shape[-1]
+    return best, side
+
+
+def profile_ops(trainer: Trainer, iterations: int = 3, top: int = 8) -> list[dict]:
+    """torch.profiler over `iterations` train_steps: the operators with the most self CPU time,
+    per iteration and as a share of the total."""
+    from torch.profiler import ProfilerActivity, profile
+    index = torch.arange(trainer.cfg.batch_size, device=trainer.device) % trainer.images.shape[0]
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(iterations):
+            trainer.train_step(index)
+        _sync(trainer.device)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    rows = sorted(events, key=lambda e: -e.self_cpu_time_total)[:top]
+    return [{"op": e.key, "ms_per_iteration": round(e.self_cpu_time_total / iterations / 1e3, 2),
+             "share": round(e.self_cpu_time_total / total, 3)} for e in rows]
+
+
+def run_profile(preset: str = "paper", data: Optional[str] = None, device: str = "auto", train_size: int = 500,
+                overrides: Optional[dict] = None) -> dict:
+    """bench --profile: where one training iteration of colorlib's trainer goes. torch.profiler's
+    top operators, then one row per convolution layer (calls per iteration, input shape, time
+    and achieved GFLOP/s of its forward+backward through oneDNN and through the matrix-multiply
+    form, and which of the two the trainer uses: engine/fast_layers.py, cfg.matmul_convs)."""
+    from ..engine import fast_layers
+    dev = pick_device(device)
+    cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
+    training_images(cfg)  # the data errors, now
+    with tempfile.TemporaryDirectory(prefix="colorlib-profile-") as work, \
+            Trainer(cfg, Path(work) / "run", progress=False) as trainer:
+        calls = conv_calls(trainer)  # also the warm-up
+        for _ in range(2):
+            conv_calls(trainer)
+        ops = profile_ops(trainer)
+        layers = []
+        for call in calls:
+            row = {"layer": call.name, "calls": call.calls, "input": list(call.shape),
+                   "precision": "bfloat16" if call.bf16 else "float32",
+                   "uses_matmul": hasattr(call.module, fast_layers.SWAPPED)}
+            for label, matmul in (("onednn", False), ("matmul", True)):
+                seconds, side = time_conv(call, dev, matmul)
+                flops = 3 * call.flops(side)  # forward, input gradient, weight gradient
+                row[f"{label}_ms"] = round(seconds * 1e3, 2)
+                row[f"{label}_gflop_per_s"] = round(flops / seconds / 1e9, 1)
+            row["output_side"] = side
+            layers.append(row)
+        precision, threads = dict(trainer.precision), torch.get_num_threads()
+    return {"preset": preset, "device": str(dev), "device_name": hardware_name(dev), "torch": torch.__version__,
+            "threads": threads, "precision": precision, "top_ops": ops, "layers": layers,
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def format_profile(r: dict) -> str:
+    lines = [f"{r['preset']} networks, {r['device_name']} ({r['device']}), torch {r['torch']}, {r['threads']} threads, "
+             f"{r['precision']['precision']} ({r['precision']['reason']})",
+             "torch.profiler, self CPU time per training iteration:"]
+    lines += [f"  {o['ms_per_iteration']:8.2f} ms  {100 * o['share']:5.1f}%  {o['op']}" for o in r["top_ops"]]
+    lines.append("convolutions, one forward+backward each (best of 5), oneDNN vs the matmul form "
+                 "(* the one training uses):")
+    lines.append(f"  {'layer':<16}{'calls':>6}  {'input':<18}{'out':>4}  {'oneDNN ms':>10}{'GFLOP/s':>9}  "
+                 f"{'matmul ms':>10}{'GFLOP/s':>9}")
+    for x in r["layers"]:
+        mark = ("  ", " *") if x["uses_matmul"] else (" *", "  ")
+        shape = "x".join(str(s) for s in x["input"])
+        lines.append(f"  {x['layer']:<16}{x['calls']:>6}  {shape:<18}{x['output_side']:>4}  "
+                     f"{x['onednn_ms']:>10.2f}{x['onednn_gflop_per_s']:>9.0f}{mark[0]} "
+                     f"{x['matmul_ms']:>9.2f}{x['matmul_gflop_per_s']:>9.0f}{mark[1]}")
+    return "\n".join(lines)

@@ -55,6 +55,7 @@ class Config(PaperConfig):
     amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (engine/precision.py)
     compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
     cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
+    matmul_convs: bool = True  # the small-map convolutions as matrix multiplies under CPU bf16 (engine/fast_layers.py)
 
     preset: str = "custom"  # recorded so every figure can say which preset made it
 
@@ -69,7 +70,8 @@ class Config(PaperConfig):
 # fields (where its data are read from, how long, how fast, how often it reports); every other
 # field changes what is computed, and engine/resume.py refuses a change of it.
 RESUMABLE_FIELDS = frozenset({"data", "data_root", "epochs", "device", "threads", "checkpoint_every",
-                              "log_every", "channels_last", "amp", "compile", "cuda_graphs"})
+                              "log_every", "channels_last", "amp", "compile", "cuda_graphs",
+                              "matmul_convs"})
 # what a recipe is described by (tutorial tables): every field but these mechanics, the samples and the label
 RUN_MECHANICS = RESUMABLE_FIELDS - {"epochs"} | {"n_samples", "seed", "preset"}
 
