@@ -537,8 +537,10 @@ def test_a_changed_precision_is_refused_and_each_way_out_works(data_dir, tmp_pat
     monkeypatch.setenv("COLORLIB_CPU_BF16", began)
     assert cli_main(smoke(data_dir, run)) == 0
     was = "float32" if began == "0" else "bfloat16"
-    assert rundir.read_run_info(run)["precision"] == {"precision": was,
-                                                     "reason": f"pinned by $COLORLIB_CPU_BF16={began}"}
+    recorded = rundir.read_run_info(run)["precision"]
+    assert {k: recorded[k] for k in ("precision", "reason")} == {"precision": was,
+                                                                 "reason": f"pinned by $COLORLIB_CPU_BF16={began}"}
+    assert recorded["matmul_convs"] == []  # the smoke networks have no layer the matmul form pays for
     other = "1" if began == "0" else "0"
     monkeypatch.setenv("COLORLIB_CPU_BF16", other)
     resume = ["train", "--run-dir", run, "--resume", "--epochs", "2", "--no-progress"]
