@@ -43,12 +43,6 @@ def accepted(changes) -> frozenset:
     return changes
 
 
-def state_dict_mismatch(exc: Exception) -> str:
-    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
-    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
-    return "; ".join(lines)[:300] or rundir.first_line(exc)
-
-
 def load_checkpoint(t, path: Path) -> None:
     try:
         ckpt = rundir.load_checkpoint(path, (rundir.CHECKPOINT_FORMAT,))
@@ -68,7 +62,7 @@ def load_checkpoint(t, path: Path) -> None:
             t.G_ema.load_state_dict(ckpt["generator_ema"])
     except (KeyError, RuntimeError) as exc:
         raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
-                                 f"({state_dict_mismatch(exc)})") from None
+                                 f"({rundir.state_dict_mismatch(exc)})") from None
     t.epoch = int(ckpt["epoch"])
     t.iteration = int(ckpt.get("iteration", 0))
     t.wall_time = float(ckpt.get("wall_time", 0.0))

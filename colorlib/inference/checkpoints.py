@@ -23,12 +23,6 @@ from ..runs.config import config_from_dict
 from ..variants import build_generator
 
 
-def state_dict_mismatch(exc: Exception) -> str:
-    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
-    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
-    return "; ".join(lines)[:300] or rundir.first_line(exc)
-
-
 def load_generator(path, device: str | torch.device = "cpu"):
     """A trained generator (eval mode) and its Config, from generator.pt, last.pt or a run directory."""
     path = Path(path)
@@ -85,7 +79,7 @@ def generator_from_checkpoint(ckpt: dict, path, device: str | torch.device = "cp
         G.load_state_dict(weights)
     except RuntimeError as exc:
         raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
-                                 f"({state_dict_mismatch(exc)})") from None
+                                 f"({rundir.state_dict_mismatch(exc)})") from None
     return G.to(device).eval(), cfg
 
 

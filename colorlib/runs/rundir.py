@@ -387,6 +387,12 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     return lines[0][:limit] if lines else "no message"
 
 
+def state_dict_mismatch(exc: Exception) -> str:
+    """The informative lines of load_state_dict's error ("size mismatch for ...", "Missing key(s) ...")."""
+    lines = [line.strip() for line in str(exc).splitlines()[1:3] if line.strip()]
+    return "; ".join(lines)[:300] or first_line(exc)
+
+
 def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, error: type = None) -> dict:
     """`torch.load(path, weights_only=True)` onto the CPU, with one clear message for each way it
     can fail: the file is missing, damaged (truncated, not a PyTorch file), or another kind of file.
