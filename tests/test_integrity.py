@@ -18,10 +18,10 @@ from PIL import Image
 
 from conftest import one_line, run_cli
 
-from colorlib.inference.checkpoints import check_file
 from colorlib.inference.colorize import DEFAULT_CHECKPOINT, load_model
 from colorlib.lab.metrics import GRAY_METHOD, judge_labels
 from colorlib.lab.ship import _float16
+from colorlib.runs import rundir
 from colorlib.runs.rundir import RunDirError
 
 
@@ -160,4 +160,4 @@ def test_flipped_bytes_in_a_generator_are_named_not_loaded(tmp_path, capsys):
                            "--checkpoint", damaged, "--no-progress")
     line = one_line(err)
     assert code == 2 and str(damaged) in line and "CRC-32" in line, line
-    check_file(DEFAULT_CHECKPOINT)  # the shipped file itself is whole
+    rundir.check_zip(DEFAULT_CHECKPOINT, "checkpoint", "", RunDirError)  # the shipped file itself is whole

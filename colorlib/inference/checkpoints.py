@@ -2,18 +2,14 @@
 
 The file formats and their checks live in rundir.py (`load_checkpoint`); this module turns a
 `generator.pt`, a `last.pt`, a `best.pt` or a run directory into a generator ready to run, without
-the trainer. Two more checks, so that a damaged file never colorizes in silence:
-
-- the file's bytes: a PyTorch file is a zip archive that stores a CRC-32 of every record, but
-  `torch.load` does not check them, so bytes flipped by a bad copy or disk load as wrong weights.
-  `check_file` verifies them first (zipfile's testzip: 3-8 ms for the 12 MB shipped generator);
-- the weights: a generator with NaN or infinite weights (a diverged run) writes black photos, so
-  `generator_from_checkpoint` refuses it.
+the trainer. Every file is read through `rundir.load_weights_file`, which first checks the zip
+records' CRC-32 that `torch.load` skips (`rundir.check_zip`: bytes flipped by a bad copy or disk are
+named, not loaded as wrong weights; the same check covers last.pt on resume, the classifier and data
+packs). One more check here: a generator with NaN or infinite weights (a diverged run) writes black
+photos, so `generator_from_checkpoint` refuses it.
 """
 from __future__ import annotations
 
-import zipfile
-import zlib
 from pathlib import Path
 
 import torch
@@ -28,36 +24,7 @@ def load_generator(path, device: str | torch.device = "cpu"):
     path = Path(path)
     if path.is_dir():
         path = run_checkpoint(path, ("generator.pt", "last.pt"))
-    return generator_from_checkpoint(read_checkpoint(path), path, device)
-
-
-def read_checkpoint(path) -> dict:
-    """`rundir.load_checkpoint` after `check_file`: a checkpoint whose bytes are what was written."""
-    check_file(path)
-    return rundir.load_checkpoint(path)
-
-
-def check_file(path) -> None:
-    """RunDirError naming the file when a PyTorch (zip) file's records fail their CRC-32 check,
-    which torch.load skips. Files that are not zip archives (a legacy torch.save, a truncated or
-    foreign file) are left to torch.load, whose errors rundir.load_checkpoint reports."""
-    path = Path(path)
-    try:
-        if not zipfile.is_zipfile(path):
-            return
-        with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as exc:
-        raise rundir.RunDirError(f"checkpoint {str(path)!r} is damaged: its zip structure cannot be read "
-                                 f"({type(exc).__name__}: {rundir.first_line(exc)}). {_DAMAGED}") from None
-    except OSError:  # missing or unreadable: rundir.load_checkpoint says which
-        return
-    if bad is not None:
-        raise rundir.RunDirError(f"checkpoint {str(path)!r} is damaged: its record {bad!r} fails its CRC-32 "
-                                 f"check (its bytes changed after it was written). {_DAMAGED}")
-
-
-_DAMAGED = "Copy the file again from where it came from, or retrain."
+    return generator_from_checkpoint(rundir.load_checkpoint(path), path, device)
 
 
 def run_checkpoint(run_dir: Path, names: tuple[str, ...]) -> Path:

@@ -37,7 +37,7 @@ from typing import Callable, Optional
 import torch
 
 from ..runs import rundir
-from ..inference.checkpoints import generator_from_checkpoint, read_checkpoint, run_checkpoint
+from ..inference.checkpoints import generator_from_checkpoint, run_checkpoint
 from ..inference.colorize import DEFAULT_CHECKPOINT, DEFAULT_RENDER_SIZE
 from ..runs.config import make_config
 from ..runs.rundir import RunDirError
@@ -142,9 +142,9 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     dev = pick_device(device)
     path = candidate_file(candidate)
     against, out = _checked_default_and_out(against, out)
-    ckpt = read_checkpoint(path)
+    ckpt = rundir.load_checkpoint(path)
     G, cfg = generator_from_checkpoint(ckpt, path, dev)
-    default_ckpt = read_checkpoint(against)
+    default_ckpt = rundir.load_checkpoint(against)
     D, _ = generator_from_checkpoint(default_ckpt, against, dev)
     # how many training images each run held out, as its own config says: a config written before
     # validation splits existed has no val_size, and that run trained on every training image
