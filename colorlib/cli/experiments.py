@@ -79,23 +79,23 @@ def many_runs(out, work):
 
 
 def cmd_bench(args) -> int:
-    import json
-
     from ..lab.bench import format_profile, format_table, run_benchmark, run_profile
     overrides = set_overrides(args.set)
     if args.profile:
         result = run_profile(args.preset, args.data, args.device, min(args.train_size, 500), overrides)
         print(format_profile(result))
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
-        print(f"wrote {out}")
-        return 0
+        return _write_result(result, args.out)
     also = [set_overrides(text.split(",")) for text in args.also]
     result = run_benchmark(args.preset, args.data, args.iters, args.device, args.train_size, overrides,
                            args.with_compile, also, matmul_size=args.matmul_size)
     print(format_table(result))
-    out = Path(args.out)
+    return _write_result(result, args.out)
+
+
+def _write_result(result: dict, out) -> int:
+    """The benchmark's or the profile's JSON at `out`, then the line saying where."""
+    import json
+    out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {out}")

@@ -58,12 +58,12 @@ class SpadeNorm(nn.Module):
 
 class FrozenFeatures(nn.Module):
     """The first layers of the judge classifier, frozen: gray [B,1,H,W] in [-1,1] -> {side: features}."""
+    CHANNELS = {32: 32, 16: 64, 8: 256}  # feature channels at each side it returns
 
     def __init__(self):
         super().__init__()
         body = CifarClassifier().body
         self.stem, self.block16, self.block8 = body[:3], body[3:10], body[10:17]  # 32, 16, 8 pixels
-        self.channels = {32: 32, 16: 64, 8: 256}
         self.requires_grad_(False)
         # buffers, not tensors made in forward: a host-to-device copy cannot be captured in a CUDA graph
         self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -97,8 +97,8 @@ class FeatureAwareNorm(nn.Module):
 
     def __init__(self, channels: int, side: int, feature_channels: int | None = None):
         super().__init__()
-        if feature_channels is None:  # FrozenFeatures' channels at this side (32x32: 32, 16x16: 64, else 256)
-            feature_channels = 32 if side >= 32 else 64 if side >= 16 else 256
+        if feature_channels is None:  # what FrozenFeatures gives at this side (below 8: its 8x8 map, pooled)
+            feature_channels = FrozenFeatures.CHANNELS[32 if side >= 32 else 16 if side >= 16 else 8]
         self.side = side
         self.norm = nn.BatchNorm2d(channels, affine=False)
         self.gate = nn.Conv2d(feature_channels, channels, 1)
