@@ -85,16 +85,6 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def hardware_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model where the system says it (Linux: /proc/cpuinfo)."""
-    if device.type == "cpu":
-        with contextlib.suppress(OSError):
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.lower().startswith("model name") and ":" in line:
-                    return line.split(":", 1)[1].strip()
-    return device_name(device)
-
-
 # ---------------------------------------------------------------- the data both loops train on
 def training_images(cfg) -> torch.Tensor:
     """The training images of `cfg` (uint8 [N, 3, H, W], on the CPU), the very ones the trainer
@@ -420,7 +410,7 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
                 if loop.steps is not None:
                     loop.steps.close()
             torch.set_num_threads(threads)  # a trainer with cfg.threads set the process's
-        result = {"preset": preset, "device": str(dev), "device_name": hardware_name(dev), "torch": torch.__version__,
+        result = {"preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
                   "threads": threads, "batch_size": cfg.batch_size, "iterations_timed": plan.rounds * plan.per_round,
                   **speed_fields(cfg, loops, pool.trainers, options, plan, with_compile, dev)}
         result["generator_inference_images_per_s"] = round(
@@ -672,7 +662,7 @@ def run_profile(preset: str = "paper", data: Optional[str] = None, device: str =
             row["output_side"] = side
             layers.append(row)
         precision, threads = dict(trainer.precision), torch.get_num_threads()
-    return {"preset": preset, "device": str(dev), "device_name": hardware_name(dev), "torch": torch.__version__,
+    return {"preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
             "threads": threads, "precision": precision, "top_ops": ops, "layers": layers,
             "date": time.strftime("%Y-%m-%d")}
 

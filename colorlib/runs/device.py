@@ -6,6 +6,7 @@ never needs the trainer. In what precision a run computes is precision.py's ques
 from __future__ import annotations
 
 import platform
+from pathlib import Path
 
 import torch
 
@@ -29,8 +30,16 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's model where the system says it (Linux: /proc/cpuinfo), else the
+    processor family: what run.json, the study and the benchmark record as the machine."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name") and ":" in line:
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine()
 
 
