@@ -18,11 +18,6 @@ SHIPPED_RUN = "figures/paper/run"  # the full 100-epoch paper run that ships wit
 # the study (`make gpu-study`) that ships; its metrics.json is what 07_evaluation shows
 SHIPPED_BASELINES = "figures/paper/baselines-all-methods-3-epochs"
 
-# Config fields that change how fast or where a run goes, or what it records, never its maths:
-# left out when a run's settings are compared with the paper's recipe
-RUN_MECHANICS = frozenset({"data", "data_root", "n_samples", "seed", "device", "threads", "checkpoint_every",
-                           "log_every", "channels_last", "amp", "compile", "cuda_graphs", "preset"})
-
 
 def find_repo(start: Optional[Path] = None) -> Path:
     """The repository root: the nearest folder at or above `start` (default: the working directory)
@@ -99,7 +94,8 @@ def recipe_changes(config: dict, preset: Optional[str] = None) -> dict:
     """The settings of a run (its config.json as a dict) that differ from the paper's recipe at
     the same budget, i.e. from `make_config(preset)`; run mechanics (device, seed, logging...) are
     left out, and so are fields this version of colorlib does not know."""
-    from ..runs.config import FIELD_NAMES, make_config
+    # fields that never change the maths are left out of a comparison with the paper's recipe
+    from ..runs.config import FIELD_NAMES, RUN_MECHANICS, make_config
     from ..paper.config import PRESETS
 
     preset = preset or config.get("preset")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..paper.models import BatchNorm, Discriminator, Generator, batch_norm_layers, global_logit, init_weights
+from ..paper.models import (BatchNorm, Discriminator, Generator, batch_norm_layers, global_logit, init_weights,
+                            unchanged)
 from ..paper.losses import PaperObjective
 from .cifar_classifier import SHIPPED_CLASSIFIER
 from .ema import NoAverage, WeightAverage
@@ -46,7 +47,7 @@ def build_discriminator(cfg) -> Discriminator:
     spectral = cfg.d_norm == "spectral"
     d = Discriminator(cfg.d_width, cfg.d_depth, norm=DISCRIMINATOR_NORMS[cfg.d_norm],
                       conv_bias=cfg.d_norm in ("none", "spectral"),
-                      wrap=nn.utils.parametrizations.spectral_norm if spectral else (lambda conv: conv),
+                      wrap=nn.utils.parametrizations.spectral_norm if spectral else unchanged,
                       final=global_logit if cfg.d_arch == "global" else patch_logits)
     init_weights(d)
     return d
