@@ -172,6 +172,37 @@ def test_a_missing_or_damaged_checkpoint_says_restore_it_and_that_works(smoke_ru
     assert cli_main(smoke(data_dir, tmp_path / "again")) == 0  # ... or another run directory
 
 
+@pytest.mark.parametrize("damage", ['{"preset": "smo', '{"preset": "smoke", "lr": -5}'])
+def test_a_damaged_config_json_is_restored_from_last_pt_and_kept_beside(smoke_run_copy, capsys, damage):
+    run = smoke_run_copy
+    config = (run / "config.json").read_bytes()
+    (run / "config.json").write_text(damage)  # not JSON / not a valid configuration
+    # a new run there is refused (it holds a run); the advice is --resume, and following it works
+    code, _, stderr = run_cli(capsys, "train", "--preset", "smoke", "--run-dir", run, "--no-progress")
+    assert code == 2 and "Pass --resume (resume=True) to continue it" in one_line(stderr)
+    code, _, stderr = run_cli(capsys, "train", "--run-dir", run, "--resume", "--epochs", "3", "--no-progress")
+    assert code == 0, stderr
+    assert one_line(stderr) == (f"note: {run / 'config.json'} was damaged; the run's configuration is restored "
+                                f"from {run / 'checkpoints' / 'last.pt'} (training keeps the damaged file beside "
+                                f"it, as config.json.damaged)")
+    assert (run / "config.json.damaged").read_text() == damage  # before: "the run directory is damaged", no way on
+    assert json.loads((run / "config.json").read_bytes()) == {**json.loads(config), "epochs": 3}
+    assert rundir.read_run_info(run)["epochs_done"] == 3
+
+
+def test_a_damaged_config_json_without_a_checkpoint_says_start_elsewhere(data_dir, tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{")
+    code, _, stderr = run_cli(capsys, "train", "--run-dir", run, "--resume", "--no-progress")
+    assert code == 2
+    line = one_line(stderr)
+    assert line.startswith(f"error: cannot resume {run}: {run / 'config.json'} is not valid JSON")
+    assert line.endswith("no checkpoints/last.pt to restore the configuration from. Start a new run in another run "
+                         "directory; nothing was changed here.")
+    assert cli_main(smoke(data_dir, tmp_path / "another")) == 0
+
+
 def test_a_table_that_cannot_be_rebuilt_says_what_works(smoke_run_copy, tmp_path, capsys):
     history = smoke_run_copy / "history.csv"
     original = history.read_bytes()
@@ -563,6 +594,26 @@ def test_a_changed_precision_is_refused_and_each_way_out_works(data_dir, tmp_pat
     if "--accept-change" in follow:
         assert info["precision"]["precision"] == "bfloat16"
         assert "precision changed from float32 to bfloat16" in info["accepted_changes"][0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("began", ["0", "1"])
+def test_an_unpinned_resume_keeps_the_recorded_precision(data_dir, tmp_path, monkeypatch, capsys, began):
+    """Unpinned, bf16 or float32 is a speed choice a busy CPU's calibration can tip either way:
+    the resume keeps what the run was trained in (before: refused whenever the calibration differed)."""
+    from colorlib.engine import precision
+    if began == "1" and not precision.cpu_has_bf16_units():
+        pytest.skip("this CPU has no bf16 units")
+    run = tmp_path / "run"
+    monkeypatch.setenv("COLORLIB_CPU_BF16", began)
+    assert cli_main(smoke(data_dir, run)) == 0
+    monkeypatch.delenv("COLORLIB_CPU_BF16")
+    monkeypatch.setattr(precision, "_cpu_bf16", (began == "0", "calibrated the other way (test)"))
+    assert cli_main(["train", "--run-dir", str(run), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    info = rundir.read_run_info(run)
+    assert info["precision"]["precision"] == ("float32" if began == "0" else "bfloat16")
+    assert info["precision"]["reason"] == f"kept from the checkpoint: pinned by $COLORLIB_CPU_BF16={began}"
+    assert "accepted_changes" not in info and info["epochs_done"] == 2
 
 
 @pytest.mark.parametrize("amp", ["true", "false"])

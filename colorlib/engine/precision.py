@@ -177,3 +177,11 @@ def autocast_for(device: torch.device) -> Autocast:
         bf16, reason = cpu_bf16_decision()
         return Autocast("cpu" if bf16 else None, reason)
     return Autocast(None, f"bf16 autocast is used on CUDA and CPUs only, not on {device.type}")
+
+
+def discriminator_autocast(d_norm: str, autocast):
+    """The discriminator's autocast: the run's, but float32 for a spectral-norm D. Spectral
+    normalization estimates sigma by power iteration on every forward; under bf16 autocast its
+    matrix-vector products round to 8 bits (and the D is small: about a tenth of an iteration's
+    arithmetic)."""
+    return contextlib.nullcontext if d_norm == "spectral" else autocast

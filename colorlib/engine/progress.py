@@ -8,8 +8,11 @@ def progress_bar(t):
     """A bar over trainer `t`'s whole run, starting where its checkpoint stands."""
     from tqdm.auto import tqdm
     iters = t.iterations_per_epoch
+    where = f"{t.cfg.preset} on {t.device.type}"
+    if t.device.type == "cpu":  # the thread count decides the speed on a shared CPU: say it
+        where += f", {t.threads['threads']} thread{'s' if t.threads['threads'] != 1 else ''}"
     return tqdm(total=t.cfg.epochs * iters, initial=t.epoch * iters + t.iteration, unit="it",
-                desc=f"{t.cfg.preset} on {t.device.type}", dynamic_ncols=True)
+                desc=where, dynamic_ncols=True)
 
 
 def show_progress(bar, t, values: list[float], epoch: int, it: int) -> None:

@@ -55,7 +55,7 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
         if main_process:
             refuse_a_new_run(run_dir, exists, found)
         return (config_from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg), False
-    saved = rundir.read_config(run_dir) if exists else config_from_checkpoint(run_dir, found)
+    saved = saved_config(run_dir) if exists else config_from_checkpoint(run_dir, found)
     asked = {**(cfg.to_dict() if cfg is not None else {}), **overrides}
     changed = sorted(k for k, v in asked.items()
                      if k != "preset" and k not in RESUMABLE_FIELDS and v != getattr(saved, k))
@@ -86,7 +86,38 @@ def refuse_a_new_run(run_dir: Path, exists: bool, found: list[str]) -> None:
                                  f"new run there would overwrite them, so nothing was written. {what}")
 
 
-def config_from_checkpoint(run_dir: Path, found: list[str]) -> Config:
+def saved_config(run_dir: Path) -> Config:
+    """RUN/config.json; where it is damaged (not JSON, or not a valid configuration) and the run has
+    a last.pt, the configuration last.pt holds (training keeps the damaged file: keep_damaged_config)."""
+    try:
+        return rundir.read_config(run_dir)
+    except (rundir.RunDirError, ConfigError) as exc:
+        damaged = exc
+    found = rundir.run_files_found(run_dir)
+    if "checkpoints/last.pt" not in found:
+        raise rundir.RunDirError(f"cannot resume {run_dir}: {rundir.first_line(damaged).rstrip('.')}, and there is "
+                                 f"no checkpoints/last.pt to restore the configuration from. Start a new run in "
+                                 f"another run directory; nothing was changed here.") from None
+    return config_from_checkpoint(run_dir, found, why="was damaged")
+
+
+def keep_damaged_config(run_dir: Path) -> None:
+    """Before a resumed run writes config.json anew: a damaged one is moved aside to
+    config.json.damaged (or .damaged.N), kept for a look, never overwritten."""
+    path = run_dir / "config.json"
+    try:
+        rundir.read_config(run_dir)
+        return
+    except (rundir.RunDirError, ConfigError):
+        if not path.is_file():
+            return
+    keep, n = run_dir / "config.json.damaged", 1
+    while keep.exists():
+        keep, n = run_dir / f"config.json.damaged.{n}", n + 1
+    path.rename(keep)
+
+
+def config_from_checkpoint(run_dir: Path, found: list[str], why: str = "was missing") -> Config:
     """The configuration of a run whose config.json is missing, from the last.pt it holds (with a
     RunDirRepaired warning); a RunDirError saying what to do where there is no usable last.pt."""
     if not found:
@@ -102,10 +133,11 @@ def config_from_checkpoint(run_dir: Path, found: list[str]) -> Config:
         ckpt = rundir.load_checkpoint(last, (rundir.CHECKPOINT_FORMAT,))
     except rundir.RunDirError as exc:
         reason = str(exc).split(" Use another checkpoint")[0].rstrip(".")
-        raise rundir.RunDirError(f"cannot resume {run_dir}: its config.json is missing and {last} cannot "
+        raise rundir.RunDirError(f"cannot resume {run_dir}: its config.json {why} and {last} cannot "
                                  f"restore it ({reason}). Start a new run in another run directory; nothing "
                                  f"was changed here.") from None
-    warnings.warn(f"{run_dir / 'config.json'} was missing; the run's configuration is restored from {last}",
+    kept = " (training keeps the damaged file beside it, as config.json.damaged)" if why == "was damaged" else ""
+    warnings.warn(f"{run_dir / 'config.json'} {why}; the run's configuration is restored from {last}{kept}",
                   rundir.RunDirRepaired, stacklevel=3)
     return config_from_dict(ckpt["config"])
 

@@ -25,6 +25,7 @@ from ..runs import rundir
 from ..runs.config import ConfigError
 from ..runs.device import device_name
 from . import schedule
+from .precision import Autocast, cpu_has_bf16_units, discriminator_autocast, pinned_cpu_bf16
 
 # the losses of one iteration, in the order of history.csv's columns after (iteration, epoch)
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
@@ -111,12 +112,40 @@ def check_unchanged(t, ckpt: dict) -> None:
         notes.append(f"epoch {ckpt['epoch']}, iteration {ckpt.get('iteration', 0)}: training images changed from "
                      f"{describe_data(then)} to {describe_data(now)} (accepted)")
     was = ckpt.get("precision")
-    if isinstance(was, dict) and was.get("precision") != t.precision["precision"]:
+    if isinstance(was, dict) and was.get("precision") != t.precision["precision"] and not keep_precision(t, was):
         if "precision" not in t.accept_changes:
             raise ConfigError(precision_changed_message(t, was))
         notes.append(f"epoch {ckpt['epoch']}, iteration {ckpt.get('iteration', 0)}: precision changed from "
                      f"{was['precision']} to {t.precision['precision']} ({t.precision['reason']}; accepted)")
+    keep_threads(t, ckpt)
     t.accepted = notes
+
+
+def keep_precision(t, was: dict) -> bool:
+    """On a CPU whose precision nobody pinned, bf16 or float32 is only a speed choice, made by a
+    seconds-long calibration that a busy machine can tip either way: a resumed run keeps the
+    precision it was trained in wherever this CPU can compute it, so it continues exactly. A
+    precision asked for ($COLORLIB_CPU_BF16, amp=false) is a change: check_unchanged's to refuse."""
+    if t.device.type != "cpu" or not t.cfg.amp or pinned_cpu_bf16() is not None:
+        return False
+    bf16 = was.get("precision") == "bfloat16"
+    if was.get("precision") not in ("bfloat16", "float32") or (bf16 and not cpu_has_bf16_units()):
+        return False
+    t.autocast = Autocast("cpu" if bf16 else None, f"kept from the checkpoint: {was.get('reason')}")
+    t.autocast_d = discriminator_autocast(t.cfg.d_norm, t.autocast)
+    t.precision = {"precision": t.autocast.precision, "reason": t.autocast.reason}
+    return True
+
+
+def keep_threads(t, ckpt: dict) -> None:
+    """threads=0 resumes with the thread count the run was trained with, not today's choice: the
+    count sets how each convolution's sums are split, so it decides the last bits of every step."""
+    was = ckpt.get("threads")
+    if t.cfg.threads or not isinstance(was, dict) or was.get("threads") == t.threads["threads"]:
+        return
+    t.settings.change("num_threads", int(was["threads"]))
+    t.threads = {"threads": int(was["threads"]), "reason": f"kept from the checkpoint ({was.get('reason')}) "
+                 f"so the run continues exactly; --set threads=N to change it"}
 
 
 def describe_data(record: dict) -> str:
@@ -175,7 +204,8 @@ def save_checkpoint(t, status: Optional[str] = None) -> None:
             "wall_time": t.wall_time, "generator": t.G.state_dict(),
             "discriminator": t.D.state_dict(), "g_opt": t.g_opt.state_dict(),
             "d_opt": t.d_opt.state_dict(), "epoch_rows": t.epoch_rows, "best_fd": t.best_fd,
-            "train_data": t.data_fingerprint, "precision": t.precision, "accepted_changes": t.accepted}
+            "train_data": t.data_fingerprint, "precision": t.precision, "threads": t.threads,
+            "accepted_changes": t.accepted}
     if t.G_ema is not None:
         ckpt["generator_ema"] = t.G_ema.state_dict()
     rundir.atomic_save(rundir.to_cpu(ckpt), ckpt_dir / "last.pt")
@@ -241,6 +271,7 @@ def write_run_info(t, status: str, error: Optional[str] = None) -> None:
         "data_source": getattr(t, "data_source", None), "train_images": int(t.images.shape[0])
         if hasattr(t, "images") else None, "git_commit": t.commit,
         "train_data": getattr(t, "data_fingerprint", None), "precision": getattr(t, "precision", None),
+        "threads": getattr(t, "threads", None),
     }
     if getattr(t, "accepted", None):
         info["accepted_changes"] = t.accepted

@@ -16,12 +16,13 @@ from ..paper.data import to_model_range, to_uint8
 from ..runs import rundir
 from ..runs.config import ConfigError
 from ..runs.data import fingerprint
-from ..runs.device import pick_device
+from ..runs.device import choose_threads, pick_device
 from . import run_files, schedule
 from .cuda_graphs import GraphedIteration
 from .fast_layers import use_matmul_convs
 from .networks import StepNetwork
-from .precision import autocast_for, pinned_cpu_bf16
+from .precision import autocast_for, discriminator_autocast, pinned_cpu_bf16
+from .resume import keep_damaged_config
 from .run_files import LOSS_NAMES
 
 
@@ -38,8 +39,7 @@ def start_device(t) -> None:
     """The device, the process-wide settings training runs with, and the torchrun process group."""
     t.device = pick_device(t.cfg.device)
     cuda = t.device.type == "cuda"
-    if t.cfg.threads:
-        t.settings.change("num_threads", t.cfg.threads)
+    use_threads(t)
     if t.dist.world_size > 1:
         t.device = t.dist.start(t.device, t.cfg.batch_size)
     if cuda:
@@ -52,10 +52,21 @@ def start_device(t) -> None:
     # what the run computes in, and why: recorded in last.pt and run.json, and kept on resume
     t.precision = ({"precision": t.autocast.precision, "reason": t.autocast.reason} if t.cfg.amp
                    else {"precision": "float32", "reason": "amp=false"})
-    # spectral normalization estimates sigma by power iteration on every forward; under bf16
-    # autocast its matrix-vector products round to 8 bits, so a spectral-norm D runs in fp32
-    # (it is small: about a tenth of an iteration's arithmetic)
-    t.autocast_d = contextlib.nullcontext if t.cfg.d_norm == "spectral" else t.autocast
+    t.autocast_d = discriminator_autocast(t.cfg.d_norm, t.autocast)
+
+def use_threads(t) -> None:
+    """The CPU threads the run trains with: cfg.threads, or with threads=0 as many as there are idle
+    cores (`choose_threads`). Recorded in last.pt and run.json (`threads`): the thread count changes
+    how a convolution's sums are split, so the last bits of every step depend on it, and a resumed
+    run with threads=0 goes on with the count it was trained with (run_files.check_unchanged)."""
+    if t.cfg.threads:
+        count, reason = t.cfg.threads, "threads set"
+    elif t.device.type == "cpu":
+        count, reason = choose_threads()
+    else:
+        count, reason = torch.get_num_threads(), f"PyTorch's default ({t.device.type} run)"
+    t.settings.change("num_threads", count)
+    t.threads = {"threads": count, "reason": reason}
 
 def build_networks(t) -> None:
     """G, D, the objective and G's weight average from cfg.seed (colorlib.variants builds what
@@ -185,6 +196,8 @@ def write_run_files(t) -> None:
     written = [] if t.resuming else [t.run_dir / "config.json", samples / "truth.png", samples / "gray.png"]
     try:
         t.run_dir.mkdir(parents=True, exist_ok=True)
+        if t.resuming:
+            keep_damaged_config(t.run_dir)
         rundir.write_json(t.run_dir / "config.json", t.cfg.to_dict())
         if t.resuming:  # history.csv and epochs.csv say what the checkpoint holds, repaired if damaged
             run_files.write_tables(t, run_files.kept_history(t), repair_note=True)

@@ -272,7 +272,9 @@ class Trainer:
             self._end_epoch(epoch, losses, self._started)
             if self.epoch_lines:
                 means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
-                print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - self._started:.1f} s)",
+                n = self.threads["threads"]
+                cpu = f", {n} CPU thread{'s' if n != 1 else ''}" if self.device.type == "cpu" else ""
+                print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - self._started:.1f} s{cpu})",
                       flush=True)
             self._started = time.perf_counter()
 

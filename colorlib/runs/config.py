@@ -48,7 +48,7 @@ class Config(PaperConfig):
 
     # --- run mechanics: how fast and where, never what is computed ---
     device: str = "auto"  # auto picks cuda > mps > cpu
-    threads: int = 0  # CPU threads for PyTorch; 0 keeps its default (on a busy shared CPU, 1 is often fastest)
+    threads: int = 0  # CPU threads; 0: as many as there are idle cores, measured at start (device.choose_threads)
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
     channels_last: bool = True
@@ -147,7 +147,7 @@ def _check_sizes_and_rates(cfg: Config) -> None:
         if getattr(cfg, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
     if cfg.threads < 0:
-        raise ConfigError(f"threads must be 0 (PyTorch's default) or more, got {cfg.threads}")
+        raise ConfigError(f"threads must be 0 (as many as there are idle cores) or more, got {cfg.threads}")
     if cfg.epochs < 0:
         raise ConfigError(f"epochs must be 0 or more, got {cfg.epochs}")
     if cfg.train_size is not None and cfg.train_size < cfg.batch_size:
