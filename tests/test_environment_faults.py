@@ -408,6 +408,26 @@ def test_every_command_turns_a_refused_write_into_one_line(smoke_run, small_fold
     assert not [p for p in (tmp_path / "out").rglob("*") if p.is_file()]  # nothing written, nothing half written
 
 
+def test_a_disk_that_fills_halfway_through_figures_keeps_those_written_exit_1(smoke_run, tmp_path, monkeypatch,
+                                                                              capsys):
+    out, writes = tmp_path / "out", []
+
+    def third_file(dst: str) -> bool:
+        writes.append(dst)
+        return len(writes) >= 3
+
+    with monkeypatch.context() as patch:
+        fail_replace(patch, errno.ENOSPC, third_file)
+        status, _, stderr = run_cli(capsys, "figures", "--run-dir", smoke_run.run_dir, "--out", out)
+    assert status == 1  # before: 2, "nothing was written", with two figures written
+    kept = sorted(p.name for p in out.iterdir())
+    assert len(kept) == 2 and not list(out.rglob("*.tmp"))
+    assert one_line(stderr).endswith(f"the disk is full: free some space, or write to another disk, and run the "
+                                     f"command again. 2 figure file(s) written to {out} before it are kept; run "
+                                     f"the same command again to write them all")
+    assert run_cli(capsys, "figures", "--run-dir", smoke_run.run_dir, "--out", out)[0] == 0
+
+
 def test_a_real_read_only_folder_is_one_line(data_dir, capsys):
     with tempfile.TemporaryDirectory() as tmp:  # world-readable, unlike pytest's tmp_path
         tmp = Path(tmp)
@@ -631,6 +651,31 @@ def test_accept_change_is_only_for_resume(data_dir, tmp_path, capsys):
     assert code == 2 and one_line(stderr) == "error: --accept-change is for --resume: a new run has nothing to change"
     with pytest.raises(ConfigError, match="unknown change"):
         Trainer(None, tmp_path / "run", resume=True, accept_changes=("colour",), validator=validator_for)
+
+
+@pytest.mark.parametrize("command", ["study", "baselines"])
+def test_the_many_run_commands_take_accept_change_as_the_advice_says(tmp_path, monkeypatch, capsys, command):
+    """A run of a study or baselines folder whose images changed is refused with "pass --accept-change
+    data": those commands take it too, and hand it to every run they continue."""
+    passed = {}
+
+    def stop(*args, accept_changes=(), **kwargs):
+        passed["accept_changes"] = accept_changes
+        raise ConfigError("stopped here (test)")
+
+    if command == "study":
+        import colorlib.lab.packing as packing
+        import colorlib.lab.study as study
+        monkeypatch.setattr(study, "measure_sequential", lambda *a, **k: {"steady_images_per_s": 1.0})
+        monkeypatch.setattr(packing, "make_trainers", stop)
+        argv = ["study", "--preset", "smoke", "--methods", "paper", "--out", tmp_path / "out", "--figures",
+                tmp_path / "figures", "--device", "cpu"]
+    else:
+        monkeypatch.setattr("colorlib.engine.trainer.train", stop)
+        argv = ["baselines", "--preset", "smoke", "--methods", "paper", "--out", tmp_path / "out", "--device", "cpu"]
+    code, _, stderr = run_cli(capsys, *argv, "--accept-change", "data")
+    assert code == 2 and one_line(stderr) == "error: stopped here (test)"
+    assert tuple(passed["accept_changes"]) == ("data",)
 
 
 # ---------------------------------------------------------------- 6: no deprecated API on the data path

@@ -11,7 +11,7 @@ from ._args import DATA_HELP, add_accept_change_arg, add_many_runs_args, add_set
 def cmd_baselines(args) -> int:
     from ..lab.baselines import run_baselines
     written = run_baselines(args.preset, args.out, args.data, args.methods, args.figures, args.classifier,
-                            args.limit, args.device, not args.no_progress)
+                            args.limit, args.device, not args.no_progress, args.accept_change)
     for path in written:
         print(path)
     return 0
@@ -53,7 +53,8 @@ def cmd_study(args) -> int:
         raise ConfigError("--time-budget must be a positive number of seconds")
     many_runs(args.out, lambda: run_study(args.preset, args.out, args.figures, args.seeds, args.methods, args.data,
                                           args.device, args.time_budget, set_overrides(args.set),
-                                          progress=not args.no_progress, test_limit=args.test_limit))
+                                          progress=not args.no_progress, test_limit=args.test_limit,
+                                          accept_changes=args.accept_change))
     return 0
 
 
@@ -114,6 +115,7 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, help="score a seeded subset of the test split")
     p.add_argument("--device", default="auto")
     p.add_argument("--no-progress", action="store_true")
+    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     p.set_defaults(func=cmd_baselines)
 
     p = sub.add_parser("sweep", help="train many runs at once on one device (methods x seeds)",
@@ -143,6 +145,7 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--time-budget", type=float, help="seconds for the whole study; epochs are fitted to it")
     p.add_argument("--test-limit", type=int, help="score a seeded subset of the test split (rehearsals)")
+    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     add_many_runs_args(p)
     p.set_defaults(func=cmd_study)
 

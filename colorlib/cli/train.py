@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from pathlib import Path
 
 from ..runs.config import ConfigError, make_config
 from ._args import add_accept_change_arg, add_config_args, config_overrides
@@ -80,10 +82,19 @@ def cmd_figures(args) -> int:
 
     from ..lab.plots import save_figures
     from ..runs.rundir import RunDirRepaired, RunDirWarning
+    started = time.time()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunDirWarning)
         warnings.simplefilter("always", RunDirRepaired)
-        written = save_figures(args.run_dir, args.out, args.sample_epochs)
+        try:
+            written = save_figures(args.run_dir, args.out, args.sample_epochs)
+        except OSError as exc:  # a full disk after some figures: those are kept, exit 1 (none: exit 2)
+            made = figures_written_since(Path(args.out), started)
+            if not made:
+                raise
+            from ._environment import PartialFailure, os_error_line
+            raise PartialFailure(f"{os_error_line(exc)}. {len(made)} figure file(s) written to {args.out} before "
+                                 f"it are kept; run the same command again to write them all") from exc
     for path in written:
         print(path)
     damaged = [w for w in caught if issubclass(w.category, RunDirWarning)]
@@ -96,6 +107,15 @@ def cmd_figures(args) -> int:
     for message in dict.fromkeys(str(w.message) for w in damaged):  # each damaged file once
         print(f"warning: {message}", file=sys.stderr)
     return 1 if damaged else 0
+
+
+def figures_written_since(out: Path, started: float) -> list[Path]:
+    """The files `figures` wrote into `out` since `started` (whole ones: writes are atomic)."""
+    try:
+        return [p for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
+                and p.stat().st_mtime >= started - 1]
+    except OSError:
+        return []
 
 
 def cmd_pack(args) -> int:

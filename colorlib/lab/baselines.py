@@ -66,8 +66,10 @@ METHODS: dict[str, dict] = {
 
 def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optional[Sequence[str]] = None,
                   figures: Optional[str] = None, classifier: Optional[str] = None,
-                  limit: Optional[int] = None, device: str = "auto", progress: bool = True) -> list[Path]:
-    """Train (or finish) every method's run under `out`, evaluate each, write the comparison."""
+                  limit: Optional[int] = None, device: str = "auto", progress: bool = True,
+                  accept_changes=()) -> list[Path]:
+    """Train (or finish) every method's run under `out`, evaluate each, write the comparison.
+    accept_changes: what runs already in `out` may find changed when they continue (Trainer's)."""
     from .metrics import compare_runs, evaluate_run
     from ..engine.trainer import train
     from .validation import validator_for
@@ -85,7 +87,8 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
         if not done:
             print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
             # a run already there continues with its own config.json (training.run_config)
-            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress, validator=validator_for)
+            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress, validator=validator_for,
+                  accept_changes=accept_changes)
         if not (run_dir / "metrics.json").exists() or not done:
             print(f"== {name}: evaluating")
             evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)

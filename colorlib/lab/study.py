@@ -116,9 +116,10 @@ def choose(methods: dict, gray: dict) -> Optional[str]:
 def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Sequence[str]] = None,
               data: Optional[str] = None, device: str = "auto", time_budget: Optional[float] = None,
               overrides: Optional[dict] = None, progress: bool = True,
-              test_limit: Optional[int] = None, log=None) -> dict:
+              test_limit: Optional[int] = None, log=None, accept_changes=()) -> dict:
     """The whole study of the module docstring: throughput, packed training, scoring, aggregation,
-    the choice; writes metrics.json, study_bench.json, metrics.md and the figures, returns the report."""
+    the choice; writes metrics.json, study_bench.json, metrics.md and the figures, returns the report.
+    accept_changes: what runs already in `out` may find changed when they continue (Trainer's)."""
     log = log or (lambda msg: print(msg, flush=True))
     from .baselines import METHODS
     from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
@@ -135,7 +136,8 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     log(f"== study: {len(names)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
     sequential = measure_sequential(preset, METHODS["paper"], common, data_cache)
     log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
-    packed = _train_study_runs(preset, names, seeds, out, common, data_cache, started, time_budget, progress, log)
+    packed = _train_study_runs(preset, names, seeds, out, common, data_cache, started, time_budget, progress, log,
+                               accept_changes)
     speedup = _log_speedup(packed, sequential, log)
     # the trainers are gone with _train_study_runs; their data and device memory go before scoring
     data_cache.clear()
@@ -179,12 +181,14 @@ def _study_settings(data: Optional[str], dev, overrides: Optional[dict]) -> dict
 
 
 def _train_study_runs(preset: str, names: Sequence[str], seeds: int, out: Path, common: dict, data_cache: dict,
-                     started: float, time_budget: Optional[float], progress: bool, log) -> dict:
+                     started: float, time_budget: Optional[float], progress: bool, log,
+                     accept_changes=()) -> dict:
     """Every method x seed trained packed, within what is left of the time budget; train_packed's figures."""
     from .baselines import METHODS
     from .packing import expand, make_trainers, train_packed
     specs = expand({m: METHODS[m] for m in names}, range(seeds))
-    trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache, log=log)
+    trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache, log=log,
+                                accept_changes=accept_changes)
     left = None if time_budget is None else time_budget - (time.perf_counter() - started)
     log(f"== training {len(trainers)} runs packed" + (f", {left:.0f} s budget" if left else ""))
     return train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
