@@ -13,6 +13,8 @@ states, history.csv, epochs.csv, samples) to the same run trained without interr
     COLORLIB_FAULT_KILLS   kills in all (default 8, split over checkpoint_every 1 and 2);
                            `make soak` runs 50
     COLORLIB_FAULT_SEED    the random generator's seed (default 0)
+    COLORLIB_ENV_FAULTS    environment faults (SIGTERM, a full disk, a read-only disk) in the last
+                           test (default 6; `make soak` runs 30)
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,3 +266,142 @@ def test_killed_at_random_moments_the_run_ends_bitwise_identical(data_dir, tmp_p
     with capsys.disabled():
         print(f"\n{summary}")
     assert by_moment["before the first checkpoint"] >= 1 and by_moment["checkpoint write"] >= 1
+
+
+# ---------------------------------------------------------------- the machine misbehaving
+# `make soak` for the environment: SIGTERM (what kill, docker stop and schedulers send), a small disk
+# that fills up, a read-only remount (or, where mounting is not allowed, a permission flip), each at a
+# random moment of a training, then the fault removed and the run resumed: it must end bitwise as the
+# uninterrupted run, every file whole after every fault, and every failure one line, no traceback.
+ENV_FAULTS = int(os.environ.get("COLORLIB_ENV_FAULTS", "6"))  # `make soak` runs 30
+# COLORLIB_SOAK_DISK=plain: the folder without a tmpfs even as root (a file-size limit for the full disk)
+
+
+@pytest.fixture
+def small_disk():
+    """A 64 MiB tmpfs to fill and remount read-only (as root where mounting works), else a plain
+    folder whose permissions are flipped and whose fills are a file-size limit: (folder, "tmpfs" | "plain")."""
+    folder = Path(tempfile.mkdtemp(prefix="colorlib-disk-"))
+    mounted = os.geteuid() == 0 and os.environ.get("COLORLIB_SOAK_DISK") != "plain" and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True).returncode == 0
+    try:
+        yield folder, ("tmpfs" if mounted else "plain")
+    finally:
+        if mounted:
+            subprocess.run(["mount", "-o", "remount,rw", str(folder)], capture_output=True)
+            subprocess.run(["umount", str(folder)], capture_output=True)
+        subprocess.run(["chmod", "-R", "u+w", str(folder)], capture_output=True)
+        subprocess.run(["rm", "-rf", str(folder)], capture_output=True)
+
+
+class DiskFault:
+    """One fault of `kind` on the disk at `disk`, put in place with `start()` and taken away with `stop()`."""
+
+    def __init__(self, kind: str, disk: Path, mode: str):
+        self.kind, self.disk, self.mode = kind, disk, mode
+        self.filler = disk / "filler"
+
+    def start(self) -> None:
+        if self.kind == "disk full" and self.mode == "tmpfs":
+            try:  # every free block, as another program filling the disk would
+                with open(self.filler, "wb", buffering=0) as f:
+                    while f.write(b"\0" * (1 << 16)):
+                        pass
+            except OSError:  # ENOSPC: the disk is full
+                pass
+        elif self.kind == "read-only" and self.mode == "tmpfs":
+            subprocess.run(["mount", "-o", "remount,ro", str(self.disk)], check=True)
+        elif self.kind == "read-only":
+            subprocess.run(["chmod", "-R", "a-w", str(self.disk)], check=True)
+
+    def stop(self) -> None:
+        if self.kind == "read-only" and self.mode == "tmpfs":
+            subprocess.run(["mount", "-o", "remount,rw", str(self.disk)], check=True)
+        elif self.kind == "read-only":
+            subprocess.run(["chmod", "-R", "u+w", str(self.disk)], check=True)
+        self.filler.unlink(missing_ok=True)
+
+
+def faulted_attempt(cmd, run: Path, fault: DiskFault, delay: float) -> dict:
+    """One training process; `delay` s after it takes the run's lock, the fault starts; it is stopped
+    once the process has ended. A plain folder's "disk full" is a file-size limit (EFBIG) from the start."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+
+    def limit_file_size():
+        import resource
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), as on a small disk
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, resource.RLIM_INFINITY))
+
+    fsize = fault.kind == "disk full" and fault.mode == "plain"
+    proc = subprocess.Popen([sys.executable, "-m", "colorlib", *cmd], cwd=REPO_ROOT, env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=limit_file_size if fsize else None)
+    started = False
+    try:
+        if not fsize and wait_for(lambda: lock_of(run, proc.pid), proc):
+            time.sleep(delay)
+            if proc.poll() is None:
+                fault.start()
+                started = True
+        _, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+        fault.stop()
+    return {"rc": proc.returncode, "stderr": stderr, "faulted": started or fsize, "pid": proc.pid}
+
+
+def finish_run_faulted(data_dir, run: Path, disk: Path, mode: str, rng: random.Random, wanted: int) -> list:
+    """Train `run` to its end through up to `wanted` random faults; the faults that stopped it."""
+    faults = []
+    for _ in range(4 * wanted + 10):
+        cmd = (["train", "--run-dir", str(run), "--resume", "--no-progress"] if rundir.is_run_dir(run)
+               else args(data_dir, run, 1))
+        kind = rng.choice(["SIGTERM", "disk full", "read-only"]) if len(faults) < wanted else None
+        if kind == "SIGTERM":
+            result = attempt(cmd, run, (signal.SIGTERM, *choose(rng, run, len(faults))[1:]))
+            result["faulted"] = result["signalled"]
+        elif kind:
+            result = faulted_attempt(cmd, run, DiskFault(kind, disk, mode), rng.uniform(0.0, 1.2))
+        else:
+            result = attempt(cmd, run, None)
+        stderr, rc = result["stderr"], result["rc"]
+        assert "Traceback" not in stderr, stderr
+        # SIGTERM: saved, 143; a refused write: one `error:` line, 1 (work kept) or 2; 0: finished first
+        assert rc in ((0, 143) if kind == "SIGTERM" else (0, 1, 2)), stderr
+        if rc in (1, 2):
+            last = stderr.strip().splitlines()[-1]
+            assert last.startswith("error: ") and any(f"({code})" in last for code in
+                                                      ("ENOSPC", "EFBIG", "EROFS", "EACCES")), last
+        if rc != 0:
+            faults.append((kind, rc, check_consistent(run, kind == "SIGTERM" and " keeps " in stderr)))
+        if rc == 0 and rundir.is_run_dir(run) and rundir.read_run_info(run)["status"] == "finished":
+            return faults
+    raise AssertionError("the run never finished")
+
+
+@pytest.mark.slow
+def test_environment_faults_at_random_moments_end_bitwise_identical(data_dir, tmp_path, small_disk, capsys):
+    disk, mode = small_disk
+    rng = random.Random(SEED * 1000 + 7)
+    began = time.monotonic()
+    reference = tmp_path / "reference"
+    assert cli_main(args(data_dir, reference, 1)) == 0
+    reference_ckpt = torch.load(reference / "checkpoints" / "last.pt", weights_only=True)
+    faults, runs = [], 0
+    while len(faults) < ENV_FAULTS:
+        run = disk / f"run{runs}"
+        runs += 1
+        faults += finish_run_faulted(data_dir, run, disk, mode, rng, ENV_FAULTS - len(faults))
+        for name in ("history.csv", "epochs.csv"):
+            assert (run / name).read_bytes() == (reference / name).read_bytes(), name
+        ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+        for part in COMPARED:
+            assert same(ckpt[part], reference_ckpt[part]), part
+        for png in sorted((reference / "samples").iterdir()):
+            assert (run / "samples" / png.name).read_bytes() == png.read_bytes(), png.name
+        assert not (run / rundir.LOCK_NAME).exists() and not temporary_files(run)
+        shutil.rmtree(run)  # the small disk has room for one run at a time
+    outcomes = collections.Counter(f"{kind}: exit {rc}" for kind, rc, _ in faults)
+    with capsys.disabled():
+        print(f"\nenvironment faults on a {mode} disk: {len(faults)} ({dict(outcomes)}) over {runs} runs, nothing "
+              f"lost, each run bitwise identical to the uninterrupted one, {time.monotonic() - began:.0f} s")
