@@ -58,7 +58,7 @@ from ..paper.data import epoch_order, to_model_range
 from ..paper.step import training_iteration
 from ..runs.config import DATA_ENV, make_config
 from ..runs.data import DataError, load_split, resolve_source
-from ..runs.device import device_name, pick_device
+from ..runs.device import choose_threads, device_name, pick_device
 from ..runs.rundir import first_line
 
 PAPER_IMAGES, PAPER_EPOCHS = 50_000, 100
@@ -394,7 +394,9 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
     plan = TimingPlan.for_device(dev, iters)
     cfg = make_config(preset, data=data, device=str(dev), train_size=train_size, **(overrides or {}))
     images = training_images(cfg)  # the data errors, now
-    threads = torch.get_num_threads()  # the process default: the tutorial loop's, and the trainer's unless cfg.threads
+    threads = torch.get_num_threads()  # the process default: the tutorial loop's
+    # the trainer's with threads=0: as many as no other program uses, measured now (device.choose_threads)
+    chosen, why = choose_threads() if dev.type == "cpu" else (threads, f"PyTorch's default ({dev.type})")
     options = [{}] + [dict(v) for v in (also or [])] + ([dict(compile=True)] if with_compile else [])
     pool = TrainerPool()
     try:
@@ -402,7 +404,7 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
         for o in options:
             c = dataclasses.replace(cfg, **o)
             loops.append(Loop("colorlib" + (f" with {_describe(o)}" if o else ""), lambda c=c: pool.start(c),
-                              c.threads or threads))
+                              c.threads or chosen))
         try:
             time_side_by_side(loops, dev, plan.warmup, plan.rounds, plan.per_round)
         finally:
@@ -411,7 +413,8 @@ def run_benchmark(preset: str = "paper", data: Optional[str] = None, iters: Opti
                     loop.steps.close()
             torch.set_num_threads(threads)  # a trainer with cfg.threads set the process's
         result = {"preset": preset, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
-                  "threads": threads, "batch_size": cfg.batch_size, "iterations_timed": plan.rounds * plan.per_round,
+                  "threads": threads, "colorlib_threads": chosen, "colorlib_threads_reason": why,
+                  "batch_size": cfg.batch_size, "iterations_timed": plan.rounds * plan.per_round,
                   **speed_fields(cfg, loops, pool.trainers, options, plan, with_compile, dev)}
         result["generator_inference_images_per_s"] = round(
             time_inference(pool.trainers[0], 500, 20 if dev.type == "cuda" else 3), 1)
@@ -534,7 +537,8 @@ def format_table(r: dict) -> str:
     width = max(len(k) for k, _ in rows)
     timing = r.get("timing", {})
     head = [f"{r['preset']} networks, batch {r['batch_size']}, {r['device_name']} ({r['device']}), torch {r['torch']}, "
-            f"{r['threads']} threads",
+            f"tutorial loop {r['threads']} threads (PyTorch's default), colorlib "
+            f"{r.get('colorlib_threads', r['threads'])} ({r.get('colorlib_threads_reason', 'as the tutorial loop')})",
             f"colorlib precision: {r['colorlib_precision']} ({r['colorlib_precision_reason']})",
             f"timed side by side: {timing.get('rounds')} rounds of {timing.get('iterations_per_round')} iterations "
             f"of each loop in turn, after {timing.get('warmup_iterations')} warm-up iterations each; "
