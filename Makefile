@@ -3,8 +3,9 @@
 #                                 included, and every figure into figures/$(PRESET)
 #   make test                     the test suite (ruff, pytest, then nbval over every notebook)
 #   make test-fast                the same pytest run without the slow tests (seconds, not minutes)
-#   make test-browser             the tutorial in JupyterLab in headless Chromium (installs it if it can)
-#   make soak                     training killed and resumed 50 times must end bitwise as if never stopped
+#   make test-browser             every notebook run in JupyterLab in headless Chromium (installs it if it can)
+#   make soak                     training killed and resumed 50 times, and stopped by 30 faults of the machine
+#                                 (SIGTERM, a full disk, a read-only disk), must end bitwise as if never stopped
 # Point DATA (or $COLORLIB_DATA) at a train/<class>/*.jpg folder; unset, CIFAR-10 is downloaded.
 
 PRESET ?= quick
@@ -26,7 +27,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[notebooks,test]"
 	touch $@
 
+# Jupyter as the README starts it is quiet: jupyter_config.json goes where this environment's Jupyter
+# reads its settings (JupyterLab and `jupyter nbconvert --execute` then give every kernel CurveZMQ keys,
+# so none warns that it runs over TCP without encryption), and the committed notebooks are trusted
+# (no "Notebook ... is not trusted")
 setup: $(VENV)/.installed
+	@config="$$($(PY) -c 'import sys; print(sys.prefix)')/etc/jupyter" && mkdir -p "$$config" && \
+	  { cmp -s jupyter_config.json "$$config/jupyter_config.json" || cp jupyter_config.json "$$config/jupyter_config.json"; }
+	@$(PY) -m jupyter trust --log-level=WARN notebooks/*.ipynb >/dev/null
 
 train: setup
 	$(PY) -m colorlib train --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR)
@@ -74,15 +82,18 @@ test-fast: setup
 # moments: startup, training, before the first checkpoint, inside a checkpoint's writes) and resumed
 # each time must end bitwise identical to an uninterrupted one (make test runs 8 kills)
 SOAK_KILLS ?= 50
+SOAK_FAULTS ?= 30
 SOAK_SEED ?= 0
 soak: setup
 	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
 	if [ -z "$$data" ]; then echo "make soak needs CIFAR-10: DATA=folder with train/ and test/" >&2; exit 1; fi; \
-	COLORLIB_DATA="$$data" COLORLIB_FAULT_KILLS=$(SOAK_KILLS) COLORLIB_FAULT_SEED=$(SOAK_SEED) \
+	COLORLIB_DATA="$$data" COLORLIB_FAULT_KILLS=$(SOAK_KILLS) COLORLIB_FAULT_SEED=$(SOAK_SEED) COLORLIB_ENV_FAULTS=$(SOAK_FAULTS) \
 	  $(PY) -m pytest tests/test_fault_injection.py -s -q -p no:cacheprovider
 
-# JupyterLab in headless Chromium: 05 and 06 run as a reader runs them (slider, upload). Installs
-# Chromium with apt-get where it is missing and that is possible; otherwise the test skips, saying why.
+# JupyterLab in headless Chromium: every notebook opened and run with Run > Run All Cells as a reader runs
+# it (04 trains the smoke preset), then 05's epoch slider moved and a photo uploaded in 06. Installs
+# Chromium with apt-get where it is missing and that is possible; otherwise the tests skip, saying why.
+# The data as for `make test`: DATA, else CIFAR-10 fetched once into data/; none, the notebook runs skip.
 test-browser: setup
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
@@ -90,6 +101,8 @@ test-browser: setup
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
 	      >/tmp/colorlib-apt.log 2>&1 || echo "apt-get could not install chromium (see /tmp/colorlib-apt.log)"; \
 	  fi; }
+	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	if [ -n "$$data" ]; then export COLORLIB_DATA="$$data"; else unset COLORLIB_DATA; fi; \
 	$(PY) -m pytest tests/test_browser.py -m browser
 
 # colorlib's trainer against a tutorial-style loop, same networks and data, one run

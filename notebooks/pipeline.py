@@ -48,9 +48,24 @@ TRAINING_NOTEBOOK = "04_training"
 # what ipykernel's own kernelspec says: JupyterLab rewrites (and marks modified) a notebook whose
 # metadata differs from the kernel it starts, so the committed notebooks carry exactly this
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-# the kernel and the pipeline talk over local TCP: CurveZMQ keys provisioned by the kernel manager
-# encrypt it (ipykernel declares support), instead of a plain-text warning from every kernel
-KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}})
+
+
+def kernel_config() -> Config:
+    """The kernel and the pipeline talk over local TCP, and ipykernel (7.4, for one) warns at every
+    kernel start that does so in plain text ("Kernel is running over TCP without encryption").
+    jupyter_client's `KernelManager.transport_encryption = "auto"` hands each kernel CurveZMQ keys
+    when its kernelspec declares support (ipykernel's does), which encrypts the traffic and so ends
+    the warning at its source. A jupyter_client without the option, or a pyzmq without CurveZMQ,
+    gets no setting (it would be refused). JupyterLab gets the same from jupyter_config.json."""
+    import zmq
+    from jupyter_client.manager import KernelManager
+
+    if "transport_encryption" in KernelManager.class_trait_names() and zmq.has("curve"):
+        return Config({"KernelManager": {"transport_encryption": "auto"}})
+    return Config()
+
+
+KERNEL_CONFIG = kernel_config()
 
 
 # the tutorial, in reading order; 05_results writes the figures
@@ -62,7 +77,7 @@ SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "in
            "06_colorize_your_photos": {},
            "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run",
                              "baselines": "figures/paper/baselines-all-methods-3-epochs"},
-           "08_stable_colours": {}}
+           "08_stable_colours": {"interactive": False}}
 
 
 def tutorial_notebooks() -> list[Path]:
@@ -144,6 +159,9 @@ def strip_widget_state(path: Path) -> None:
         nbformat.write(nb, path)
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def clean_copy(executed: Path, target: Path, forbidden: list[str]) -> None:
     """`executed` with its outputs but clean metadata, written to `target` (a committed notebook)."""
     nb = nbformat.read(executed, as_version=4)
@@ -151,6 +169,10 @@ def clean_copy(executed: Path, target: Path, forbidden: list[str]) -> None:
     for cell in nb.cells:
         tags = cell.metadata.get("tags")
         cell.metadata = {"tags": tags} if tags else {}
+        # a live widget's view needs the kernel that made it: in a new kernel it is a "model not
+        # found" error, so the committed notebooks keep the outputs that stand on their own
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if WIDGET_VIEW not in o.get("data", {})]
         for output in cell.get("outputs", []):
             text = json.dumps(output.get("text", "")) + json.dumps(output.get("data", {}).get("text/plain", ""))
             for path in forbidden:

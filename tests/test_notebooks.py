@@ -7,6 +7,7 @@ nbval: `make test`.)
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -20,10 +21,22 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_results")
 
 
+def _pipeline():
+    spec = importlib.util.spec_from_file_location("pipeline", NOTEBOOKS / "pipeline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PIPELINE = _pipeline()
+
+
 def run_notebook(name: str, out_dir: Path, **parameters) -> Path:
+    """As the pipeline runs a notebook: its kernel settings too (encrypted, so no kernel warns)."""
     out = out_dir / f"{name}.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), parameters=parameters,
-                               kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+                               kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False,
+                               config=PIPELINE.KERNEL_CONFIG)
     return out
 
 
