@@ -9,7 +9,9 @@
     python -m colorlib train-classifier --out FILE.pt         (classifier.py)
     python -m colorlib ship RUN_DIR --dry-run                 (ship.py: a new default generator?)
     python -m colorlib baselines --preset quick --out DIR     (baselines.py)
-    python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py)
+    python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py; --vividness 0..1)
+    python -m colorlib vividness-calibrate GENERATOR.pt       (vividness.py: the dial, on validation)
+    python -m colorlib vividness-frontier --out DIR           (vividness.py: the dial, on test)
     python -m colorlib sweep PLAN.json                        (packing.py: many runs at once)
     python -m colorlib study --preset paper --seeds 3         (study.py: the whole comparison)
     python -m colorlib bench --preset paper                   (bench.py)
@@ -21,7 +23,7 @@ too long: nothing was written), 130 interrupted with Ctrl-C; SIGTERM (143) and S
 command as Ctrl-C does, training saved at the iteration boundary (128 + the signal's number, as
 a shell reports it).
 """
-# The commands live in cli/train.py (train, figures, pack), cli/colorize.py, cli/evaluate.py
+# The commands live in cli/train.py (train, figures, pack), cli/colorize.py, cli/vividness.py, cli/evaluate.py
 # (evaluate, compare, train-classifier, ship) and cli/experiments.py (baselines, sweep, study, bench);
 # the work itself in the library modules named above. A command returns its exit status (0, or 1
 # for a partial failure it counted) or raises; `exit_status` below is the one place that turns an
@@ -37,7 +39,7 @@ from typing import Optional
 # only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
 # heavy modules load is answered by main() like any other interruption
 from ..engine import interrupts
-from . import colorize, evaluate, experiments, train
+from . import colorize, evaluate, experiments, train, vividness
 from ._environment import encode_error_line, os_error_line, say, silence_stdout, tolerant_stdout
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -86,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m colorlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (train, colorize, evaluate, experiments):  # the order of `--help`
+    for group in (train, colorize, vividness, evaluate, experiments):  # the order of `--help`
         group.register(sub)
     return parser
 

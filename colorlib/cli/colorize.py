@@ -4,8 +4,10 @@ from __future__ import annotations
 
 def cmd_colorize(args) -> int:
     from ..inference.colorize import colorize_files
+    from ..inference.vividness import parse_vividness
+    vividness = None if args.vividness is None else parse_vividness(args.vividness)  # one line when wrong
     summary = colorize_files(args.inputs, args.output, args.checkpoint, args.render_size, args.device,
-                             args.overwrite, args.max_pixels, progress=not args.no_progress)
+                             args.overwrite, args.max_pixels, progress=not args.no_progress, vividness=vividness)
     print(summary)
     return 1 if summary.failed else 0
 
@@ -30,6 +32,10 @@ def register(sub) -> None:
                         f"{DEFAULT_RENDER_SIZE}, measured best on sample photos; 32 is its training size; "
                         f"a multiple of 2**g_depth, at most {MAX_RENDER_SIZE}); never above the photo's own "
                         f"size: a smaller photo is worked at its own (a 32x32 one at 32)")
+    p.add_argument("--vividness", default=None, metavar="V",
+                   help="how colourful, from 0 (the safest colours: the best PSNR on the generator's validation "
+                        "split) to 1 (as colourful as real photos); default: the one stored with the generator "
+                        "(`python -m colorlib vividness-calibrate`; docs/photos.md)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--max-pixels", type=int, default=None,

@@ -17,6 +17,7 @@ import torch
 from ..runs import rundir
 from ..runs.config import config_from_dict
 from ..variants import build_generator
+from . import vividness
 
 
 def load_generator(path, device: str | torch.device = "cpu"):
@@ -47,6 +48,7 @@ def generator_from_checkpoint(ckpt: dict, path, device: str | torch.device = "cp
     except RuntimeError as exc:
         raise rundir.RunDirError(f"checkpoint {path} does not fit the generator its config describes "
                                  f"({rundir.state_dict_mismatch(exc)})") from None
+    vividness.attach(G, vividness.from_checkpoint(ckpt, path))  # its dial, so scores use the command's default
     return G.to(device).eval(), cfg
 
 

@@ -13,6 +13,10 @@ et al. (2016) and DeOldify, we
    varies slowly, so a smooth upsampling loses little), and
 4. put it back together with the untouched full-resolution luminance.
 
+How colourful the colour is, is one dial, `vividness` (vividness.py): 0 the safest colours (the
+best PSNR on the generator's validation split), 1 as colourful as real photos; the default is
+stored with the generator's calibration.
+
 The network never sees more than `render_size` pixels on the short side, so the cost of a
 large photo is decoding, one chroma upsampling and encoding: all linear in the pixels. The
 working resolution is also capped in total (MAX_RENDER_PIXELS, MAX_RENDER_SIDE), so a very long
@@ -27,13 +31,14 @@ interpolate chroma more perceptually evenly, but its L is not the model's luma, 
 non-linear sRGB conversion (scikit-image or kornia: one more dependency), and clipping an
 out-of-gamut Lab colour changes its lightness.
 
-    python -m colorlib colorize old_photos/ -o colorized/
+    python -m colorlib colorize old_photos/ -o colorized/ [--vividness 0.5]
 """
 from __future__ import annotations
 
 import io
 import math
 import os
+import signal
 import stat
 import sys
 import tempfile
@@ -47,6 +52,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from . import vividness as dial
 from ..runs import rundir
 from ..variants.color import CHROMA_TO_RGB, rgb_to_ycbcr
 from ..paper.data import luma
@@ -225,11 +231,12 @@ def read_photo(source) -> GrayPhoto:
 def load_model(checkpoint=None, device: Union[str, torch.device] = "cpu"):
     """(generator, config) from a generator.pt, a last.pt or a run directory.
 
-    None means the generator that ships with colorlib (colorlib/weights/generator.pt).
+    None means the generator that ships with colorlib (colorlib/weights/generator.pt). The
+    generator carries the file's vividness calibration, if any (`vividness.calibration_of`).
     Raises `RunDirError` with what to do when the file is missing or is not a colorlib
     generator.
     """
-    from .checkpoints import load_generator
+    from .checkpoints import generator_from_checkpoint, run_checkpoint
     if checkpoint is None:
         if not DEFAULT_CHECKPOINT.exists():
             raise RunDirError(
@@ -241,8 +248,9 @@ def load_model(checkpoint=None, device: Union[str, torch.device] = "cpu"):
     if not checkpoint.exists():
         raise RunDirError(f"checkpoint {str(checkpoint)!r} does not exist. Pass a generator.pt written by "
                           f"`python -m colorlib train` (RUN/checkpoints/generator.pt) or its run directory.")
-    try:
-        return load_generator(checkpoint, device)
+    try:  # the generator with its vividness calibration, where the file holds one
+        path = run_checkpoint(checkpoint, ("generator.pt", "last.pt")) if checkpoint.is_dir() else checkpoint
+        return generator_from_checkpoint(rundir.load_checkpoint(path), path, device)
     except RunDirError as exc:
         raise RunDirError(f"{exc} colorize needs a generator written by `python -m colorlib train` "
                           f"(RUN/checkpoints/generator.pt, last.pt or the run directory).") from None
@@ -289,9 +297,11 @@ def render_shape(height: int, width: int, render_size: int, multiple: int) -> tu
 
 
 @torch.inference_mode()
-def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = DEFAULT_RENDER_SIZE) -> torch.Tensor:
+def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = DEFAULT_RENDER_SIZE,
+                temperature: Optional[float] = None) -> torch.Tensor:
     """The generator's colour picture [3, h, w] in [0, 1] of `luma` [H, W] at the working
-    resolution; of a batch of lumas of one size [B, H, W], [B, 3, h, w] (one generator call)."""
+    resolution; of a batch of lumas of one size [B, H, W], [B, 3, h, w] (one generator call).
+    temperature: the chroma-classes head's annealing temperature for this call (None: its own)."""
     batch = luma if luma.dim() == 3 else luma[None]
     shape = render_shape(*batch.shape[-2:], render_size, size_multiple(model))
     device = next(model.parameters()).device
@@ -299,22 +309,46 @@ def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = D
     if tuple(small.shape[-2:]) != shape:  # (at its own size the photo goes in as it is)
         small = F.interpolate(small, size=shape, mode="bilinear", antialias=True, align_corners=False)
     was_training = model.training
+    head = model.output if temperature is not None else None
+    own = head.temperature if head is not None else None
     model.eval()  # batch norm with its running statistics, whatever mode the caller left it in
     try:
+        if head is not None:
+            head.temperature = temperature
         out = model(small.to(device).mul(2).sub(1))  # [0, 1] -> the model's [-1, 1]
     finally:
         model.train(was_training)
+        if head is not None:
+            head.temperature = own
     out = out.float().cpu().add(1).div(2).clamp(0, 1)
     return out if luma.dim() == 3 else out[0]
 
 
-def _check_options(method: str, chroma_gain: float) -> None:
+def _knobs(model, method: str, chroma_gain: Optional[float], vividness, temperature: Optional[float]
+           ) -> tuple[float, Optional[float]]:
+    """(chroma gain, temperature or None) for this call, checked (see `vividness.knobs`)."""
     if method not in METHODS:
         raise ConfigError(f"method={method!r}; choose one of {', '.join(METHODS)}")
-    if not (math.isfinite(chroma_gain) and chroma_gain >= 0):
+    if chroma_gain is not None and not (_finite(chroma_gain) and chroma_gain >= 0):
         raise ConfigError(f"chroma_gain={chroma_gain!r} must be a finite number >= 0")
-    if method == "naive" and chroma_gain != 1.0:
-        raise ConfigError("chroma_gain applies to method='chroma' only (naive keeps the generator's RGB as it is)")
+    if temperature is not None:
+        if not (_finite(temperature) and temperature > 0):
+            raise ConfigError(f"temperature={temperature!r} must be a finite number > 0")
+        if not dial.has_temperature(model):
+            raise ConfigError("temperature applies to generators with the chroma-classes head (output=classes) only")
+    if method == "naive":
+        if vividness is not None or chroma_gain not in (None, 1.0):
+            what = "vividness" if vividness is not None else "chroma_gain"
+            raise ConfigError(f"{what} applies to method='chroma' only (naive keeps the generator's RGB as it is)")
+        return 1.0, temperature
+    return dial.knobs(model, vividness, chroma_gain, temperature)
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -326,25 +360,30 @@ def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @torch.inference_mode()
 def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int = DEFAULT_RENDER_SIZE,
-                  method: str = "chroma", chroma_gain: float = 1.0) -> torch.Tensor:
+                  method: str = "chroma", chroma_gain: Optional[float] = None, vividness: Optional[float] = None,
+                  temperature: Optional[float] = None) -> torch.Tensor:
     """Full-resolution luma [H, W] in [0, 1] -> colour uint8 [3, H, W]; a batch of lumas of one
     size [B, H, W] -> [B, 3, H, W], colorized in one generator call.
 
     method="chroma": the generator's chroma, upsampled, on the input's own luminance.
     method="naive": the generator's RGB output upsampled as it is (blurry; for comparison).
-    chroma_gain (chroma only) multiplies the predicted chroma before it goes back on the luma:
-    0 gives the gray copy, above 1 more saturated colours (`combine` keeps them in gamut).
+    vividness (chroma only): the dial V in [0, 1] (vividness.py), 0 the safest colours, 1 as
+    colourful as real photos; None: the generator's default (its calibration's, else gain 1).
+    Or the knobs the dial turns, instead of it: chroma_gain (chroma only) multiplies the
+    predicted chroma before it goes back on the luma (0 gives the gray copy, above 1 more
+    saturated colours; `combine` keeps them in gamut), temperature is the chroma-classes head's
+    (1: the mean of its bins, towards 0: their mode; other heads have none).
     """
-    _check_options(method, chroma_gain)
+    gain, temperature = _knobs(model, method, chroma_gain, vividness, temperature)
     batch = luma if luma.dim() == 3 else luma[None]
-    small = predict_rgb(model, batch, render_size)
+    small = predict_rgb(model, batch, render_size, temperature)
     size = tuple(batch.shape[-2:])
     if method == "naive":
         out = _to_uint8(_resize(small, size).clamp(0, 1))
         return out if luma.dim() == 3 else out[0]
     cbcr = _resize(rgb_to_ycbcr(small)[:, 1:], size)
-    if chroma_gain != 1.0:
-        cbcr = cbcr * chroma_gain
+    if gain != 1.0:
+        cbcr = cbcr * gain
     # stored height x width x 3 (returned as a [3, H, W] view) so Pillow can take it without a copy
     out = torch.empty(batch.shape[0], *size, 3, dtype=torch.uint8).permute(0, 3, 1, 2)
     for top in range(0, size[0], 512):  # in strips, so temporaries stay small on huge photos
@@ -354,7 +393,8 @@ def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int =
 
 
 def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_size: int = DEFAULT_RENDER_SIZE,
-                    formats: Sequence[str] = (), method: str = "chroma", chroma_gain: float = 1.0) -> list[bytes]:
+                    formats: Sequence[str] = (), method: str = "chroma", chroma_gain: Optional[float] = None,
+                    vividness: Optional[float] = None, temperature: Optional[float] = None) -> list[bytes]:
     """What the colorize command writes for each photo: the bytes of its output file, in
     `formats[i]` ("JPEG" or "PNG", as `output_format` picks them; default PNG).
 
@@ -363,7 +403,8 @@ def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_
     evaluation) calls it for a batch, so a score is the command's own output. Photos of one size are
     colorized together (one generator call); on the CPU that gives every photo the same bytes as
     alone (tests/test_scoring_path.py; a GPU may choose kernels by batch size that round the last
-    bit otherwise). method and chroma_gain: see `colorize_luma` (the command uses the defaults).
+    bit otherwise). method, vividness, chroma_gain, temperature: see `colorize_luma` (the command
+    passes its --vividness, None by default: the generator's default V).
     """
     formats = list(formats) or ["PNG"] * len(photos)
     if len(formats) != len(photos):
@@ -374,7 +415,7 @@ def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_
         by_size.setdefault(tuple(photo.luma.shape), []).append(i)
     for group in by_size.values():
         lumas = photos[group[0]].luma[None] if len(group) == 1 else torch.stack([photos[i].luma for i in group])
-        rgb = colorize_luma(lumas, model, render_size, method, chroma_gain)
+        rgb = colorize_luma(lumas, model, render_size, method, chroma_gain, vividness, temperature)
         for j, i in enumerate(group):
             files[i] = encode(to_pil(rgb[j], photos[i].alpha), formats[i])
     return files
@@ -384,16 +425,22 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
     return x.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str = "chroma") -> Image.Image:
+def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str = "chroma",
+             vividness: Optional[float] = None) -> Image.Image:
     """Colorize one photo of any size and aspect ratio; returns a Pillow image of the same size.
 
     image: a Pillow image (any mode; colour is dropped first), a path, or a luma tensor
     [H, W] / [1, H, W] (float in [0, 1] or uint8). model: a generator (see `load_model`) or a
-    checkpoint path. The output has the input's luminance (up to 8-bit rounding) and, for a
-    Pillow image or file with transparency, its alpha channel.
+    checkpoint path. vividness: how colourful, from 0 (the safest colours) to 1 (as colourful
+    as real photos); None: the generator's calibrated default (see vividness.py; a generator
+    without a calibration warns once when asked for a vividness, and follows the default
+    mapping). The output has the input's luminance (up to 8-bit rounding) and, for a Pillow
+    image or file with transparency, its alpha channel.
     """
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)[0]
+    if vividness is not None:
+        _warn_uncalibrated(model)
     if isinstance(image, (str, os.PathLike)):
         photo = read_photo(image)
     elif isinstance(image, Image.Image):
@@ -405,7 +452,15 @@ def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str =
         photo = GrayPhoto(luma.float() / 255 if luma.dtype == torch.uint8 else luma.float())
     else:
         raise TypeError(f"colorize takes a Pillow image, a path or a tensor, not {type(image).__name__}")
-    return to_pil(colorize_luma(photo.luma, model, render_size, method), photo.alpha)
+    return to_pil(colorize_luma(photo.luma, model, render_size, method, vividness=vividness), photo.alpha)
+
+
+def _warn_uncalibrated(model) -> None:
+    """A UserWarning, once per generator, that it has no vividness calibration."""
+    note = dial.uncalibrated_note(model)
+    if note and not getattr(model, "_colorlib_warned_uncalibrated", False):
+        model._colorlib_warned_uncalibrated = True
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def to_pil(rgb: torch.Tensor, alpha: Optional[torch.Tensor] = None) -> Image.Image:
@@ -542,7 +597,12 @@ class OutputFolderError(RuntimeError):
 
 
 class ColorizeInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped `colorize_files`; the message says how many photos are done (those are whole)."""
+    """Ctrl-C (or SIGTERM, SIGHUP: `signum`) stopped `colorize_files`; the message says how many
+    photos are done (those are whole)."""
+
+    def __init__(self, message: str, signum: int = signal.SIGINT):
+        super().__init__(message)
+        self.signum = signum
 
 
 @dataclass
@@ -566,24 +626,28 @@ class ColorizeSummary:
 
 def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int = DEFAULT_RENDER_SIZE,
                    device: str = "cpu", overwrite: bool = False, max_pixels: Optional[int] = None,
-                   progress: bool = True) -> ColorizeSummary:
+                   progress: bool = True, vividness: Optional[float] = None) -> ColorizeSummary:
     """Colorize the photos named by `inputs` (files, or folders searched recursively) into `out_dir`,
     each written atomically; a photo that cannot be colorized is named on stderr (FAILED ...) and
     the others go on. Everything that would spoil the whole batch is checked before the first
     photo: RunDirError or ConfigError (the checkpoint, render_size, device), OutputFolderError.
     Ctrl-C raises ColorizeInterrupted. max_pixels: Pillow's decompression-bomb limit for this
-    batch (0: none; default Pillow's)."""
+    batch (0: none; default Pillow's). vividness: the dial, 0 to 1 (see `colorize`; None: the
+    generator's default); a generator without a calibration gets one note on stderr."""
+    if vividness is not None:
+        vividness = dial.check_vividness(vividness)
     pillow_limit = Image.MAX_IMAGE_PIXELS
     if max_pixels is not None:
         Image.MAX_IMAGE_PIXELS = max_pixels if max_pixels > 0 else None
     try:
-        return _colorize_files(inputs, Path(out_dir), checkpoint, render_size, device, overwrite, progress)
+        return _colorize_files(inputs, Path(out_dir), checkpoint, render_size, device, overwrite, progress,
+                               vividness)
     finally:
         Image.MAX_IMAGE_PIXELS = pillow_limit  # a process-wide setting: leave it as it was
 
 
 def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: int, device: str,
-                    overwrite: bool, progress: bool) -> ColorizeSummary:
+                    overwrite: bool, progress: bool, vividness: Optional[float]) -> ColorizeSummary:
     """colorize_files once Pillow's limit is set: the batch checked, then every photo in turn."""
     from tqdm import tqdm
 
@@ -591,21 +655,25 @@ def _colorize_files(inputs: list[str], out_dir: Path, checkpoint, render_size: i
     for name, problem in failed:
         print(f"FAILED {name}: {problem}", file=sys.stderr)
     model = _model_for_batch(jobs, out_dir, checkpoint, render_size, device)
+    if vividness is not None and dial.uncalibrated_note(model):
+        print(f"note: {dial.uncalibrated_note(model)}", file=sys.stderr)
     result = ColorizeSummary(out_dir, len(jobs), failed=failed)
     claim = _output_claims()
     bar = tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr)
     try:
         for job in bar:
             try:
-                _colorize_job(job, out_dir, model, render_size, overwrite, claim, result)
+                _colorize_job(job, out_dir, model, render_size, overwrite, claim, result, vividness)
             except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
                 failed.append((str(job.source), _describe_problem(exc)))
                 tqdm.write(f"FAILED {job.source}: {failed[-1][1]}", file=sys.stderr)
-    except KeyboardInterrupt:  # outputs are written atomically: those done are whole, none is partial
+    except KeyboardInterrupt as exc:  # outputs are written atomically: those done are whole, none is partial
         bar.close()
+        signum = getattr(exc, "signum", signal.SIGINT)  # the command line turns SIGTERM/SIGHUP into one
+        said = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         raise ColorizeInterrupted(
-            f"interrupted: colorized {result.done} of {len(jobs)} photo(s) into {out_dir} before Ctrl-C; run "
-            f"the same command again to do the rest (photos already colorized are skipped)") from None
+            f"interrupted: colorized {result.done} of {len(jobs)} photo(s) into {out_dir} before {said}; run "
+            f"the same command again to do the rest (photos already colorized are skipped)", signum) from None
     bar.close()
     return result
 
@@ -638,7 +706,7 @@ def _output_claims():
 
 
 def _colorize_job(job: Job, out_dir: Path, model, render_size: int, overwrite: bool, claim,
-                  result: ColorizeSummary) -> None:
+                  result: ColorizeSummary, vividness: Optional[float] = None) -> None:
     """One photo colorized and written atomically into out_dir, or skipped when its output exists
     and not overwrite; counted in `result`."""
     from tqdm import tqdm
@@ -655,7 +723,7 @@ def _colorize_job(job: Job, out_dir: Path, model, render_size: int, overwrite: b
     claim(target, job)
     _note_input(job, photo, result)
     _note_reduced_size(job, photo, model, render_size)
-    data = colorized_files([photo], model, render_size, [fmt])[0]  # the scorers' path too
+    data = colorized_files([photo], model, render_size, [fmt], vividness=vividness)[0]  # the scorers' path too
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomically(target, data, overwrite=overwrite)
     result.done += 1

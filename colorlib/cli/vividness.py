@@ -1,0 +1,48 @@
+"""Commands vividness-calibrate and vividness-frontier (lab/vividness.py): the colorize dial --vividness."""
+from __future__ import annotations
+
+from ._args import DATA_HELP, positive_int
+
+
+def cmd_calibrate(args) -> int:
+    from ..lab.vividness import calibrate_file
+    calibrate_file(args.checkpoint, args.out, args.data, args.limit, args.device)
+    return 0
+
+
+def cmd_frontier(args) -> int:
+    from ..lab.vividness import frontier, markdown_table
+    report = frontier(args.checkpoint, args.data, args.limit, args.out, args.device)
+    print(markdown_table(report))
+    for path in report.get("written", []):
+        print(f"wrote {path}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("vividness-calibrate", help="calibrate a generator's --vividness dial on its validation split",
+                       description="Walk the generator's knobs (chroma gain; temperature for the chroma-classes "
+                                   "head) on validation images carved from the training split, never the test "
+                                   "split, and store the dial (V = 0: best PSNR, V = 1: the truth's colourfulness, "
+                                   "linear in colourfulness between, each at its best PSNR) and its default in the "
+                                   "generator file. Its weights and every other part stay as they are; the file "
+                                   "is checked, then written atomically.")
+    p.add_argument("checkpoint", metavar="GENERATOR",
+                   help="a generator.pt, or a run directory (its checkpoints/generator.pt)")
+    p.add_argument("--out", default=None, help="write a new file instead (default: calibrate GENERATOR in place)")
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--limit", type=positive_int, default=1000, help="validation images (default 1000)")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("vividness-frontier",
+                       help="score the --vividness dial on the test split (metrics.json, frontier.png)",
+                       description="Score the dial at V = 0, 0.25, 0.5, 0.75, 1 and its default through the colorize "
+                                   "command's own path, next to the chroma gain alone at matching colourfulness, on "
+                                   "every (10000 / limit)-th test image.")
+    p.add_argument("--checkpoint", default=None, help="generator.pt or run directory (default: the shipped generator)")
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--limit", type=positive_int, default=1000, help="test images, evenly spaced (default 1000)")
+    p.add_argument("--out", default=None, help="folder for metrics.json, frontier.png and table.md")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
+    p.set_defaults(func=cmd_frontier)
