@@ -1,0 +1,267 @@
+"""What notebook 08 (stable colours) draws and tabulates, from the studies and the run that ship.
+
+- `collapse_per_epoch`: the collapse statistic of a run's loss history, per epoch;
+- `collapse_figure`: that statistic for a long run of the paper's recipe, next to a study's methods;
+- `read_study`, `study_source`, `fixes_table`, `fix_effect`: what each fix measured, mean ± spread over seeds;
+- `frontier_figure`: PSNR against colourfulness of every method of one or more studies, with seeds;
+- `colorize_images`, `vividness_strip`: test images through `colorize` at a few vividness settings.
+
+The figures are drawn to be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from ..engine.trainer import D_WINS_LOSS
+from ..inference import colorize as colorize_module
+from ..runs.config import ConfigError, make_config
+from ..runs.rundir import read_json
+from .baselines import METHODS
+from .metrics import colourfulness, mse_per_image, psnr_from_mse
+from .study import STUDY_FORMAT
+from .tutorial import REPO, shown
+
+DPI = 100
+TEXT = 10  # pt: titles, axis labels, annotations
+SMALL = 9  # pt: tick labels and legends, the smallest text of a figure
+BASE = "ours-ycbcr"  # the chroma-only GAN with a spectral-norm D: the fixes are measured on top of it
+
+
+# ---------------------------------------------------------------- the collapse statistic
+def collapse_per_epoch(history: dict) -> torch.Tensor:
+    """Share of each epoch's iterations in which D wins outright, L_D = L_real + L_fake < D_WINS_LOSS.
+
+    `history`: a run's loss history (`rundir.read_history`), one entry per iteration; the result
+    has one value per epoch, in order."""
+    wins = ((history["d_real"] + history["d_fake"]) < D_WINS_LOSS).double()
+    _, epoch = torch.unique(history["epoch"], return_inverse=True)  # 0, 1, ... in epoch order
+    counts = torch.bincount(epoch).double()
+    return torch.zeros_like(counts).index_add_(0, epoch, wins) / counts
+
+
+def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """Title, axis labels and ticks at readable sizes; the y label horizontal, above the axis."""
+    ax.set_title(title, fontsize=TEXT + 1, loc="left", pad=22)
+    ax.set_xlabel(xlabel, fontsize=TEXT)
+    ax.set_ylabel(ylabel, fontsize=TEXT, rotation=0, ha="left", va="bottom")
+    ax.yaxis.set_label_coords(0, 1.01)
+    ax.tick_params(labelsize=SMALL)
+
+
+def _uses_spectral_d(report: dict, name: str) -> bool:
+    return report["methods"][name]["overrides"].get("d_norm") == "spectral"
+
+
+def collapse_figure(run_share: torch.Tensor, report: dict, run_label: str) -> Figure:
+    """Left: the collapse statistic per epoch of one long run (`collapse_per_epoch`). Right: a
+    study's mean over seeds per epoch, for its paper recipe and, as one line (their maximum),
+    every method with a spectral-norm discriminator."""
+    fig = Figure(figsize=(11, 3.6), dpi=DPI, layout="constrained")
+    left, right = fig.subplots(1, 2, width_ratios=(1.6, 1))
+    epochs = torch.arange(1, len(run_share) + 1)
+    left.bar(epochs.numpy(), run_share.numpy(), width=1.0, color="tab:red")
+    left.set_ylim(0, 1.02)
+    _axes_style(left, run_label, "epoch", "share of iterations in which D wins outright")
+    per_epoch = {n: r["collapse"]["per_epoch"] for n, r in report["methods"].items() if r.get("collapse")}
+    spectral = [n for n in per_epoch if _uses_spectral_d(report, n)]
+    x = range(1, 1 + max(len(v) for v in per_epoch.values()))
+    if "paper" in per_epoch:
+        right.plot(x, per_epoch["paper"], "o-", color="tab:red", label="paper's recipe")
+    if spectral:
+        worst = [max(per_epoch[n][e] for n in spectral) for e in range(len(x))]
+        right.plot(x, worst, "s-", color="tab:blue", label=f"{len(spectral)} methods with a spectral-norm D (max)")
+    right.set_ylim(-0.02, 1.02)
+    right.legend(fontsize=SMALL, loc="upper left")
+    _axes_style(right, f"The study: mean over {report['seeds']} seeds", "epoch", "share of iterations")
+    return fig
+
+
+# ---------------------------------------------------------------- the study's numbers
+def read_study(folder, name: str = "study_dir") -> dict:
+    """The metrics.json of a study's figures folder (relative paths start at the repository root);
+    a ConfigError naming the parameter `name` where the folder holds none."""
+    path = REPO / folder / "metrics.json"
+    report = read_json(path) if path.is_file() else {}
+    if report.get("format") != STUDY_FORMAT:
+        found = f"format {report.get('format')!r}" if path.is_file() else "no such file"
+        raise ConfigError(f"{name}={str(folder)!r} holds no study ({shown(path)}: {found}): pass the --figures folder "
+                          f"of a `make gpu-study` or `make baselines`, or keep the default {name}")
+    return report
+
+
+def study_source(report: dict) -> str:
+    """Where a study's numbers come from, as its metrics.json records it."""
+    seeds = sorted({s["seed"] for r in report["methods"].values() for s in r["seeds"]})
+    epochs = "/".join(str(e) for e in sorted(set(report["epochs"].values())))
+    return (f"preset {report['preset']}, data {report['data']} ({report['test_images']:,} test images, "
+            f"{report['val_images']:,} validation images held out of the training split), trained on "
+            f"{report['device_name']}, seeds {', '.join(map(str, seeds))}, {epochs} epochs per run")
+
+
+def base_of(name: str) -> Optional[str]:
+    """The method a fix is measured against: ours-ycbcr for what adds to it, the paper's recipe
+    for the rest, none for the paper's recipe itself."""
+    if name == "paper":
+        return None
+    overrides, base = METHODS.get(name, {}), METHODS[BASE]
+    builds_on_base = name != BASE and all(overrides.get(k) == v for k, v in base.items() if k not in ("lr",))
+    return BASE if builds_on_base else "paper"
+
+
+def what_it_changes(name: str, preset: str = "paper") -> str:
+    """The config fields a method sets to other values than its base (`base_of`) has at `preset`."""
+    base = base_of(name)
+    if base is None:
+        return "the paper's recipe"
+    overrides = METHODS.get(name, {})
+    mine, under = (make_config(preset, **METHODS.get(n, {})).to_dict() for n in (name, base))
+    return ", ".join(f"{k}={mine[k]}" for k in overrides if under[k] != mine[k])
+
+
+def fix_effect(report: dict, name: str, base: str, key: str, split: str = "test") -> tuple[float, float]:
+    """The measured effect of a fix on one score: the difference of the seed means, and its
+    standard error from the two sample standard deviations, sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
+    a, b = (report["methods"][n][split]["colorize"][key] for n in (name, base))
+    return a["mean"] - b["mean"], math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
+
+
+def _mean_std(entry: dict, fmt: str, scale: float = 1.0) -> str:
+    text = fmt.format(entry["mean"] * scale)
+    return text + (" ± " + fmt.format(entry["std"] * scale) if entry.get("n", 1) > 1 else "")
+
+
+def _effect(report: dict, name: str, key: str, fmt: str) -> str:
+    base = base_of(name)
+    if base is None or base not in report["methods"]:
+        return "-"
+    delta, se = fix_effect(report, name, base, key)
+    return f"{fmt.format(delta)} ± {fmt.format(se).lstrip('+')}"
+
+
+def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
+    """Markdown: one row per method of a study, test split through colorize, mean ± sample std over
+    seeds, and each fix's effect (difference of means ± its standard error) against its base."""
+    gray, truth = report["gray"]["test"], report["ground_truth"]["test"]
+    head = ("method", "what it changes (on top of)", "PSNR (dB)", "effect on PSNR (dB)",
+            f"colourfulness (truth {truth['colourfulness']:.1f})", "effect on colourfulness", "feature FD",
+            "D wins outright")
+    lines = ["| " + " | ".join(head) + " |", "|---|---|" + "---:|" * (len(head) - 2),
+             f"| gray (copied to RGB) | - | {gray['psnr_dataset_db']['mean']:.2f} | - | 0.0 | - | "
+             f"{gray['feature_fd']['mean']:.2f} | - |"]
+    order = ["paper"] + list(METHODS)  # the paper's recipe first, then colorlib/lab/baselines.py's order
+    for name in sorted(report["methods"], key=lambda n: order.index(n) if n in order else len(order)):
+        if name in leave_out:
+            continue
+        r, base = report["methods"][name], base_of(name)
+        m = r["test"]["colorize"]
+        changes = what_it_changes(name, report["preset"]) + (f" (on {base})" if base else "")
+        cells = (changes,
+                 _mean_std(m["psnr_dataset_db"], "{:.2f}"), _effect(report, name, "psnr_dataset_db", "{:+.2f}"),
+                 _mean_std(m["colourfulness"], "{:.1f}"), _effect(report, name, "colourfulness", "{:+.1f}"),
+                 _mean_std(m["feature_fd"], "{:.2f}"),
+                 f"{r['collapse']['mean']:.0%}" if r["overrides"].get("adv_weight", 1) else "no D")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- the frontier
+def _points(report: dict, name: str) -> tuple[dict, list[tuple[float, float]]]:
+    m = report["methods"][name]["test"]["colorize"]
+    seeds = [(s["test"]["colorize"]["colourfulness"], s["test"]["colorize"]["psnr_dataset_db"])
+             for s in report["methods"][name]["seeds"] if s.get("test")]
+    return m, seeds
+
+
+def _palette(n: int) -> list[tuple]:
+    """n colours, all different up to 20: tab20's ten dark shades first, then its ten light ones."""
+    import matplotlib
+
+    tab20 = matplotlib.colormaps["tab20"].colors
+    return [(tab20[0::2] + tab20[1::2])[i % 20] for i in range(n)]
+
+
+def _draw_method(ax, report: dict, name: str, colour, filled: bool, label: str) -> None:
+    m, seeds = _points(report, name)
+    ax.plot(*zip(*seeds), "o", ms=3.5, color=colour, alpha=0.55)
+    ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
+                yerr=m["psnr_dataset_db"]["std"], fmt="o" if filled else "D", ms=8, capsize=2, color=colour,
+                mfc=colour if filled else "white", mew=1.6, label=f"{name} ({label})")
+
+
+def frontier_figure(studies: Sequence[tuple[dict, str]], extra: Sequence[tuple[str, float, float]] = (),
+                    leave_out: Sequence[str] = ()) -> Figure:
+    """PSNR (dataset, dB) against colourfulness on the test split through colorize, for every method
+    of each (report, label) in `studies` but those in `leave_out`: small dots for the seeds, a marker
+    with error bars for the mean ± std (filled for the first study, hollow for the others). A method
+    already drawn from an earlier study is left out of a later one. `extra`: further (label,
+    colourfulness, PSNR) points, drawn as stars. The cross: where a perfect sampler of the true
+    colours would land if the first study's best regressor were the ideal one (twice its error)."""
+    report = studies[0][0]
+    truth, gray = report["ground_truth"]["test"]["colourfulness"], report["gray"]["test"]["psnr_dataset_db"]["mean"]
+    fig = Figure(figsize=(11, 6.4), dpi=DPI, layout="constrained")
+    ax = fig.subplots()
+    ax.axvspan(0.9 * truth, 1.1 * truth, color="black", alpha=0.07, label=f"within 10% of the truth's {truth:.1f}")
+    ax.axhline(gray, color="gray", ls=":", lw=1.2, label=f"gray copy, {gray:.2f} dB")
+    drawn: list[tuple[dict, str, str, bool]] = []
+    for k, (study, label) in enumerate(studies):
+        done = {name for _, name, _, _ in drawn}
+        drawn += [(study, name, label, k == 0) for name in study["methods"] if name not in done | set(leave_out)]
+    for (study, name, label, filled), colour in zip(drawn, _palette(len(drawn))):
+        _draw_method(ax, study, name, colour, filled, label)
+    for label, x, y in extra:
+        ax.plot(x, y, "*", ms=16, color="black", label=label)
+    best = max(report["methods"].values(), key=lambda r: r["test"]["colorize"]["psnr_dataset_db"]["mean"])
+    sampler = best["test"]["colorize"]["psnr_dataset_db"]["mean"] - 10 * math.log10(2)
+    ax.plot(truth, sampler, "X", ms=12, color="black", label="perfect sampler, if the best regressor were ideal")
+    ax.legend(fontsize=SMALL, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    _axes_style(ax, "Fidelity against vividness: test split through colorize, each seed a dot, mean ± std",
+                "colourfulness (Hasler & Süsstrunk): more vivid to the right",
+                "PSNR over the test set (dB): closer to the true colours up")
+    return fig
+
+
+# ---------------------------------------------------------------- the vividness dial
+def colorize_images(images: torch.Tensor, model, vividness: float) -> torch.Tensor:
+    """uint8 RGB images [B, 3, H, W] -> their colorizations through `colorize` at `vividness`,
+    from their gray copies (colorize keeps only the luma of what it is given)."""
+    outs = []
+    for image in images:
+        photo = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
+        out = colorize_module.colorize(photo, model, vividness=vividness)
+        outs.append(torch.from_numpy(np.array(out.convert("RGB"))).permute(2, 0, 1))
+    return torch.stack(outs)
+
+
+def scores(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
+    """(dataset PSNR in dB, mean colourfulness) of a batch of uint8 colorizations."""
+    return float(psnr_from_mse(mse_per_image(pred, truth).mean())), float(colourfulness(pred).mean())
+
+
+def _strip(ax, images: torch.Tensor, label: str) -> None:
+    strip = torch.cat(list(images), dim=2).permute(1, 2, 0).numpy()
+    ax.imshow(strip, interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(label, loc="left", fontsize=TEXT, pad=3)
+
+
+def vividness_strip(images: torch.Tensor, model, levels: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
+    """Rows: the gray input, its colorization at each vividness in `levels`, the truth (uint8
+    `images`); each row titled with the dataset PSNR and the mean colourfulness of its images."""
+    from .photos import gray_copy
+
+    rows = [("gray input", torch.stack([gray_copy(image) for image in images]))]
+    rows += [(f"vividness {v:g}", colorize_images(images, model, v)) for v in levels]
+    rows.append(("ground truth", images))
+    fig = Figure(figsize=(0.95 * len(images) + 0.4, 1.15 * len(rows)), dpi=DPI, layout="constrained")
+    for ax, (label, batch) in zip(fig.subplots(len(rows), 1), rows):
+        psnr, colour = scores(batch, images)
+        psnr_text = "" if batch is images else f"PSNR {psnr:.2f} dB, "
+        _strip(ax, batch, f"{label}:  {psnr_text}colourfulness {colour:.1f}")
+    return fig

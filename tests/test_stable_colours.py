@@ -1,0 +1,123 @@
+"""colorlib.lab.stable_colours: notebook 08's statistic, tables and figures, on the studies that ship."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.text import Text
+from PIL import Image
+
+from colorlib.lab import stable_colours as sc
+from colorlib.lab.tutorial import SHIPPED_BASELINES
+from colorlib.runs.config import ConfigError
+
+STUDY = "figures/paper/baselines"
+
+
+@pytest.fixture(scope="module")
+def study():
+    return sc.read_study(STUDY)
+
+
+@pytest.fixture(scope="module")
+def second():
+    return sc.read_study(SHIPPED_BASELINES, "all_methods_dir")
+
+
+def readable_text(fig) -> list[Text]:
+    """Every visible, non-empty text of a drawn figure."""
+    fig.savefig(io.BytesIO(), format="png")  # tick labels exist only once the figure is drawn
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def assert_readable(fig) -> None:
+    assert fig.dpi >= 100
+    texts = readable_text(fig)
+    assert texts
+    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9]
+    assert not small, small
+    turned = [t.get_text() for t in texts if t.get_rotation() != 0]
+    assert not turned, turned
+
+
+def test_the_collapse_statistic_is_the_share_of_iterations_d_wins_per_epoch():
+    history = {"epoch": torch.tensor([3, 3, 3, 3, 4, 4]),
+               "d_real": torch.tensor([0.001, 0.5, 0.001, 0.2, 0.001, 0.004]),
+               "d_fake": torch.tensor([0.002, 0.5, 0.009, 0.2, 0.001, 0.005])}
+    # L_D = 0.003 (wins), 1.0, 0.010 (not below 0.01), 0.4 | 0.002, 0.009: both win
+    assert sc.collapse_per_epoch(history).tolist() == [0.25, 1.0]
+
+
+def test_a_fix_effect_is_a_difference_of_means_with_its_standard_error():
+    def entry(mean, std):
+        return {"test": {"colorize": {"psnr_dataset_db": {"mean": mean, "std": std, "n": 3}}}}
+    report = {"methods": {"fix": entry(23.0, 0.3), "base": entry(22.0, 0.4)}}
+    delta, se = sc.fix_effect(report, "fix", "base", "psnr_dataset_db")
+    assert delta == pytest.approx(1.0)
+    assert se == pytest.approx(math.sqrt(0.09 / 3 + 0.16 / 3))
+
+
+def test_each_fix_is_measured_against_what_it_adds_to():
+    assert sc.base_of("paper") is None
+    assert sc.base_of("ours-ycbcr") == "paper"
+    assert sc.base_of("ycbcr-r1") == sc.base_of("ycbcr-ttur") == "ours-ycbcr"  # TTUR changes lr too
+    assert sc.base_of("unet-l1") == sc.base_of("classes") == "paper"
+    assert sc.what_it_changes("ycbcr-r1") == "r1_gamma=0.1"
+    assert sc.what_it_changes("ycbcr-ttur") == "lr=0.0001, d_lr=0.0004"
+
+
+def test_the_table_reads_every_number_from_the_study(study):
+    table = sc.fixes_table(study, leave_out=["stable"])
+    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| method")]
+    names = [row.split(" | ")[0].strip("| ") for row in rows]
+    assert names[:2] == ["gray (copied to RGB)", "paper"]
+    assert set(names[1:]) == set(study["methods"]) - {"stable"}
+    r1 = next(row for row in rows if row.startswith("| ycbcr-r1 "))
+    m = study["methods"]["ycbcr-r1"]["test"]["colorize"]["psnr_dataset_db"]
+    delta, se = sc.fix_effect(study, "ycbcr-r1", "ours-ycbcr", "psnr_dataset_db")
+    assert f"{m['mean']:.2f} ± {m['std']:.2f}" in r1 and f"{delta:+.2f} ± {se:.2f}" in r1
+
+
+def test_the_source_of_the_numbers_is_read_from_the_study(study):
+    text = sc.study_source(study)
+    assert study["device_name"] in text and f"preset {study['preset']}," in text
+    assert "seeds 0, 1, 2" in text and "6 epochs per run" in text
+
+
+def test_a_folder_without_a_study_is_a_parameter_error(tmp_path):
+    with pytest.raises(ConfigError, match="study_dir=.* holds no study"):
+        sc.read_study(tmp_path, "study_dir")
+
+
+def test_the_figures_are_readable_at_full_size(study, second):
+    share = torch.tensor([0.0, 0.5, 1.0])
+    assert_readable(sc.collapse_figure(share, study, "a run"))
+    fig = sc.frontier_figure([(study, "6 epochs"), (second, "3 epochs")], [("shipped", 21.4, 22.7)],
+                             leave_out=["stable"])
+    assert_readable(fig)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    methods = set(study["methods"]) | set(second["methods"])
+    assert len([label for label in labels if label.endswith("epochs)")]) == len(methods) - 1  # once each, not stable
+    assert "paper (6 epochs)" in labels and "pix2pix (3 epochs)" in labels
+
+
+def test_the_vividness_strip_asks_colorize_for_each_setting(monkeypatch):
+    asked = []
+
+    def fake_colorize(image, model, vividness):
+        asked.append(vividness)
+        rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+        out = (rgb.float() * (1 - vividness / 2)).to(torch.uint8)
+        return Image.fromarray(out.permute(1, 2, 0).numpy())
+
+    monkeypatch.setattr(sc.colorize_module, "colorize", fake_colorize)
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    fig = sc.vividness_strip(images, model=None, levels=(0.0, 1.0))
+    assert asked == [0.0] * 3 + [1.0] * 3
+    titles = [ax.get_title(loc="left") for ax in fig.axes]
+    assert [t.split(":")[0] for t in titles] == ["gray input", "vividness 0", "vividness 1", "ground truth"]
+    assert "PSNR" not in titles[-1]  # the truth against itself would say nothing
+    assert_readable(fig)
