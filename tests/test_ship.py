@@ -82,6 +82,7 @@ def test_a_winner_is_written_with_its_scores_and_the_replaced_file_kept(smoke_ru
     assert all(v.dtype == torch.float16 for v in shipped["generator"].values() if v.is_floating_point())
     assert shipped["ship"]["beats_default"] and shipped["metrics"]["data"]["images"] == 200
     assert "generator through colorize" in shipped["metrics"]["methods"]
+    assert shipped["vividness"]["knots"]  # shipped with its vividness dial calibrated
     G, cfg = load_model(weak)  # colorize takes it as it takes any generator
     assert cfg.preset == "paper"
     assert G(torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)

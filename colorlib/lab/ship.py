@@ -231,6 +231,9 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
         rundir.atomic_write_bytes(previous, out.read_bytes())
         log(f"the generator it replaces: {previous}")
     rundir.atomic_save(payload, out)
+    # its vividness dial, calibrated on the weights users get (float16) and validation images
+    from .vividness import calibrate_file
+    calibrate_file(out, data=data or cfg.data, device=device, log=log)
     log(f"shipped: {out}")
 
 
