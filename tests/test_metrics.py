@@ -167,3 +167,77 @@ def test_evaluate_and_compare_on_a_smoke_run(smoke_run_copy, small_folder, tiny_
 def test_compare_needs_evaluated_runs(tmp_path, capsys):
     assert cli_main(["compare", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "colorlib evaluate" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- what 07_evaluation shows
+def scored(psnr_db: float, colour: float) -> dict:
+    return {"psnr_dataset_db": psnr_db, "colourfulness": colour}
+
+
+def a_report(run_db: float, colour: float, epochs: int, raw_db: float = 20.0) -> dict:
+    return {"method": "quick", "run": {"preset": "quick", "epochs_done": epochs},
+            "data": {"images": 1000}, "ground_truth": {"colourfulness": 30.0},
+            "methods": {GRAY_METHOD: scored(22.24, 0.0), "quick": scored(raw_db, colour),
+                        "quick through colorize": scored(run_db, colour)}}
+
+
+def test_versus_gray_says_above_or_below_by_how_much_and_why():
+    from colorlib.lab.metrics import versus_gray
+    short = versus_gray(a_report(21.90, 12.0, 8))
+    assert short.startswith("**`quick`** (preset `quick`, 8 epochs) scores 21.90 dB through `colorize` on these "
+                            "1,000 test images: 0.34 dB below the gray copy's 22.24 dB.")
+    assert "A run of 8 epochs has not learned which colour goes where yet" in short
+    assert "raw output scores 20.00 dB" in short
+    above = versus_gray(a_report(22.80, 21.0, 100))
+    assert "0.56 dB above the gray copy's 22.24 dB" in above and "mean-colour effect" in above
+    assert "colourfulness 21.0 against the truth's 30.0" in above
+    assert "nearly gray" in versus_gray(a_report(22.25, 0.8, 2))
+    assert "wrong more often than right" in versus_gray(a_report(21.0, 25.0, 100))
+
+
+def test_the_study_chart_reads_level_and_large_enough(repo_root):
+    from colorlib.lab.metrics import comparison_chart
+    from colorlib.lab.tutorial import SHIPPED_BASELINES, baselines_report, study_rows, study_title
+    report, _, _ = baselines_report(SHIPPED_BASELINES, "paper", repo=repo_root)
+    rows, truth, spreads = study_rows(report)
+    fig = comparison_chart(rows, truth, study_title(report), spreads)
+    assert fig.dpi >= 100
+    first = fig.axes[0]
+    labels = first.get_yticklabels()
+    assert [t.get_text() for t in labels] == [name for name, _ in rows]  # the names on the left, level
+    assert all(t.get_rotation() == 0 for t in labels) and len(first.patches) == len(rows)
+    assert first.get_ylim()[0] > first.get_ylim()[1]  # the first row (the gray copy) on top
+    values = [t.get_text().strip() for t in first.texts]
+    assert values[0] == f"{dict(rows)[GRAY_METHOD]['psnr_dataset_db']:.2f}"  # each bar says its value
+    texts = [t for ax in fig.axes for t in (*ax.texts, ax.title, *ax.get_xticklabels(), *ax.get_yticklabels())]
+    assert min(t.get_fontsize() for t in texts if t.get_text()) >= 9
+
+
+def test_shown_evaluation_reuses_a_file_of_the_run_as_it_is(tmp_path):
+    from colorlib.lab.metrics import METRICS_FORMAT, shown_evaluation
+    from colorlib.runs import rundir
+    from colorlib.runs.config import make_config
+    rundir.write_json(tmp_path / "config.json", make_config("smoke").to_dict())
+    rundir.write_json(tmp_path / "run.json", {"status": "finished", "epochs_done": 2})
+    report = {"format": METRICS_FORMAT, "scope": "full", "run": {"epochs_done": 2}, "data": {"images": 10000}}
+    rundir.write_json(tmp_path / "metrics.json", report)
+    assert shown_evaluation(tmp_path, None, None) == (report, "scored before, on 10,000 test images, on this run as "
+                                                              "it is now: metrics.json (delete it to score again)")
+    limited = {**report, "scope": "limit1000", "data": {"images": 1000, "limit": 1000}}
+    rundir.write_json(tmp_path / "metrics-limit1000.json", limited)
+    assert shown_evaluation(tmp_path, None, 1000) == (limited, "scored before, on 1,000 test images (a seeded random "
+                                                          "subset, limit=1000), on this run as it is now: "
+                                                          "metrics-limit1000.json (delete it to score again)")
+    # a run shipped with its scores but no generator: those scores, whatever the limit
+    got, note = shown_evaluation(tmp_path, None, 500)
+    assert got == report and note.startswith("the run ships its scores (on 10,000 test images) but not its generator")
+
+
+def test_shown_evaluation_scores_a_run_once_with_a_progress_bar(smoke_run_copy, small_folder, capsys):
+    from colorlib.lab.metrics import shown_evaluation
+    report, note = shown_evaluation(smoke_run_copy, str(small_folder), 5, "cpu")
+    assert note == "scored now, on 5 test images (a seeded random subset, limit=5): written to metrics.json"
+    assert report["data"]["images"] == 5
+    assert "scoring 3 methods" in capsys.readouterr().err  # tqdm's bar, over the images
+    again, note = shown_evaluation(smoke_run_copy, str(small_folder), 5, "cpu")
+    assert note.startswith("scored before") and again["methods"] == report["methods"]

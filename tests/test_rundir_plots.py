@@ -147,3 +147,79 @@ def test_figures_command_writes_pngs_and_provenance(smoke_run, tmp_path, capsys)
 def test_figures_of_a_folder_that_is_no_run_exit_2(tmp_path, capsys):
     assert cli_main(["figures", "--run-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "error: " in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the collapse statistic, where the student looks
+def tiny_run(path, d_losses_per_epoch, val_fd=None, iterations=4):
+    """A run directory without checkpoints: the smoke preset's config, a history in which D's loss
+    (real + generated) in epoch e is d_losses_per_epoch[e - 1] in every iteration, and with `val_fd`
+    an epochs.csv holding the same shares of D's outright wins and those validation FDs."""
+    from colorlib.engine.run_files import EPOCH_COLUMNS
+    from colorlib.runs.config import make_config
+
+    epochs = len(d_losses_per_epoch)
+    rundir.write_json(path / "config.json", make_config("smoke", epochs=epochs).to_dict())
+    rows = [[(e - 1) * iterations + i + 1, e, 50.0, 5.0, 0.4, loss / 2, loss / 2]
+            for e, loss in enumerate(d_losses_per_epoch, start=1) for i in range(iterations)]
+    rundir.write_history(path, torch.tensor(rows, dtype=torch.float64))
+    rundir.write_json(path / "run.json", {"status": "finished", "epochs_done": epochs, "iterations_done": len(rows),
+                                          "wall_time_s": 12.0, "device": "cpu"})  # as figures/paper/run's
+    if val_fd is not None:
+        rundir.write_epochs(path, EPOCH_COLUMNS, [[e, float(loss < 0.01), 20.0 + e, 10.0, fd, 1e-3, 1e-3]
+                                                  for e, (loss, fd) in enumerate(zip(d_losses_per_epoch, val_fd), 1)])
+    return path
+
+
+def test_d_wins_come_from_epochs_csv_else_from_the_history(tmp_path):
+    run = tiny_run(tmp_path / "old", [1.0, 0.001, 0.001, 0.5, 0.001])  # no epochs.csv, as figures/paper/run
+    assert plots.d_wins_by_epoch(run) == {1: 0.0, 2: 1.0, 3: 1.0, 4: 0.0, 5: 1.0}
+    assert plots.outright_epochs(plots.d_wins_by_epoch(run)) == [2, 3, 5]
+    new = tiny_run(tmp_path / "new", [1.0, 0.001], val_fd=[9.0, 7.0])
+    (new / "epochs.csv").write_text((new / "epochs.csv").read_text().replace("\n2,1,", "\n2,0.25,"))
+    assert plots.d_wins_by_epoch(new) == {1: 0.0, 2: 0.25}  # the trainer's own record wins
+    cfg = rundir.read_json(new / "config.json")
+    rundir.write_json(new / "config.json", {**cfg, "adv_weight": 0.0})
+    assert plots.d_wins_by_epoch(new) == {}  # no discriminator: no statistic
+
+
+def test_epoch_lists_read_as_ranges():
+    assert plots.epoch_spans([8, 6, 7, 12]) == [(6, 8), (12, 12)]
+    assert plots.epoch_list([6, 7, 8, 12, 20, 21]) == "6-8, 12 and 20-21"
+    assert plots.epoch_list([5]) == "5"
+    assert plots.epoch_note({3: 1.0, 4: 0.125}, 3) == "D wins outright in 100% of this epoch's iterations"
+    assert plots.epoch_note({3: 1.0, 4: 0.125}, 4) == "D wins outright in 12% of this epoch's iterations"
+    assert plots.epoch_note({}, 4) == ""
+
+
+def test_run_story_is_computed_from_the_run_shown(tmp_path):
+    run = tiny_run(tmp_path / "run", [1.0, 0.5, 0.001, 0.001, 0.001, 0.5], val_fd=[9.0, 4.5, 6.0, 8.0, 8.5, 7.0])
+    story = plots.run_story(run, "runs/quick")
+    assert story.startswith("**The run shown here**: `runs/quick`, preset `smoke`, 6 of 6 epochs (finished)")
+    assert "D won outright (D loss < 0.01 in every iteration) in epochs 3-5: 3 of its 6 epochs" in story
+    assert "Epoch 2 has the best validation FD (4.50, validation PSNR 22.00 dB); the last epoch's is 7.00." in story
+    calm = plots.run_story(tiny_run(tmp_path / "calm", [1.0, 0.5]), "calm")
+    assert "D never won outright (D loss < 0.01) in any iteration" in calm
+    assert "no per-epoch validation scores" in calm
+
+
+def test_the_shipped_run_says_when_d_won(repo_root):
+    story = plots.run_story(repo_root / "figures" / "paper" / "run", "figures/paper/run")
+    assert "preset `paper`, 100 of 100 epochs" in story
+    assert "in epochs 6-12, 23-32, 56-63, 67-82 and 84-96: 54 of its 100 epochs" in story
+
+
+def test_loss_curves_shade_the_epochs_d_won_outright(tmp_path):
+    run = tiny_run(tmp_path / "run", [1.0, 0.001, 0.001, 0.5, 0.001])
+    fig = plots.loss_curves(run)
+    losses, terms, collapse = fig.axes[:3]
+    spans = [p for p in losses.patches if p.get_facecolor()[3] < 0.5]  # the translucent bands
+    assert [(round(p.get_x()), round(p.get_x() + p.get_width())) for p in spans] == [(4, 12), (16, 20)]
+    assert len(terms.patches) == 2
+    assert "epochs D won outright" in [t.get_text() for t in losses.get_legend().get_texts()]
+    assert [b.get_height() for b in collapse.patches] == [0.0, 1.0, 1.0, 0.0, 1.0]
+
+
+def test_sample_grid_title_carries_a_note(smoke_run):
+    note = "D wins outright in 100% of this epoch's iterations"
+    fig = plots.sample_grid(smoke_run.run_dir, epoch=1, note=note)
+    assert [t.get_text() for t in fig.texts] == [f"Output at epoch 1\n{note}"]

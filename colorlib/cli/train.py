@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 from ..runs.config import ConfigError, make_config
@@ -82,14 +81,14 @@ def cmd_figures(args) -> int:
 
     from ..lab.plots import save_figures
     from ..runs.rundir import RunDirRepaired, RunDirWarning
-    started = time.time()
+    before = files_in(Path(args.out))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RunDirWarning)
         warnings.simplefilter("always", RunDirRepaired)
         try:
             written = save_figures(args.run_dir, args.out, args.sample_epochs)
         except OSError as exc:  # a full disk after some figures: those are kept, exit 1 (none: exit 2)
-            made = figures_written_since(Path(args.out), started)
+            made = [name for name, stamp in files_in(Path(args.out)).items() if before.get(name) != stamp]
             if not made:
                 raise
             from ._environment import PartialFailure, os_error_line
@@ -109,13 +108,14 @@ def cmd_figures(args) -> int:
     return 1 if damaged else 0
 
 
-def figures_written_since(out: Path, started: float) -> list[Path]:
-    """The files `figures` wrote into `out` since `started` (whole ones: writes are atomic)."""
+def files_in(out: Path) -> dict[str, tuple[int, int]]:
+    """The files in `out` (not the hidden temporaries of atomic writes) and their (mtime_ns, size):
+    what `figures` wrote is what differs between two of these."""
     try:
-        return [p for p in out.iterdir() if p.is_file() and not p.name.startswith(".")
-                and p.stat().st_mtime >= started - 1]
+        return {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in out.iterdir()
+                if p.is_file() and not p.name.startswith(".")}
     except OSError:
-        return []
+        return {}
 
 
 def cmd_pack(args) -> int:

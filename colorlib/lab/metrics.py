@@ -368,13 +368,10 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
         classifier = classifier.to(device).eval()
     scores = {name: MethodScores(classifier, inception_weights, device) for name in methods}
     truth_colourfulness, truth_correct, labelled = 0.0, 0, 0
-    batches = range(0, images.shape[0], batch_size)
-    if progress:
-        from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="evaluating", unit="batch")
+    bar = _progress_bar(images.shape[0], len(methods)) if progress else None
     # SSIM's 11x11 window does not fit smaller images: skip it there rather than fail
     with_ssim = min(images.shape[-2:]) >= 11
-    for start in batches:
+    for start in range(0, images.shape[0], batch_size):
         truth = images[start:start + batch_size].to(device)
         y = labels[start:start + batch_size].to(device) if with_labels else None
         gray, _ = to_model_range(truth)
@@ -389,6 +386,10 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
             if out.shape != truth.shape:
                 raise MetricsError(f"method {name!r} returned {tuple(out.shape)} for {tuple(truth.shape)} images")
             scores[name].update(out, truth, y, with_ssim=with_ssim, truth_features=truth_features)
+        if bar is not None:
+            bar.update(truth.shape[0])
+    if bar is not None:
+        bar.close()
     n = images.shape[0]
     truth_mean = truth_colourfulness / n
     return {
@@ -398,6 +399,13 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
         "methods": {name: s.result(truth_mean, with_labels) | ({} if with_ssim else {"ssim": None})
                     for name, s in scores.items()},
     }
+
+
+def _progress_bar(images: int, methods: int):
+    """A bar over the test images (tqdm: a terminal or a notebook widget, like the trainer's)."""
+    from tqdm.auto import tqdm
+    return tqdm(total=images, unit="image", desc=f"scoring {methods} method{'s' if methods != 1 else ''}",
+                dynamic_ncols=True)
 
 
 def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
@@ -476,6 +484,85 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
         **result,
     }
     return {**report, "written": str(write_metrics(run_dir, report, log))}
+
+
+def shown_evaluation(run_dir, data: Optional[str] = None, limit: Optional[int] = None, device: str = "auto",
+                     log=print) -> tuple[dict, str]:
+    """The evaluation a notebook shows, and a line saying where it comes from: the run's own file of
+    this scope (metrics.json, or beside it, see `metrics_target`) when it scored the run as it is now
+    (the same epochs done); for a run shipped with its scores but not its generator (figures/paper/run),
+    the scores it ships; else a fresh `evaluate_run` of its generator.pt (or last.pt), with a progress
+    bar over the test images."""
+    from ..runs import rundir
+    run_dir = Path(run_dir)
+    scope = evaluation_scope(limit, data, rundir.read_config(run_dir).data)
+    done = rundir.read_run_info(run_dir).get("epochs_done") if (run_dir / "run.json").exists() else None
+    for path in dict.fromkeys((run_dir / "metrics.json", run_dir / scoped_name(scope))):
+        held = _metrics_or_none(path)
+        if held and report_scope(held) == scope and held.get("run", {}).get("epochs_done") == done:
+            return held, (f"scored before, on {_images(held)}, on this run as it is now: {path.name} (delete it "
+                          f"to score again)")
+    shipped = _metrics_or_none(run_dir / "metrics.json")
+    if shipped and not any((run_dir / "checkpoints" / f).exists() for f in ("generator.pt", "last.pt")):
+        return shipped, (f"the run ships its scores (on {_images(shipped)}) but not its generator: shown as "
+                         f"they are, limit={limit} does not apply")
+    report = evaluate_run(run_dir, data=data, limit=limit, device=device, batch_size=100, log=log)
+    return report, f"scored now, on {_images(report)}: written to {Path(report['written']).name}"
+
+
+def _images(report: dict) -> str:
+    """Which test images a report scored: "1,000 test images (a seeded random subset, limit=1000)"."""
+    data = report.get("data", {})
+    subset = f" (a seeded random subset, limit={data['limit']})" if data.get("limit") is not None else ""
+    return f"{data.get('images', 0):,} test images{subset}"
+
+
+def _metrics_or_none(path: Path) -> Optional[dict]:
+    from ..runs import rundir
+    try:
+        report = rundir.read_json(path) if path.is_file() else None
+    except (rundir.RunDirError, ValueError, OSError):
+        return None
+    return report if isinstance(report, dict) and report.get("format") == METRICS_FORMAT else None
+
+
+def versus_gray(report: dict, paper_epochs: int = 100) -> str:
+    """How a run's evaluation compares with the gray copy, in a few sentences computed from its
+    numbers: above or below it, by how many dB (dataset PSNR, through `colorize`), and why."""
+    name, methods, run = report["method"], report["methods"], report["run"]
+    gray, ours = methods.get(GRAY_METHOD), methods.get(f"{name} through colorize") or methods.get(name)
+    if gray is None or ours is None:
+        return f"The report of `{name}` has no gray copy to compare with."
+    delta = ours["psnr_dataset_db"] - gray["psnr_dataset_db"]
+    side = "level with" if abs(delta) < 0.005 else f"{abs(delta):.2f} dB {'above' if delta > 0 else 'below'}"
+    how = "through `colorize`" if f"{name} through colorize" in methods else "(the network's raw output)"
+    head = (f"**`{name}`** (preset `{run['preset']}`, {run.get('epochs_done')} epochs) scores "
+            f"{ours['psnr_dataset_db']:.2f} dB {how} on these {report['data']['images']:,} test "
+            f"images: {side} the gray copy's {gray['psnr_dataset_db']:.2f} dB.")
+    raw = methods.get(name)
+    raw_text = (f" The network's raw output scores {raw['psnr_dataset_db']:.2f} dB: it must also reproduce the "
+                f"luminance, which `colorize` takes from the input." if raw is not None and raw is not ours else "")
+    return " ".join((head, _why_versus_gray(delta, ours, report, paper_epochs))) + raw_text
+
+
+def _why_versus_gray(delta: float, ours: dict, report: dict, paper_epochs: int) -> str:
+    epochs, truth = report["run"].get("epochs_done"), report["ground_truth"]["colourfulness"]
+    colour = f"colourfulness {ours['colourfulness']:.1f} against the truth's {truth:.1f}"
+    short = epochs is not None and epochs < paper_epochs
+    if ours["colourfulness"] < 0.2 * truth:
+        young = "; a run this short has not learned colour yet" if short else ""
+        return (f"Its colours are nearly gray ({colour}): with the input's exact luma and almost no chroma it "
+                f"scores about what the gray copy does{young}.")
+    if delta > 0:
+        return (f"Above is not yet good colour ({colour}): PSNR averages squared errors, so a cautious guess "
+                f"near each pixel's mean colour already beats no colour by a little (the mean-colour effect), "
+                f"while a bold colour that is wrong costs more than it gains where it is right.")
+    if short:
+        return (f"A run of {epochs} epochs has not learned which colour goes where yet ({colour}): a wrong "
+                f"colour costs more PSNR than no colour at all (a hue on the wrong side of gray doubles the error), "
+                f"so leaving the colour out is hard to beat early on.")
+    return (f"After this many epochs its colours are wrong more often than right ({colour}): see 05_results for "
+            f"the epochs in which D won outright, where colours collapse.")
 
 
 def _classifier_for_evaluation(classifier_path, device, log):
@@ -660,27 +747,53 @@ METRIC_PANELS = (("psnr_dataset_db", "PSNR dataset (dB)"), ("psnr_colour_mean_db
 
 def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = "",
                      spreads: Optional[Mapping[str, dict]] = None):
-    """Bar charts of the metrics, one bar per method, each method in its own colour in every panel;
-    with `spreads` ({method: {metric key: std}}) an error bar of one standard deviation over seeds."""
+    """Horizontal bar charts of the metrics, one bar per method (names read level, on the left), each
+    method in its own colour in every panel, its value written at the bar's end; the ground truth's
+    value dashed, the gray copy's dotted. With `spreads` ({method: {metric key: std}}) an error bar of
+    one standard deviation over seeds."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(14, 7.5), layout="constrained")
-    names = [name for name, _ in rows]
-    styles = distinct_colours(len(rows))
-    for ax, (key, label) in zip(fig.subplots(2, 3).ravel(), METRIC_PANELS):
-        values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
-        for i, (value, (colour, hatch)) in enumerate(zip(values, styles)):
-            err = (spreads or {}).get(names[i], {}).get(key)
-            ax.bar(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
-                   yerr=err, error_kw={"elinewidth": 1, "capsize": 2})
-        if truth.get(key) is not None:  # where the ground truth has a value, it is the target
-            ax.axhline(truth[key], color="black", ls="--", lw=1, label="ground truth")
-            ax.legend(fontsize=8)
-        ax.set_xticks(range(len(rows)), names, rotation=35, ha="right", fontsize=8)
-        ax.set_title(label)
-    if title:
-        fig.suptitle(title)
+    n = len(rows)
+    fig = Figure(figsize=(14, 2 * (1.1 + 0.3 * n)), dpi=100, layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True)
+    styles = distinct_colours(n)
+    for ax, (key, label) in zip(axes.ravel(), METRIC_PANELS):
+        _metric_panel(ax, key, label, rows, truth, spreads or {}, styles)
+    for ax in axes[:, 0]:
+        ax.set_yticks(range(n), [name for name, _ in rows], fontsize=10)
+    axes[0, 0].set_ylim(n - 0.5, -0.5)  # the first row on top (the y axis is shared)
+    lines = ("dotted: the gray copy's value" if rows and rows[0][0] == GRAY_METHOD else "") + \
+        ("; dashed: the ground truth's" if any(truth.get(k) is not None for k, _ in METRIC_PANELS) else "")
+    fig.suptitle("\n".join(t for t in (title, lines.strip("; ")) if t), fontsize=12)
     return fig
+
+
+CHART_FORMATS = {key: fmt for key, _, fmt in TABLE_COLUMNS}
+
+
+def _metric_panel(ax, key: str, label: str, rows, truth: dict, spreads: Mapping[str, dict], styles) -> None:
+    """One metric of `comparison_chart`: a horizontal bar per row, its value at its end."""
+    values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
+    ends = []
+    for i, ((name, _), value, (colour, hatch)) in enumerate(zip(rows, values, styles)):
+        err = spreads.get(name, {}).get(key)
+        ax.barh(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
+                xerr=err, error_kw={"elinewidth": 1, "capsize": 2}, height=0.75)
+        if math.isfinite(value):
+            ends.append(value + (err or 0))
+            ax.text(value + (err or 0), i, " " + CHART_FORMATS.get(key, "{:.3g}").format(value), va="center",
+                    fontsize=9, bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 0.5})
+    reference = []
+    if rows and rows[0][0] == GRAY_METHOD and math.isfinite(values[0]):
+        ax.axvline(values[0], color="gray", ls=":", lw=1)
+    if truth.get(key) is not None:  # where the ground truth has a value, it is the target
+        ax.axvline(truth[key], color="black", ls="--", lw=1)
+        reference.append(f"truth {CHART_FORMATS.get(key, '{:.3g}').format(truth[key])}")
+        ends.append(truth[key])
+    ax.set_xlim(0, 1.25 * max(ends) if ends else 1)
+    ax.set_title(label + (f", {reference[0]}" if reference else ""), fontsize=11)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.grid(axis="x", alpha=0.3)
 
 
 def comparison_figure(reports: Sequence[dict]):

@@ -17,6 +17,7 @@ from typing import Optional, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from ..runs import rundir
 
@@ -32,31 +33,120 @@ def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+# ---------------------------------------------------------------- the collapse statistic
+def d_wins_by_epoch(run_dir) -> dict[int, float]:
+    """{epoch: the share of its iterations in which the discriminator won outright}, where D wins
+    outright when its loss (real + generated terms of eq. 3) is below `trainer.D_WINS_LOSS` (0.01):
+    D then gives the real pair more than 99% and the generated one less than 1%. Read from
+    epochs.csv (d_wins_share); a run made before epochs.csv existed (figures/paper/run) gets the
+    same statistic computed from its history.csv. {} for a run that trains no discriminator."""
+    cfg = rundir.read_config(run_dir)
+    if cfg.adv_weight <= 0 or cfg.d_steps == 0:
+        return {}
+    epochs = rundir.read_epochs(run_dir)
+    if len(epochs.get("d_wins_share", ())):
+        return {int(e): float(s) for e, s in zip(epochs["epoch"].tolist(), epochs["d_wins_share"].tolist())}
+    from ..engine.trainer import D_WINS_LOSS
+    h = rundir.read_history(run_dir)
+    if not len(h["epoch"]):
+        return {}
+    done = rundir.read_run_info(run_dir).get("epochs_done") if (Path(run_dir) / "run.json").exists() else None
+    epoch = h["epoch"].long()
+    wins = torch.bincount(epoch, weights=((h["d_real"] + h["d_fake"]) < D_WINS_LOSS).double())
+    counts = torch.bincount(epoch)
+    return {e: float(wins[e] / counts[e]) for e in range(1, len(counts))
+            if counts[e] and (done is None or e <= done)}
+
+
+def outright_epochs(shares: dict[int, float]) -> list[int]:
+    """The epochs in which D won outright in every iteration (see `d_wins_by_epoch`)."""
+    return [e for e, share in sorted(shares.items()) if share >= 1.0 - 1e-9]
+
+
+def epoch_spans(epochs: Sequence[int]) -> list[tuple[int, int]]:
+    """Consecutive epochs as (first, last) spans: [6, 7, 8, 12] -> [(6, 8), (12, 12)]."""
+    spans: list[tuple[int, int]] = []
+    for e in sorted(epochs):
+        if spans and e == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], e)
+        else:
+            spans.append((e, e))
+    return spans
+
+
+def epoch_list(epochs: Sequence[int]) -> str:
+    """[6, 7, 8, 12, 20, 21] -> "6-8, 12 and 20-21" (a single epoch: "6")."""
+    parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in epoch_spans(epochs)]
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def epoch_note(shares: dict[int, float], epoch: int) -> str:
+    """What the collapse statistic says of one epoch, for a figure's title ("" without it)."""
+    if epoch not in shares:
+        return ""
+    return f"D wins outright in {shares[epoch]:.0%} of this epoch's iterations"
+
+
+def run_story(run_dir, name=None) -> str:
+    """The run a results notebook shows, in a few Markdown sentences computed from its files:
+    what it is, the epochs in which D won outright, and its best validation epoch."""
+    cfg, info = rundir.read_config(run_dir), rundir.read_run_info(run_dir)
+    where = info.get("device_name") or info.get("device", "?")
+    lines = [f"**The run shown here**: `{name or run_dir}`, preset `{cfg.preset}`, {info.get('epochs_done')} of "
+             f"{cfg.epochs} epochs ({info.get('status')}), {info.get('iterations_done') or 0:,} iterations, "
+             f"{info.get('wall_time_s') or 0:.0f} s on {where}."]
+    lines.append(_collapse_sentence(d_wins_by_epoch(run_dir)))
+    lines.append(_validation_sentence(rundir.read_epochs(run_dir)))
+    return " ".join(line for line in lines if line)
+
+
+def _collapse_sentence(shares: dict[int, float]) -> str:
+    if not shares:
+        return "It trains no discriminator, so D never wins."
+    outright = outright_epochs(shares)
+    if not outright:
+        worst = max(shares, key=shares.get)
+        if shares[worst] == 0:
+            return "D never won outright (D loss < 0.01) in any iteration of this run."
+        return (f"D never won outright in every iteration of an epoch; its highest share of such "
+                f"iterations was {shares[worst]:.0%}, in epoch {worst}.")
+    plural = "s" if len(outright) > 1 else ""
+    return (f"In this run D won outright (D loss < 0.01 in every iteration) in epoch{plural} "
+            f"{epoch_list(outright)}: {len(outright)} of its {len(shares)} epochs, shaded red on the loss curves.")
+
+
+def _validation_sentence(epochs: dict) -> str:
+    fd = epochs.get("val_fd")
+    if fd is None or not len(fd) or bool(torch.isnan(fd).all()):
+        return ("It has no per-epoch validation scores (no `epochs.csv` with `val_fd`: the run was made "
+                "without them), so no epoch is singled out as the best.")
+    best = int(torch.nan_to_num(fd, nan=float("inf")).argmin())
+    psnr = epochs.get("val_psnr_db")
+    psnr_text = f", validation PSNR {float(psnr[best]):.2f} dB" if psnr is not None else ""
+    return (f"Epoch {int(epochs['epoch'][best])} has the best validation FD ({float(fd[best]):.2f}"
+            f"{psnr_text}); the last epoch's is {float(fd[-1]):.2f}.")
+
+
+# ---------------------------------------------------------------- Fig. 3
 def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
-    """Fig. 3: G and D losses per iteration (faint) with their moving average (bold)."""
+    """Fig. 3: G and D losses per iteration (faint) with their moving average (bold); the epochs
+    in which D won outright shaded red, and (for a run with a discriminator) a third panel with
+    the share of iterations D won outright, per epoch (`d_wins_by_epoch`)."""
     h = rundir.read_history(run_dir)
     cfg = rundir.read_config(run_dir)
     it = h["iteration"].numpy()
     n = len(it)
     window = window or max(1, n // 50)
-    epochs = rundir.read_epochs(run_dir)
-    collapse = "d_wins_share" in epochs and len(epochs["d_wins_share"]) and cfg.adv_weight > 0
-    fig = Figure(figsize=(16 if collapse else 11, 3.8), layout="constrained")
-    axes = fig.subplots(1, 3 if collapse else 2)
+    shares = d_wins_by_epoch(run_dir)
+    fig = Figure(figsize=(16 if shares else 11, 3.8), layout="constrained")
+    axes = fig.subplots(1, 3 if shares else 2)
     ax_gd, ax_parts = axes[:2]
-    if collapse:  # the collapse statistic: how often D wins outright (training.D_WINS_LOSS)
-        ax = axes[2]
-        ax.bar(epochs["epoch"].numpy(), epochs["d_wins_share"].numpy(), color="tab:red", width=0.9)
-        ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1),
-               title="Discriminator wins outright (D loss < 0.01)")
     d_total = h["d_real"] + h["d_fake"]
     for values, label, color in ((h["g_total"], "generator (eq. 5)", "tab:blue"),
                                  (d_total, "discriminator (real + fake)", "tab:red")):
         ax_gd.plot(it, values.numpy(), color=color, alpha=0.25, lw=0.6)
         ax_gd.plot(it, smooth(values, window).numpy(), color=color, lw=1.8, label=label)
     ax_gd.set(xlabel="iteration", ylabel="loss", title="Generator and discriminator loss (Fig. 3)")
-    ax_gd.set_yscale("log")
-    ax_gd.legend()
     parts = ((h["g_adv"], "G adversarial", "tab:blue"),
              (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
              (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red"))
@@ -64,14 +154,40 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
         ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
     plural = "s" if window > 1 else ""
     ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{plural})")
-    ax_parts.set_yscale("log")
-    ax_parts.legend(fontsize=8)
     if n:
         per_epoch = int((h["epoch"] == h["epoch"][0]).sum())
+        _shade_outright(ax_gd, ax_parts, outright_epochs(shares), per_epoch)
         for ax in (ax_gd, ax_parts):
             sec = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
             sec.set_xlabel("epoch")
+    for ax in (ax_gd, ax_parts):
+        ax.set_yscale("log")
+        ax.legend(fontsize=9)
+    if shares:
+        _collapse_panel(axes[2], shares)
     return fig
+
+
+def _shade_outright(ax_gd, ax_parts, outright: Sequence[int], per_epoch: int) -> None:
+    """Red bands over the iterations of the epochs in which D won outright."""
+    for i, (first, last) in enumerate(epoch_spans(outright)):
+        for ax in (ax_gd, ax_parts):
+            ax.axvspan((first - 1) * per_epoch + 0.5, last * per_epoch + 0.5, color="tab:red", alpha=0.12, lw=0,
+                       label="epochs D won outright" if i == 0 and ax is ax_gd else None)
+
+
+def _collapse_panel(ax, shares: dict[int, float]) -> None:
+    """The collapse statistic per epoch; the epochs D won outright in full red."""
+    epochs = sorted(shares)
+    values = [shares[e] for e in epochs]
+    colours = ["tab:red" if v >= 1.0 - 1e-9 else "lightcoral" for v in values]
+    ax.bar(epochs, values, color=colours, width=0.9)
+    ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1.3), yticks=[0, 0.25, 0.5, 0.75, 1],
+           title="Discriminator wins outright (D loss < 0.01)")
+    ax.legend(handles=[Patch(color="tab:red", label="in every iteration"),
+                       Patch(color="lightcoral", label="in some")], fontsize=9, loc="upper center", ncol=2)
+    if not any(values):
+        ax.text(0.5, 0.4, "in no iteration of any epoch", transform=ax.transAxes, ha="center", fontsize=10)
 
 
 def frontier_figure(report: dict) -> Figure:
@@ -123,9 +239,11 @@ def _image_row(ax, images: torch.Tensor, label: str) -> None:
     ax.set_title(label, loc="left", fontsize=9, pad=2)
 
 
-def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None) -> Figure:
+def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None,
+                note: str = "") -> Figure:
     """Figs. 4-7: grayscale input, generated colour and ground truth after `epoch` (default: last).
-    `samples`: what `rundir.read_samples(run_dir)` returns, when the caller has read it already."""
+    `samples`: what `rundir.read_samples(run_dir)` returns, when the caller has read it already;
+    `note`: a second title line, e.g. `epoch_note(d_wins_by_epoch(run_dir), epoch)`."""
     gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
     if not by_epoch:
         raise rundir.RunDirError(f"{run_dir} has no per-epoch samples yet: train at least one epoch")
@@ -137,7 +255,7 @@ def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, s
     axes = fig.subplots(3, 1)
     for ax, images, label in zip(axes, (gray, by_epoch[epoch], truth), ("grayscale", "generated", "ground truth")):
         _image_row(ax, images[:n], label)
-    fig.suptitle(f"Output at epoch {epoch}")
+    fig.suptitle(f"Output at epoch {epoch}" + (f"\n{note}" if note else ""))
     return fig
 
 
