@@ -361,7 +361,7 @@ def finish_run_faulted(data_dir, run: Path, disk: Path, mode: str, rng: random.R
             result = attempt(cmd, run, (signal.SIGTERM, *choose(rng, run, len(faults))[1:]))
             result["faulted"] = result["signalled"]
         elif kind:
-            result = faulted_attempt(cmd, run, DiskFault(kind, disk, mode), rng.uniform(0.0, 1.2))
+            result = faulted_attempt(cmd, run, DiskFault(kind, disk, mode), rng.uniform(0.2, 2.5))
         else:
             result = attempt(cmd, run, None)
         stderr, rc = result["stderr"], result["rc"]
