@@ -50,7 +50,7 @@ notebooks: setup
 
 # 05-08 committed with the outputs of what ships: the paper run, the generator, the baselines tables
 notebooks-shipped: setup
-	$(PY) notebooks/pipeline.py --refresh-shipped
+	$(if $(DATA),COLORLIB_DATA=$(DATA)) $(PY) notebooks/pipeline.py --refresh-shipped
 
 # figures of an existing run directory, without retraining (e.g. one brought back from a GPU)
 figures-from-run: setup
