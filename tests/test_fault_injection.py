@@ -227,7 +227,10 @@ def test_killed_at_random_moments_the_run_ends_bitwise_identical(data_dir, tmp_p
             if sig == signal.SIGKILL:
                 assert rc == -signal.SIGKILL
             else:
-                assert rc in (130, 0), stderr  # 0: the signal came as it finished
+                # 0: the signal came as it finished; -SIGINT: in the milliseconds before Python's own
+                # Ctrl-C handler is in place or after the interpreter put the default action back at
+                # exit (nothing is being written then; the state is checked below all the same)
+                assert rc in (130, 0, -signal.SIGINT), stderr
                 # no lock or temporary file of its own left; one that a killed process left is cleared
                 # when the next training takes the run directory, which this one may not have reached
                 lock = run / rundir.LOCK_NAME
