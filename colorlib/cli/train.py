@@ -62,7 +62,6 @@ def kept_by_run(run_dir) -> str:
     """What a run directory keeps after training stopped on an error, from its run.json ("" where
     it holds no checkpoint)."""
     import json
-    from pathlib import Path
     last = Path(run_dir) / "checkpoints" / "last.pt"
     if not last.is_file():
         return ""

@@ -8,11 +8,14 @@ def progress_bar(t):
     """A bar over trainer `t`'s whole run, starting where its checkpoint stands."""
     from tqdm.auto import tqdm
     iters = t.iterations_per_epoch
-    where = f"{t.cfg.preset} on {t.device.type}"
-    if t.device.type == "cpu":  # the thread count decides the speed on a shared CPU: say it
-        where += f", {t.threads['threads']} thread{'s' if t.threads['threads'] != 1 else ''}"
     return tqdm(total=t.cfg.epochs * iters, initial=t.epoch * iters + t.iteration, unit="it",
-                desc=where, dynamic_ncols=True)
+                desc=f"{t.cfg.preset} on {t.device.type}{cpu_threads(t)}", dynamic_ncols=True)
+
+
+def cpu_threads(t) -> str:
+    """", N CPU threads" for a run on the CPU (the count decides its speed on a shared CPU), else ""."""
+    n = t.threads["threads"]
+    return f", {n} CPU thread{'s' if n != 1 else ''}" if t.device.type == "cpu" else ""
 
 
 def show_progress(bar, t, values: list[float], epoch: int, it: int) -> None:

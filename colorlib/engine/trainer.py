@@ -30,7 +30,7 @@ from ..runs.data import load_split
 from . import run_files, schedule, setup
 from .distributed import Dist
 from .interrupts import DeferredInterrupt, TrainingInterrupted, signal_of
-from .progress import progress_bar, show_progress
+from .progress import cpu_threads, progress_bar, show_progress
 from .resume import run_config
 from .run_files import EPOCH_COLUMNS, LOSS_NAMES
 from .settings import TorchSettings
@@ -272,9 +272,8 @@ class Trainer:
             self._end_epoch(epoch, losses, self._started)
             if self.epoch_lines:
                 means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
-                n = self.threads["threads"]
-                cpu = f", {n} CPU thread{'s' if n != 1 else ''}" if self.device.type == "cpu" else ""
-                print(f"epoch {self.epoch}/{cfg.epochs}: {means} ({time.perf_counter() - self._started:.1f} s{cpu})",
+                print(f"epoch {self.epoch}/{cfg.epochs}: {means} "
+                      f"({time.perf_counter() - self._started:.1f} s{cpu_threads(self)})",
                       flush=True)
             self._started = time.perf_counter()
 

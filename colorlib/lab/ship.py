@@ -29,6 +29,7 @@ reads them). The generator it replaces is kept beside it as `generator.previous.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from pathlib import Path
@@ -220,9 +221,10 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
                               through_colorize=True)
     run = path.parent.parent  # RUN/checkpoints/<file>
     trained = rundir.read_run_info(run) if (run / "run.json").is_file() else {}
+    weights = {k: _float16(v) for k, v in G.state_dict().items()}
     payload = rundir.to_cpu({
         "format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": ckpt.get("epoch"),
-        "generator": {k: _float16(v) for k, v in G.state_dict().items()},
+        "generator": weights,
         "metrics": test, "trained": trained, "ship": json.loads(json.dumps(report)),
         "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
     })
@@ -230,10 +232,13 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
         previous = out.with_name(out.stem + ".previous.pt")
         rundir.atomic_write_bytes(previous, out.read_bytes())
         log(f"the generator it replaces: {previous}")
+    # its vividness dial, calibrated on validation images with the weights users get (float16)
+    from ..inference.vividness import CHECKPOINT_KEY
+    from .vividness import calibrate
+    shipped = copy.deepcopy(G)
+    shipped.load_state_dict(weights)
+    payload[CHECKPOINT_KEY] = calibrate(shipped.eval(), cfg.to_dict(), data or cfg.data, log=log).to_dict()
     rundir.atomic_save(payload, out)
-    # its vividness dial, calibrated on the weights users get (float16) and validation images
-    from .vividness import calibrate_file
-    calibrate_file(out, data=data or cfg.data, device=device, log=log)
     log(f"shipped: {out}")
 
 
