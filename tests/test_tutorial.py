@@ -107,3 +107,26 @@ def test_bar_colours_never_repeat():
     styles = distinct_colours(45)
     assert len(set(styles)) == 45
     assert len({colour for colour, _ in styles[:20]}) == 20
+
+
+def test_figures_are_shown_as_palette_pngs_a_fraction_of_the_size():
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    from colorlib.lab.tutorial import palette_png
+
+    fig = Figure(figsize=(6, 4), dpi=100)
+    ax = fig.add_subplot()
+    for k in range(8):
+        ax.plot(range(200), [((i * (k + 3)) % 37) / 37 + k for i in range(200)], label=f"line {k}")
+    ax.legend()
+    full = io.BytesIO()
+    fig.savefig(full, format="png", bbox_inches="tight", facecolor="white")
+    small = palette_png(fig)
+    image = Image.open(io.BytesIO(small))
+    assert image.mode == "P" and image.size == Image.open(full).size
+    assert len(small) < 0.6 * len(full.getvalue())

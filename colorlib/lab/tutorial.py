@@ -75,11 +75,39 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
                       f"or set run_dir to a run directory.")
 
 
-def jpeg(fig, quality: int = 80, dpi="figure"):
+def palette_png(fig, colours: int = 256) -> bytes:
+    """A matplotlib figure as a PNG of at most `colours` colours. Plots hold a few flat colours and
+    their antialiased edges, so it looks the same at 100% zoom at about a quarter of the size."""
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
+    image = PILImage.open(buf).convert("RGB").quantize(colours, method=PILImage.Quantize.FASTOCTREE)
+    out = io.BytesIO()
+    image.save(out, format="PNG", optimize=True)
+    return out.getvalue()
+
+
+def compact_figures(colours: int = 256) -> None:
+    """Show this notebook's matplotlib figures as `palette_png`s, so the committed notebooks stay
+    small. Call it after `%matplotlib inline`; outside IPython it does nothing."""
+    import functools
+
+    from IPython import get_ipython
+    from matplotlib.figure import Figure
+
+    shell = get_ipython()
+    png = shell.display_formatter.formatters["image/png"] if shell is not None else None
+    if png is not None and Figure in png.type_printers:  # a notebook that shows figures as JPEG keeps that
+        png.for_type(Figure, functools.partial(palette_png, colours=colours))
+
+
+def jpeg(fig, quality: int = 70, dpi="figure"):
     """A matplotlib figure as an inline JPEG: photo grids at a fraction of their PNG size.
 
     Chroma is kept at full resolution (4:4:4), so colours stay as sharp as the gray levels,
-    which matters in a notebook about colours. Line plots are better left as PNG.
+    which matters in a notebook about colours. Quality 70: a fifth smaller than 80 on the photo
+    grids, with no visible difference at 100% zoom. Line plots are better left as PNG.
     """
     from IPython.display import Image
 
