@@ -200,6 +200,31 @@ def test_the_table_says_each_flop_number_and_where_it_was_measured():
     assert bench._flop_rows({"device": "cpu"}) == []  # a result from before the arithmetic was measured
 
 
+def test_without_bf16_units_the_float32_matmul_is_the_ceiling(monkeypatch):
+    # a CPU whose bf16 matmul is emulated (AVX2 only): bf16 is timed small, and its share not printed
+    speed = {torch.float32: 0.14, torch.bfloat16: 0.0003}
+    sizes = []
+    monkeypatch.setattr(bench, "matmul_tflops", lambda dev, dtype, size, repeats: sizes.append((dtype, size))
+                        or speed[dtype])
+    matmul, bf16_size = bench._matmul_ceilings(CPU, 2048)
+    assert matmul == {"fp32": 0.14, "bf16": 0.0003} and bf16_size == 512
+    assert (torch.bfloat16, 2048) not in sizes
+    speed[torch.bfloat16] = 0.5  # bf16 units: the large product is timed in bf16 too
+    sizes.clear()
+    assert bench._matmul_ceilings(CPU, 2048) == ({"fp32": 0.14, "bf16": 0.5}, 2048)
+    assert (torch.bfloat16, 2048) in sizes
+    result = {"device_name": "Some CPU", "device": "cpu", "threads": 2, "batch_size": 50, "matmul_size": 2048,
+              "matmul_bf16_size": 512, "matmul_threads": 2, "matmul_fp32_tf32": False,
+              "colorlib_precision": "float32", "training_flop_per_iteration": 45_199_360_000,
+              "colorlib_train_tflop_per_s": 0.066, "naive_train_tflop_per_s": 0.064,
+              "matmul_bf16_tflop_per_s": 0.0003, "matmul_fp32_tflop_per_s": 0.14, "ceiling": "fp32",
+              "colorlib_share_of_bf16_matmul": 220.0, "colorlib_share_of_fp32_matmul": 0.471}
+    rows = dict(bench._flop_rows(result))
+    assert rows["matmul 512x512 bf16 TFLOP/s (best of a few) on Some CPU (cpu, 2 threads)"] == "0.0003"
+    assert rows["colorlib training FLOP/s as a share of the bf16 matmul's"].startswith("n/a (bf16 matmul slower")
+    assert rows["colorlib training FLOP/s as a share of the float32 matmul's"] == "47.1%"
+
+
 @pytest.fixture
 def probes(monkeypatch):
     """Fake CPU probes: set `probes.units`, `probes.amx`, `probes.speedup` (a number, or an

@@ -3,9 +3,9 @@ nn.Conv2d / nn.ConvTranspose2d compute, forward and backward, on the paper's sha
 and in bf16; the engine's swap changes no parameter or state_dict key and is active only under
 CPU bf16 autocast, so a float32 run is bit for bit what it was (tests/test_guard.py pins that).
 
-Tolerances: float32, 1e-4 relative to the largest value (the same products summed in another
-order); bf16 (8-bit mantissa, both paths round the inputs and weights to bf16 and accumulate
-in float32), 2e-2."""
+Tolerances, relative to the largest value of the float32 layer's result: float32, 1e-4 (the same
+products summed in another order); bf16 (8-bit mantissa: the matmul form rounds the inputs and
+weights to bf16 and accumulates in float32), 1.5e-2."""
 from __future__ import annotations
 
 import pytest
@@ -60,8 +60,10 @@ def test_matmul_form_equals_the_layer_forward_and_backward(make, shape, bf16):
     x = torch.randn(shape).contiguous(memory_format=torch.channels_last)
     y_ref, _ = forward_backward(layer, x, torch.zeros(()), matmul=False, bf16=False)
     grad = torch.randn_like(y_ref)
-    tol = 2e-2 if bf16 else 1e-4
-    y_ref, g_ref = forward_backward(layer, x, grad, matmul=False, bf16=bf16)
+    tol = 1.5e-2 if bf16 else 1e-4
+    # the reference is the layer in float32: oneDNN's own bf16 weight gradient differs from it by
+    # up to 2.1% on a CPU without bf16 units (AVX2 only), the matmul form by at most 0.7%
+    y_ref, g_ref = forward_backward(layer, x, grad, matmul=False, bf16=False)
     y, g = forward_backward(layer, x, grad, matmul=True, bf16=bf16)
     assert y.shape == y_ref.shape
     close(y, y_ref, tol)
@@ -117,4 +119,38 @@ def test_trainer_swaps_under_bf16_only_and_records_it(data_dir, tmp_path, monkey
     quick = Trainer(make_config("quick", **base), tmp_path / "quick", progress=False)
     assert quick.precision["matmul_convs"] == []  # its 2x2 layers are narrower: measured not to pay
     for t in (bf16, off, fp32, quick):
+        t.close()
+
+
+@pytest.mark.slow
+def test_twenty_training_steps_with_the_matmul_form_stay_within_bf16_rounding(data_dir, tmp_path, monkeypatch):
+    # small networks of the paper's depth (down to 2x2), their 2x2 layers swapped (the threshold
+    # lowered), so the test is small:
+    # after 20 iterations (60 optimizer steps) of the same batches from the same start, the weights
+    # of the swapped run differ from the unswapped bf16 run's by no more than bf16 itself differs
+    # from float32 (the rounding every bf16 run accepts), and both stay finite
+    from colorlib.engine import setup
+    monkeypatch.setenv("COLORLIB_CPU_BF16", "1")
+    monkeypatch.setattr(setup, "MATMUL_CONV_MIN_WEIGHTS", 0)
+    base = dict(data=str(data_dir), device="cpu", train_size=100, val_size=0, n_samples=2, threads=1,
+                g_width=8, g_depth=4, d_width=8, d_depth=3)
+    runs = {name: Trainer(make_config("smoke", **base, **extra), tmp_path / name, progress=False)
+            for name, extra in (("swapped", {}), ("bf16", dict(matmul_convs=False)), ("fp32", dict(amp=False)))}
+    assert runs["swapped"].precision["matmul_convs"] == ["G.down.2.conv", "G.up.0.conv", "D.net.8"]
+    assert runs["bf16"].precision["matmul_convs"] == []
+    batches = [torch.randperm(100, generator=torch.Generator().manual_seed(i))[:50] for i in range(20)]
+    for t in runs.values():
+        for batch in batches:
+            assert torch.isfinite(t.train_step(batch)).all()
+
+    def weights(t):
+        return torch.cat([p.detach().float().flatten() for p in t.G.parameters()])
+
+    def drift(a, b):
+        return ((weights(a) - weights(b)).norm() / weights(b).norm()).item()
+    swap_vs_bf16 = drift(runs["swapped"], runs["bf16"])
+    bf16_vs_fp32 = drift(runs["bf16"], runs["fp32"])
+    print(f"weights after 20 iterations: swapped vs bf16 {swap_vs_bf16:.2e}, bf16 vs float32 {bf16_vs_fp32:.2e}")
+    assert 0 < swap_vs_bf16 <= 1.5 * bf16_vs_fp32, (swap_vs_bf16, bf16_vs_fp32)
+    for t in runs.values():
         t.close()

@@ -12,6 +12,7 @@
     python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py; --vividness 0..1)
     python -m colorlib vividness-calibrate GENERATOR.pt       (vividness.py: the dial, on validation)
     python -m colorlib vividness-frontier --out DIR           (vividness.py: the dial, on test)
+    python -m colorlib vividness-study STUDY --out DIR        (dial_study.py: the dial vs a study's methods)
     python -m colorlib sweep PLAN.json                        (packing.py: many runs at once)
     python -m colorlib study --preset paper --seeds 3         (study.py: the whole comparison)
     python -m colorlib bench --preset paper                   (bench.py)

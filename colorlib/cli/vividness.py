@@ -1,4 +1,5 @@
-"""Commands vividness-calibrate and vividness-frontier (lab/vividness.py): the colorize dial --vividness."""
+"""Commands vividness-calibrate, vividness-frontier (lab/vividness.py) and vividness-study
+(lab/dial_study.py): the colorize dial --vividness."""
 from __future__ import annotations
 
 from ._args import DATA_HELP, positive_int
@@ -16,6 +17,16 @@ def cmd_frontier(args) -> int:
     print(markdown_table(report))
     for path in report.get("written", []):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from ..lab.dial_study import markdown, run
+    result = run(args.study, args.methods, args.dial, args.out, args.data, args.limit, args.val_limit)
+    print(markdown(result))
+    for name, ok in result["targets"].items():
+        print(f"  {name}: {ok}")
+    print(f"wrote {args.out}/metrics.json, table.md, frontier.png")
     return 0
 
 
@@ -46,3 +57,21 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="folder for metrics.json, frontier.png and table.md")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.set_defaults(func=cmd_frontier)
+
+    p = sub.add_parser("vividness-study",
+                       help="the dial's method against the others of a study, every seed, on the test split",
+                       description="Calibrate every seed's generator of a `study` output folder on its own "
+                                   "validation split, score the dial and each method's chroma gain on the test "
+                                   "split through the colorize command's path, and compare them at equal "
+                                   "colourfulness (metrics.json, table.md, frontier.png). Scores already in OUT "
+                                   "are reused.")
+    p.add_argument("study", help="a study's --out folder: STUDY/<method>/seed<k>")
+    p.add_argument("--dial", default="classes-dial", help="the method whose dial is compared (default classes-dial)")
+    p.add_argument("--methods", nargs="+", default=["paper", "unet-l1"], help="its rivals (default: paper unet-l1)")
+    p.add_argument("--out", required=True,
+                   help="folder for metrics.json, table.md, frontier.png and each seed's scores")
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--limit", type=positive_int, default=1000, help="test images, evenly spaced (default 1000)")
+    p.add_argument("--val-limit", type=positive_int, default=1000,
+                   help="validation images each generator is calibrated on (default 1000)")
+    p.set_defaults(func=cmd_study)

@@ -250,11 +250,11 @@ def flop_fields(cfg, images: torch.Tensor, dev: torch.device, ips: dict[str, flo
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        matmul = {name: matmul_tflops(dev, dtype, size, repeats=3 if dev.type == "cpu" else 10)
-                  for name, dtype in (("bf16", torch.bfloat16), ("fp32", torch.float32))}
+        matmul, bf16_size = _matmul_ceilings(dev, size)
     finally:
         torch.set_num_threads(previous)
     train = {k: flops / cfg.batch_size * v / 1e12 for k, v in ips.items()}
+    ceiling = max(matmul, key=matmul.get)
     return {
         "training_flop_per_iteration": flops, "flop_count": f"{FLOP_COUNT}, batch {cfg.batch_size}",
         "naive_train_tflop_per_s": _significant(train["naive"]),
@@ -263,9 +263,30 @@ def flop_fields(cfg, images: torch.Tensor, dev: torch.device, ips: dict[str, flo
         "matmul_fp32_tf32": dev.type == "cuda" and torch.backends.cuda.matmul.allow_tf32,
         "matmul_bf16_tflop_per_s": _significant(matmul["bf16"]),
         "matmul_fp32_tflop_per_s": _significant(matmul["fp32"]),
+        "matmul_bf16_size": bf16_size,
         "colorlib_share_of_bf16_matmul": _significant(train["colorlib"] / matmul["bf16"], 3),
         "colorlib_share_of_fp32_matmul": _significant(train["colorlib"] / matmul["fp32"], 3),
+        "ceiling": ceiling,  # the faster of the two matmuls: what this device can do at all
+        "colorlib_share_of_ceiling": _significant(train["colorlib"] / matmul[ceiling], 3),
     }
+
+
+EMULATED_BF16 = 0.25  # a bf16 matmul below this fraction of float32's speed runs without bf16 units
+
+
+def _matmul_ceilings(dev: torch.device, size: int) -> tuple[dict, int]:
+    """The float32 and bf16 matmul TFLOP/s of `dev` at `size`, and the size bf16 was timed at. A
+    CPU without bf16 units (AVX2 only: measured 500x slower than float32) takes minutes for one
+    large bf16 product, so bf16 is first timed at 512; only if that is within EMULATED_BF16 of
+    float32's speed at 512 is the large product timed too."""
+    repeats = 3 if dev.type == "cpu" else 10
+    matmul = {"fp32": matmul_tflops(dev, torch.float32, size, repeats)}
+    if dev.type == "cpu":
+        probe = min(size, 512)
+        bf16 = matmul_tflops(dev, torch.bfloat16, probe, repeats)
+        if bf16 < EMULATED_BF16 * matmul_tflops(dev, torch.float32, probe, repeats):
+            return {**matmul, "bf16": bf16}, probe
+    return {**matmul, "bf16": matmul_tflops(dev, torch.bfloat16, size, repeats)}, size
 
 
 # ---------------------------------------------------------------- timing
@@ -502,6 +523,10 @@ def _flop_rows(r: dict) -> list[tuple[str, str]]:
         return "n/a" if x is None else f"{100 * x:.3g}%"
 
     n, ours = r["matmul_size"], r["matmul_threads"]
+    nb = r.get("matmul_bf16_size", n)
+    bf16_share = share(r["colorlib_share_of_bf16_matmul"])
+    if r.get("ceiling") == "fp32":  # bf16 slower than float32: the share of it means nothing
+        bf16_share = "n/a (bf16 matmul slower than float32 here: no bf16 units; float32 is the ceiling)"
     tf32 = ", TF32 allowed as in training" if r.get("matmul_fp32_tf32") else ""
     return [
         (f"training FLOPs per iteration (FlopCounterMode, float32, batch {r['batch_size']})",
@@ -509,9 +534,9 @@ def _flop_rows(r: dict) -> list[tuple[str, str]]:
         (f"training TFLOP/s, colorlib ({r['colorlib_precision']}) {on(ours)}",
          f"{r['colorlib_train_tflop_per_s']:.3g}"),
         (f"training TFLOP/s, tutorial loop (float32) {on(r['threads'])}", f"{r['naive_train_tflop_per_s']:.3g}"),
-        (f"matmul {n}x{n} bf16 TFLOP/s (best of a few) {on(ours)}", f"{r['matmul_bf16_tflop_per_s']:.3g}"),
+        (f"matmul {nb}x{nb} bf16 TFLOP/s (best of a few) {on(ours)}", f"{r['matmul_bf16_tflop_per_s']:.3g}"),
         (f"matmul {n}x{n} float32 TFLOP/s (best of a few{tf32}) {on(ours)}", f"{r['matmul_fp32_tflop_per_s']:.3g}"),
-        ("colorlib training FLOP/s as a share of the bf16 matmul's", share(r["colorlib_share_of_bf16_matmul"])),
+        ("colorlib training FLOP/s as a share of the bf16 matmul's", bf16_share),
         ("colorlib training FLOP/s as a share of the float32 matmul's", share(r["colorlib_share_of_fp32_matmul"])),
     ]
 

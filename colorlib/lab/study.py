@@ -134,8 +134,10 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     data_cache: dict = {}
 
     log(f"== study: {len(names)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
-    sequential = measure_sequential(preset, METHODS["paper"], common, data_cache)
-    log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
+    sequential = None  # on a CPU the pack takes its runs in turn on the same cores: no gain to time
+    if dev.type == "cuda":
+        sequential = measure_sequential(preset, METHODS["paper"], common, data_cache)
+        log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
     packed = _train_study_runs(preset, names, seeds, out, common, data_cache, started, time_budget, progress, log,
                                accept_changes)
     speedup = _log_speedup(packed, sequential, log)
@@ -194,9 +196,12 @@ def _train_study_runs(preset: str, names: Sequence[str], seeds: int, out: Path, 
     return train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
 
 
-def _log_speedup(packed: dict, sequential: dict, log) -> float:
-    """Logs the pack's throughput and returns its speed-up over one run alone."""
+def _log_speedup(packed: dict, sequential: Optional[dict], log) -> float:
+    """Logs the pack's throughput and returns its speed-up over one run alone (NaN: not timed)."""
     steady = packed["steady_images_per_s"]
+    if sequential is None:
+        log(f"   packed: {packed['images_per_s']:.0f} images/s over all {packed['seconds']:.0f} s")
+        return math.nan
     if math.isnan(steady):  # one epoch: no rate after the first, compare the whole run's
         speedup = packed["images_per_s"] / sequential["steady_images_per_s"]
         log(f"   packed: {packed['images_per_s']:.0f} images/s over all {packed['seconds']:.0f} s, "
@@ -286,13 +291,13 @@ def _study_report(preset: str, seeds: int, results: dict, gray_scores: dict, tru
     }
 
 
-def _study_bench(preset: str, names: Sequence[str], seeds: int, sequential: dict, packed: dict, speedup: float,
-                dev) -> dict:
+def _study_bench(preset: str, names: Sequence[str], seeds: int, sequential: Optional[dict], packed: dict,
+                 speedup: float, dev) -> dict:
     """The study's study_bench.json: one run alone vs the pack, and what the pack trained."""
     from .baselines import METHODS
     from ..runs.device import device_name
     return {"device_name": device_name(dev), "preset": preset, "runs_packed": packed["runs"],
-            "sequential_images_per_s": sequential["steady_images_per_s"],
+            "sequential_images_per_s": None if sequential is None else sequential["steady_images_per_s"],
             "packed_images_per_s": packed["steady_images_per_s"],
             "packed_images_per_s_whole_run": packed["images_per_s"],
             "speedup": speedup, "epochs_planned": packed.get("planned_epochs"), "epochs_done": packed.get("epochs"),

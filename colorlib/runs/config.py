@@ -33,6 +33,9 @@ class Config(PaperConfig):
     output: str = "rgb"  # rgb (the paper) | ycbcr: predict Cb, Cr and keep the input's luma exactly
     # | classes: Cb, Cr as a distribution over quantized chroma bins (Zhang et al. 2016), luma kept
     chroma_temperature: float = 0.38  # output=classes: annealed mean of the bins (1: mean, ->0: mode)
+    chroma_grid: int = 16  # output=classes: the chroma lattice's side, chroma_grid^2 bins
+    chroma_embed: int = 0  # output=classes: 0: G's last layer gives the logits; N: N channels, then a conv
+    chroma_subsample: int = 1  # output=classes with chroma_embed: 2 predicts the bins at half resolution
 
     # --- variants of the objective and the optimizer (the paper: cosine, 1, one rate, constant) ---
     content_loss: str = "cosine"  # cosine over the image (eq. 4) | cosine_pixel | l1 (pix2pix)
@@ -175,11 +178,17 @@ def _check_newer_fields(cfg: Config) -> None:
         "ema_decay": (lambda v: 0 <= v < 1, "0 <= ema_decay < 1 (0: off; 0.999 is usual)"),
         "chroma_temperature": (lambda v: v > 0, "a number above 0 (1: the mean of the bins, towards 0: the mode)"),
         "val_size": (lambda v: v >= 0, "0 (no validation split) or more"),
+        "chroma_grid": (lambda v: 2 <= v <= 64, "a lattice side from 2 to 64 (16: 256 bins)"),
+        "chroma_embed": (lambda v: v >= 0, "0 (the last layer gives the logits) or a channel count"),
+        "chroma_subsample": (lambda v: v in (1, 2), "1 (full resolution) or 2 (half, needs chroma_embed > 0)"),
     }
     for name, (ok, rule) in ranges.items():
         value = getattr(cfg, name, None)
         if value is not None and not ok(value):
             raise ConfigError(f"{name}={value!r} is out of range: use {rule}")
+    if getattr(cfg, "chroma_subsample", 1) > 1 and not getattr(cfg, "chroma_embed", 0):
+        raise ConfigError("chroma_subsample=2 needs chroma_embed > 0 (the layer that predicts at half "
+                          "resolution): add --set chroma_embed=32")
 
 
 def _check_seed_and_device(cfg: Config) -> None:

@@ -22,7 +22,8 @@ from .objectives import CONTENT_LOSSES, ChromaClassesLoss, GANObjective, R1Objec
 GENERATOR_NORMS = {"batch": BatchNorm, "instance": InstanceNorm, "fan": FeatureAwareNorm, "spade": SpadeNorm,
                    "none": None}
 OUTPUTS = {"rgb": lambda cfg: None, "ycbcr": lambda cfg: YCbCrOutput(),
-           "classes": lambda cfg: ChromaClassesOutput(cfg.chroma_temperature)}
+           "classes": lambda cfg: ChromaClassesOutput(cfg.chroma_temperature, cfg.chroma_grid,
+                                                      cfg.chroma_embed, cfg.chroma_subsample)}
 DISCRIMINATOR_NORMS = {"batch": batch_norm_layers, "instance": instance_norm_layers,
                        "spectral": no_norm_layers, "none": no_norm_layers}
 
