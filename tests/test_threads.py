@@ -25,6 +25,8 @@ def two_threads_allowed():
 
 def test_busy_cores_sees_a_busy_neighbour():
     idle, _ = busy_cores(0.3)
+    if idle is not None and idle > usable_cores() - 1:
+        pytest.skip(f"other programs keep {idle:.1f} of {usable_cores()} cores busy: no core left to see a spinner on")
     spin = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         time.sleep(0.5)

@@ -56,3 +56,44 @@ def test_every_baseline_is_a_valid_config():
         G, D = build_generator(cfg), build_discriminator(cfg)
         fake = G(torch.zeros(2, 1, 32, 32))
         assert D(torch.zeros(2, 1, 32, 32), fake).shape[0] == 2, name
+
+
+def test_the_bins_work_along_pixel_rows_computes_the_channel_first_formulas():
+    # the annealed mean and the rebalanced cross-entropy, written over [B, Q, H, W] as before,
+    # equal the pixel-row forms in both memory layouts (older classes checkpoints keep their outputs)
+    import torch.nn.functional as F
+    from colorlib.variants.chroma import ChromaBins
+    torch.manual_seed(0)
+    bins = ChromaBins()
+    bins.weights.copy_(torch.rand(bins.count) + 0.5)
+    logits = torch.randn(3, bins.count, 5, 4)
+    cbcr = torch.rand(3, 2, 5, 4) * 1.6 - 0.8
+    p = torch.softmax(logits / 0.38, dim=1)
+    mean = torch.einsum("bqhw,qc->bchw", p, bins.centres)
+    cells, w = bins.soft_encode(cbcr)
+    logp = F.log_softmax(logits, dim=1)
+    ce = -(logp.gather(1, cells) * w).sum(1)
+    loss = ((bins.weights[cells] * w).sum(1) * ce).mean()
+    for layout in (torch.contiguous_format, torch.channels_last):
+        x = logits.contiguous(memory_format=layout)
+        assert torch.allclose(bins.annealed_mean(x, 0.38), mean, atol=1e-6)
+        assert torch.allclose(bins.loss(x, cbcr), loss, atol=1e-6)
+
+
+def test_the_half_resolution_head_predicts_bins_at_half_size_and_keeps_the_luma():
+    from colorlib.variants.color import rgb_to_ycbcr
+    from colorlib.variants.heads import ChromaClassesOutput
+    torch.manual_seed(0)
+    head = ChromaClassesOutput(embed=8, subsample=2)
+    assert head.channels == 8
+    gray = torch.rand(2, 1, 32, 32) * 2 - 1
+    rgb = head(torch.randn(2, 8, 32, 32), gray)
+    assert rgb.shape == (2, 3, 32, 32) and head.logits.shape == (2, 256, 16, 16)
+    inside = rgb.abs().amax(1, keepdim=True) < 0.99  # where no channel was clamped, Y is the input's
+    assert torch.allclose(rgb_to_ycbcr(rgb)[:, :1][inside], gray[inside], atol=1e-5)
+    # its loss scores the 16x16 logits against the chroma averaged over each 2x2 block
+    real = torch.rand(2, 3, 32, 32) * 2 - 1
+    pooled = torch.nn.functional.avg_pool2d(rgb_to_ycbcr(real)[:, 1:], 2)
+    assert torch.allclose(head.bins.loss(head.logits, rgb_to_ycbcr(real)[:, 1:]), head.bins.loss(head.logits, pooled))
+    with pytest.raises(ValueError, match="needs embed"):
+        ChromaClassesOutput(subsample=2)

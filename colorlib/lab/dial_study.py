@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 
 from ..inference import colorize, vividness as dial
 from ..runs import rundir
-from ..runs.data import load_split
+from ..runs.data import load_split, resolve_source
 from .metrics import decode_outputs, evaluate_methods, judge_labels, output_format_for
 from .vividness import FRONTIER_VIVIDNESS, _at_colourfulness, calibrate, cpu_model, measure_frontier
 
@@ -49,7 +49,9 @@ def score_generator(checkpoint, data: Optional[str], limit: int, val_limit: int,
         scores = semantic_scores(model, images, labels, test.classes, [r["vividness"] for r in report["dial"]], fmt)
         for row in report["dial"]:
             row.update(scores[row["vividness"]])
-    return {"generator": str(checkpoint), "every": step, **report}
+    return {"generator": str(checkpoint), "every": step, "preset": cfg.preset, "epochs": cfg.epochs,
+            "seed": cfg.seed, "train_images": (cfg.train_size or 50_000) - cfg.val_size if cfg.val_size else None,
+            "data": Path(resolve_source(data)).name, **report}
 
 
 def semantic_scores(model, images, labels, classes, settings: Sequence[float], fmt: str) -> dict:
@@ -182,7 +184,9 @@ def compare(reports: dict[str, list[dict]], dial_method: str) -> dict:
             "targets": targets(points, plains, reports[dial_method]),
             "images": first["images"], "every": first["every"], "gray_psnr_db": first["gray_psnr_db"],
             "truth_colourfulness": first["truth_colourfulness"], "seeds": {n: len(r) for n, r in reports.items()},
-            "device": cpu_model()}
+            "trained": {n: sorted({f"preset {r.get('preset')}, {r.get('epochs')} epochs" for r in reps})
+                        for n, reps in reports.items()},
+            "data": first.get("data"), "scored_on": cpu_model()}
 
 
 def targets(points: Sequence[dict], plains: dict, dial_reports: Sequence[dict]) -> dict:
@@ -250,6 +254,8 @@ def figure(result: dict, reports: dict[str, list[dict]]):
         pts = [(x, y) for x, y in zip(xs, ys) if y is not None]
         ax.plot([x for x, _ in pts], [y for _, y in pts], "-", color=f"C{i + 1}", lw=1.2,
                 label=f"{name}: chroma gain ({len(reps)} seed{'s' * (len(reps) > 1)}, mean)")
+        ax.plot([r["plain_output"]["colourfulness_pct"] for r in reps],  # each seed's own output (gain 1)
+                [r["plain_output"]["psnr_vs_gray_db"] for r in reps], "x", color=f"C{i + 1}", ms=6)
     for rep in reports[result["dial"]]:
         ax.plot([r["colourfulness_pct"] for r in rep["dial"]], [r["psnr_vs_gray_db"] for r in rep["dial"]],
                 "-", color="C0", lw=0.6, alpha=0.5)
@@ -261,8 +267,8 @@ def figure(result: dict, reports: dict[str, list[dict]]):
     ax.axvline(100, color="k", lw=0.6, ls=":")
     ax.set_xlabel("colourfulness, % of the truth's")
     ax.set_ylabel("PSNR minus the gray copy's (dB)")
-    ax.set_title(f"{result['images']:,} test images (every {result['every']}th), through colorize; "
-                 f"dial calibrated on each seed's validation split", fontsize=9)
+    ax.set_title(f"{result['images']:,} test images (every {result['every']}th), through colorize; x: each "
+                 f"seed's own output; the dial calibrated on each seed's validation split", fontsize=8)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
@@ -288,6 +294,17 @@ def _judged_panel(ax, result: dict) -> None:
     fd.set_ylabel("feature FD (lower: closer to real photos)", color="C3")
     ax.set_title(f"{result['dial']}: the classifier's view of the dial", fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
+
+
+def read(folder) -> dict:
+    """A vividness-study's metrics.json (STUDY_FORMAT); ValueError naming what is there otherwise."""
+    path = Path(folder) / "metrics.json"
+    result = rundir.read_json(path) if path.is_file() else {}
+    if result.get("format") != STUDY_FORMAT:
+        found = f"format {result.get('format')!r}" if result else "no such file"
+        raise ValueError(f"{path} is not a vividness study ({found}); make one with "
+                         f"`python -m colorlib vividness-study STUDY --out {folder}`")
+    return result
 
 
 def run(study, methods: Sequence[str], dial_method: str, out, data: Optional[str] = None, limit: int = 1000,

@@ -48,9 +48,12 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": dict(train_size=10000, val_size=2000, epochs=8, g_width=32, g_depth=4, d_width=32, d_depth=3,
                   log_every=10),
     # the quick networks on all 45,000 training images (5,000 held out for validation), for studies
-    # in the background of a working day on a 2-core CPU. Measured on an idle 2-core AMD EPYC: the
-    # paper's recipe 46 s an epoch (30 epochs: about 24 minutes); the chroma-classes variant 279 s
-    # an epoch (its 256-bin head at full resolution: 30 epochs take 2.3 hours)
+    # in the background of a working day on a 2-core CPU. Measured on an idle 2-core AMD EPYC with
+    # AVX512-BF16: the paper's recipe 46 s an epoch (30 epochs: about 24 minutes); the chroma-classes
+    # variant 279 s an epoch (its 256-bin head at full resolution: 30 epochs take 2.3 hours). The
+    # classes head at half resolution (chroma_embed=32, chroma_subsample=2) took 1.46x the iteration time on a
+    # 2-core AVX2 EPYC (the full-resolution head 5.1x): about 34 minutes on the first CPU if the ratio
+    # holds there (estimated, not timed)
     "cpu": dict(epochs=30, g_width=32, g_depth=4, d_width=32, d_depth=3, log_every=50),
     # the paper's schedule exactly: all 50,000 images, batch 50, 100 epochs, 2 D steps
     "paper": dict(checkpoint_every=5, log_every=200),
