@@ -111,7 +111,8 @@ def test_any_other_exception_is_a_bug_and_keeps_its_traceback(tmp_path, pack_rai
 # ---------------------------------------------------------------- 0: help
 def test_every_command_is_documented_and_its_help_exits_0(capsys):
     names = commands()
-    assert names == ["train", "figures", "pack", "colorize", "vividness-calibrate", "vividness-frontier", "vividness-study",
+    assert names == ["train", "figures", "pack", "colorize", "vividness-calibrate", "vividness-frontier",
+                     "vividness-study",
                      "evaluate", "compare", "train-classifier", "ship",
                      "baselines", "sweep", "study", "bench"]
     documented = re.findall(r"python -m colorlib ([\w-]+)", cli.__doc__)
