@@ -23,7 +23,7 @@ from typing import Optional, Sequence
 from ..inference import colorize, vividness as dial
 from ..runs import rundir
 from ..runs.data import load_split, resolve_source
-from .metrics import decode_outputs, evaluate_methods, judge_labels, output_format_for
+from .metrics import command_outputs, decode_outputs, evaluate_methods, judge_labels, output_format_for
 from .vividness import FRONTIER_VIVIDNESS, _at_colourfulness, calibrate, cpu_model, measure_frontier
 
 STUDY_FORMAT = "colorlib-dial-study-v1"
@@ -61,9 +61,7 @@ def semantic_scores(model, images, labels, classes, settings: Sequence[float], f
 
     def at(v: float):
         def run(batch):
-            photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in batch.cpu()]
-            return decode_outputs(colorize.colorized_files(photos, model, colorize.DEFAULT_RENDER_SIZE,
-                                                           [fmt] * len(photos), vividness=v))
+            return decode_outputs(command_outputs(batch, model, fmt=fmt, vividness=v))
         run.takes_photos = True
         return run
     classifier = load_classifier(SHIPPED_CLASSIFIER).eval()

@@ -280,16 +280,17 @@ def generator_method(G: nn.Module) -> Method:
 
 
 def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
-                    fmt: str = "JPEG") -> list[bytes]:
+                    fmt: str = "JPEG", **how) -> list[bytes]:
     """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W], as
     Pillow decodes their files): each one read as the command reads a photo (`gray_from_pil`: its
     8-bit BT.601 luma, the colour dropped), then `colorize.colorized_files`, the command's own
     path, at its default render size, into `fmt` (the command writes JPEG for JPEG inputs, PNG
-    otherwise). On the CPU these are the command's bytes, byte for byte (tests/test_scoring_path.py)."""
+    otherwise); `how`: the dial (vividness=) or its knobs. On the CPU these are the command's bytes,
+    byte for byte (tests/test_scoring_path.py)."""
     from ..inference import colorize
     render_size = colorize.DEFAULT_RENDER_SIZE if render_size is None else render_size
     photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in images.cpu()]
-    return colorize.colorized_files(photos, G, render_size, [fmt] * len(photos))
+    return colorize.colorized_files(photos, G, render_size, [fmt] * len(photos), **how)
 
 
 def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
