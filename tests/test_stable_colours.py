@@ -22,25 +22,12 @@ def study():
     return sc.read_study(STUDY)
 
 
-@pytest.fixture(scope="module")
-def second():
-    return sc.read_study(SHIPPED_BASELINES, "all_methods_dir")
-
-
-def readable_text(fig) -> list[Text]:
-    """Every visible, non-empty text of a drawn figure."""
-    fig.savefig(io.BytesIO(), format="png")  # tick labels exist only once the figure is drawn
-    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-
-
 def assert_readable(fig) -> None:
-    assert fig.dpi >= 100
-    texts = readable_text(fig)
-    assert texts
-    small = [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9]
-    assert not small, small
-    turned = [t.get_text() for t in texts if t.get_rotation() != 0]
-    assert not turned, turned
+    """100 dpi, every visible text 9 pt or more and horizontal."""
+    fig.savefig(io.BytesIO(), format="png")  # tick labels exist only once the figure is drawn
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    assert fig.dpi >= 100 and texts
+    assert not [(t.get_text(), t.get_fontsize()) for t in texts if t.get_fontsize() < 9 or t.get_rotation() != 0]
 
 
 def test_the_collapse_statistic_is_the_share_of_iterations_d_wins_per_epoch():
@@ -51,22 +38,16 @@ def test_the_collapse_statistic_is_the_share_of_iterations_d_wins_per_epoch():
     assert sc.collapse_per_epoch(history).tolist() == [0.25, 1.0]
 
 
-def test_a_fix_effect_is_a_difference_of_means_with_its_standard_error():
-    def entry(mean, std):
-        return {"test": {"colorize": {"psnr_dataset_db": {"mean": mean, "std": std, "n": 3}}}}
-    report = {"methods": {"fix": entry(23.0, 0.3), "base": entry(22.0, 0.4)}}
-    delta, se = sc.fix_effect(report, "fix", "base", "psnr_dataset_db")
-    assert delta == pytest.approx(1.0)
-    assert se == pytest.approx(math.sqrt(0.09 / 3 + 0.16 / 3))
-
-
-def test_each_fix_is_measured_against_what_it_adds_to():
-    assert sc.base_of("paper") is None
-    assert sc.base_of("ours-ycbcr") == "paper"
+def test_each_fix_is_measured_against_what_it_adds_to_with_its_standard_error():
+    assert sc.base_of("paper") is None and sc.base_of("ours-ycbcr") == "paper"
     assert sc.base_of("ycbcr-r1") == sc.base_of("ycbcr-ttur") == "ours-ycbcr"  # TTUR changes lr too
     assert sc.base_of("unet-l1") == sc.base_of("classes") == "paper"
     assert sc.what_it_changes("ycbcr-r1") == "r1_gamma=0.1"
     assert sc.what_it_changes("ycbcr-ttur") == "lr=0.0001, d_lr=0.0004"
+    report = {"methods": {name: {"test": {"colorize": {"psnr_dataset_db": {"mean": mean, "std": std, "n": 3}}}}
+                          for name, mean, std in (("fix", 23.0, 0.3), ("base", 22.0, 0.4))}}
+    delta, se = sc.fix_effect(report, "fix", "base", "psnr_dataset_db")
+    assert delta == pytest.approx(1.0) and se == pytest.approx(math.sqrt(0.09 / 3 + 0.16 / 3))
 
 
 def test_the_table_reads_every_number_from_the_study(study):
@@ -81,18 +62,16 @@ def test_the_table_reads_every_number_from_the_study(study):
     assert f"{m['mean']:.2f} ± {m['std']:.2f}" in r1 and f"{delta:+.2f} ± {se:.2f}" in r1
 
 
-def test_the_source_of_the_numbers_is_read_from_the_study(study):
+def test_a_study_is_read_with_its_source_and_a_folder_without_one_is_a_parameter_error(study, tmp_path):
     text = sc.study_source(study)
     assert study["device_name"] in text and f"preset {study['preset']}," in text
     assert "seeds 0, 1, 2" in text and "6 epochs per run" in text
-
-
-def test_a_folder_without_a_study_is_a_parameter_error(tmp_path):
     with pytest.raises(ConfigError, match="study_dir=.* holds no study"):
         sc.read_study(tmp_path, "study_dir")
 
 
-def test_the_figures_are_readable_at_full_size(study, second):
+def test_the_figures_are_readable_at_full_size(study):
+    second = sc.read_study(SHIPPED_BASELINES, "all_methods_dir")
     share = torch.tensor([0.0, 0.5, 1.0])
     assert_readable(sc.collapse_figure(share, study, "a run"))
     fig = sc.frontier_figure([(study, "6 epochs"), (second, "3 epochs")], [("shipped", 21.4, 22.7)],
@@ -109,13 +88,10 @@ def test_the_vividness_strip_asks_colorize_for_each_setting(monkeypatch):
 
     def fake_colorize(image, model, vividness):
         asked.append(vividness)
-        rgb = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-        out = (rgb.float() * (1 - vividness / 2)).to(torch.uint8)
-        return Image.fromarray(out.permute(1, 2, 0).numpy())
+        return Image.fromarray((np.array(image.convert("RGB")) * (1 - vividness / 2)).astype(np.uint8))
 
     monkeypatch.setattr(sc.colorize_module, "colorize", fake_colorize)
-    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
-    fig = sc.vividness_strip(images, model=None, levels=(0.0, 1.0))
+    fig = sc.vividness_strip(torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8), model=None, levels=(0.0, 1.0))
     assert asked == [0.0] * 3 + [1.0] * 3
     titles = [ax.get_title(loc="left") for ax in fig.axes]
     assert [t.split(":")[0] for t in titles] == ["gray input", "vividness 0", "vividness 1", "ground truth"]

@@ -4,17 +4,13 @@
     python -m colorlib baselines --preset quick --out runs/baselines-one-seed
 
 `study` (study.py) trains every method with several seeds, chooses on the validation split and
-reports the test split with mean and spread: that is what the repository's tables come from.
-`baselines` (run_baselines below) is the quick look: one seed per method, one after the other,
-each scored with `evaluate` into a `compare` table.
+reports the test split with mean and spread: the repository's tables come from it. `baselines`
+is the quick look: one seed per method, each scored with `evaluate` into a `compare` table.
 
-Every method is the chosen preset (same data, epochs, batch size, seed, network widths) with
-a few fields changed; "gray (copied to RGB)" needs no training and is scored by `evaluate`.
-The paper leaves three choices open, and each gets its own row: the cosine of eq. (4) over
-the whole image vs per pixel, a single-logit discriminator vs PatchGAN, and "Adam with default
-parameters" (lr 1e-3) vs the GAN-usual lr 2e-4, beta1 0.5.
-
-Runs are ordinary run directories: an interrupted comparison continues where it stopped.
+Every method is the chosen preset with a few fields changed. The paper leaves three choices open,
+and each gets its own row: the cosine of eq. (4) over the whole image vs per pixel, a
+single-logit discriminator vs PatchGAN, and "Adam with default parameters" (lr 1e-3) vs the
+GAN-usual lr 2e-4, beta1 0.5.
 """
 from __future__ import annotations
 
@@ -36,9 +32,6 @@ LINEAR_DECAY = dict(lr_schedule="linear")
 STABLE = {**OURS_YCBCR, **TTUR, **EMA, **SMOOTH, **LINEAR_DECAY}
 # colour as classes (Zhang et al. 2016), rebalanced cross-entropy weighted 1 next to the GAN term
 CLASSES = dict(output="classes", lam=1.0, d_norm="spectral", **GAN_ADAM, **EMA)
-# the same with the bins predicted at half resolution from 32 channels (variants/heads.py): the
-# vividness dial's model, its training 1.5x the paper recipe's time instead of 4-5x
-CLASSES_DIAL = dict(CLASSES, chroma_embed=32, chroma_subsample=2)
 
 METHODS: dict[str, dict] = {
     # regression: the U-Net alone, no discriminator
@@ -64,7 +57,6 @@ METHODS: dict[str, dict] = {
     "stable": STABLE,
     "classes": CLASSES,  # chroma classes + GAN
     "classes-no-gan": dict(CLASSES, adv_weight=0.0),  # Zhang et al. alone
-    "classes-dial": CLASSES_DIAL,  # chroma classes at half resolution + GAN
 }
 
 
@@ -72,30 +64,29 @@ def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optiona
                   figures: Optional[str] = None, classifier: Optional[str] = None,
                   limit: Optional[int] = None, device: str = "auto", progress: bool = True,
                   accept_changes=()) -> list[Path]:
-    """Train (or finish) every method's run under `out`, evaluate each, write the comparison.
-    accept_changes: what runs already in `out` may find changed when they continue (Trainer's)."""
-    from .metrics import compare_runs, evaluate_run
+    """Train (or finish) every method's run in OUT/<method>, evaluate each, write the comparison.
+    A run already there continues, one finished and scored is left as it is; any of them asking
+    for other maths than it holds is refused (the engine's rule) before anything trains."""
+    from ..engine.resume import run_config
     from ..engine.trainer import train
+    from .evaluation import compare_runs, evaluate_run
     from .validation import validator_for
-
     names = list(methods or METHODS)
     unknown = [m for m in names if m not in METHODS]
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    out = Path(out)
-    run_dirs = []
+    out, cfgs = Path(out), {name: make_config(preset, data=data, device=device, **METHODS[name]) for name in names}
+    for name in names:
+        if rundir.is_run_dir(out / name):
+            run_config(out / name, cfgs[name], resume=True)  # a ConfigError where the maths differ
     for name in names:
         run_dir = out / name
-        cfg = make_config(preset, data=data, device=device, **METHODS[name])
         done = rundir.is_run_dir(run_dir) and rundir.read_run_info(run_dir).get("status") == "finished"
         if not done:
             print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
-            # a run already there continues with its own config.json (training.run_config)
-            train(cfg, run_dir, resume="auto", progress=progress, epoch_lines=not progress, validator=validator_for,
-                  accept_changes=accept_changes)
-        if not (run_dir / "metrics.json").exists() or not done:
+            train(cfgs[name], run_dir, resume="auto", progress=progress, epoch_lines=not progress,
+                  validator=validator_for, accept_changes=accept_changes)
+        if not done or not (run_dir / "metrics.json").exists():
             print(f"== {name}: evaluating")
             evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)
-        run_dirs.append(run_dir)
-    written = compare_runs([str(d) for d in run_dirs], figures or out)
-    return written
+    return compare_runs([str(out / name) for name in names], figures or out)

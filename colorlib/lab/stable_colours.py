@@ -1,12 +1,7 @@
-"""What notebook 08 (stable colours) draws and tabulates, from the studies and the run that ship.
-
-- `collapse_per_epoch`: the collapse statistic of a run's loss history, per epoch;
-- `collapse_figure`: that statistic for a long run of the paper's recipe, next to a study's methods;
-- `read_study`, `study_source`, `fixes_table`, `fix_effect`: what each fix measured, mean ± spread over seeds;
-- `frontier_figure`: PSNR against colourfulness of every method of one or more studies, with seeds;
-- `colorize_images`, `vividness_strip`: test images through `colorize` at a few vividness settings.
-
-The figures are drawn to be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
+"""What notebook 08 (stable colours) draws and tabulates, from the studies and the run that ship:
+the collapse statistic, what each fix measured (mean ± spread over seeds), the PSNR-colourfulness
+frontier and test images through `colorize` at a few vividness settings. The figures are drawn to
+be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
 """
 from __future__ import annotations
 
@@ -35,10 +30,8 @@ BASE = "ours-ycbcr"  # the chroma-only GAN with a spectral-norm D: the fixes are
 
 # ---------------------------------------------------------------- the collapse statistic
 def collapse_per_epoch(history: dict) -> torch.Tensor:
-    """Share of each epoch's iterations in which D wins outright, L_D = L_real + L_fake < D_WINS_LOSS.
-
-    `history`: a run's loss history (`rundir.read_history`), one entry per iteration; the result
-    has one value per epoch, in order."""
+    """Share of each epoch's iterations in which D wins outright, L_D = L_real + L_fake < D_WINS_LOSS,
+    from a run's loss history (`rundir.read_history`); one value per epoch, in order."""
     wins = ((history["d_real"] + history["d_fake"]) < D_WINS_LOSS).double()
     _, epoch = torch.unique(history["epoch"], return_inverse=True)  # 0, 1, ... in epoch order
     counts = torch.bincount(epoch).double()
@@ -54,10 +47,6 @@ def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=SMALL)
 
 
-def _uses_spectral_d(report: dict, name: str) -> bool:
-    return report["methods"][name]["overrides"].get("d_norm") == "spectral"
-
-
 def collapse_figure(run_share: torch.Tensor, report: dict, run_label: str) -> Figure:
     """Left: the collapse statistic per epoch of one long run (`collapse_per_epoch`). Right: a
     study's mean over seeds per epoch, for its paper recipe and, as one line (their maximum),
@@ -69,7 +58,7 @@ def collapse_figure(run_share: torch.Tensor, report: dict, run_label: str) -> Fi
     left.set_ylim(0, 1.02)
     _axes_style(left, run_label, "epoch", "share of iterations in which D wins outright")
     per_epoch = {n: r["collapse"]["per_epoch"] for n, r in report["methods"].items() if r.get("collapse")}
-    spectral = [n for n in per_epoch if _uses_spectral_d(report, n)]
+    spectral = [n for n in per_epoch if report["methods"][n]["overrides"].get("d_norm") == "spectral"]
     x = range(1, 1 + max(len(v) for v in per_epoch.values()))
     if "paper" in per_epoch:
         right.plot(x, per_epoch["paper"], "o-", color="tab:red", label="paper's recipe")
@@ -84,8 +73,8 @@ def collapse_figure(run_share: torch.Tensor, report: dict, run_label: str) -> Fi
 
 # ---------------------------------------------------------------- the study's numbers
 def read_study(folder, name: str = "study_dir") -> dict:
-    """The metrics.json of a study's figures folder (relative paths start at the repository root);
-    a ConfigError naming the parameter `name` where the folder holds none."""
+    """The metrics.json of a study's figures folder (relative to the repository root); a
+    ConfigError naming the parameter `name` where the folder holds none."""
     path = REPO / folder / "metrics.json"
     report = read_json(path) if path.is_file() else {}
     if report.get("format") != STUDY_FORMAT:
@@ -105,8 +94,7 @@ def study_source(report: dict) -> str:
 
 
 def base_of(name: str) -> Optional[str]:
-    """The method a fix is measured against: ours-ycbcr for what adds to it, the paper's recipe
-    for the rest, none for the paper's recipe itself."""
+    """The method a fix is measured against: ours-ycbcr for what adds to it, else the paper's recipe."""
     if name == "paper":
         return None
     overrides, base = METHODS.get(name, {}), METHODS[BASE]
@@ -119,9 +107,8 @@ def what_it_changes(name: str, preset: str = "paper") -> str:
     base = base_of(name)
     if base is None:
         return "the paper's recipe"
-    overrides = METHODS.get(name, {})
     mine, under = (make_config(preset, **METHODS.get(n, {})).to_dict() for n in (name, base))
-    return ", ".join(f"{k}={mine[k]}" for k in overrides if under[k] != mine[k])
+    return ", ".join(f"{k}={mine[k]}" for k in METHODS.get(name, {}) if under[k] != mine[k])
 
 
 def fix_effect(report: dict, name: str, base: str, key: str, split: str = "test") -> tuple[float, float]:
@@ -131,9 +118,8 @@ def fix_effect(report: dict, name: str, base: str, key: str, split: str = "test"
     return a["mean"] - b["mean"], math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
 
 
-def _mean_std(entry: dict, fmt: str, scale: float = 1.0) -> str:
-    text = fmt.format(entry["mean"] * scale)
-    return text + (" ± " + fmt.format(entry["std"] * scale) if entry.get("n", 1) > 1 else "")
+def _mean_std(entry: dict, fmt: str) -> str:
+    return fmt.format(entry["mean"]) + (" ± " + fmt.format(entry["std"]) if entry.get("n", 1) > 1 else "")
 
 
 def _effect(report: dict, name: str, key: str, fmt: str) -> str:
@@ -171,13 +157,6 @@ def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
 
 
 # ---------------------------------------------------------------- the frontier
-def _points(report: dict, name: str) -> tuple[dict, list[tuple[float, float]]]:
-    m = report["methods"][name]["test"]["colorize"]
-    seeds = [(s["test"]["colorize"]["colourfulness"], s["test"]["colorize"]["psnr_dataset_db"])
-             for s in report["methods"][name]["seeds"] if s.get("test")]
-    return m, seeds
-
-
 def _palette(n: int) -> list[tuple]:
     """n colours, all different up to 20: tab20's ten dark shades first, then its ten light ones."""
     import matplotlib
@@ -187,7 +166,9 @@ def _palette(n: int) -> list[tuple]:
 
 
 def _draw_method(ax, report: dict, name: str, colour, filled: bool, label: str) -> None:
-    m, seeds = _points(report, name)
+    m = report["methods"][name]["test"]["colorize"]
+    seeds = [(s["test"]["colorize"]["colourfulness"], s["test"]["colorize"]["psnr_dataset_db"])
+             for s in report["methods"][name]["seeds"] if s.get("test")]
     ax.plot(*zip(*seeds), "o", ms=3.5, color=colour, alpha=0.55)
     ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
                 yerr=m["psnr_dataset_db"]["std"], fmt="o" if filled else "D", ms=8, capsize=2, color=colour,
@@ -228,27 +209,13 @@ def frontier_figure(studies: Sequence[tuple[dict, str]], extra: Sequence[tuple[s
 
 # ---------------------------------------------------------------- the vividness dial
 def colorize_images(images: torch.Tensor, model, vividness: float) -> torch.Tensor:
-    """uint8 RGB images [B, 3, H, W] -> their colorizations through `colorize` at `vividness`,
-    from their gray copies (colorize keeps only the luma of what it is given)."""
+    """uint8 RGB images [B, 3, H, W] -> `colorize` at `vividness` (it keeps only their luma)."""
     outs = []
     for image in images:
         photo = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
         out = colorize_module.colorize(photo, model, vividness=vividness)
         outs.append(torch.from_numpy(np.array(out.convert("RGB"))).permute(2, 0, 1))
     return torch.stack(outs)
-
-
-def scores(pred: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
-    """(dataset PSNR in dB, mean colourfulness) of a batch of uint8 colorizations."""
-    return float(psnr_from_mse(mse_per_image(pred, truth).mean())), float(colourfulness(pred).mean())
-
-
-def _strip(ax, images: torch.Tensor, label: str) -> None:
-    strip = torch.cat(list(images), dim=2).permute(1, 2, 0).numpy()
-    ax.imshow(strip, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(label, loc="left", fontsize=TEXT, pad=3)
 
 
 def vividness_strip(images: torch.Tensor, model, levels: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
@@ -261,7 +228,10 @@ def vividness_strip(images: torch.Tensor, model, levels: Sequence[float] = (0.0,
     rows.append(("ground truth", images))
     fig = Figure(figsize=(0.95 * len(images) + 0.4, 1.15 * len(rows)), dpi=DPI, layout="constrained")
     for ax, (label, batch) in zip(fig.subplots(len(rows), 1), rows):
-        psnr, colour = scores(batch, images)
+        psnr = float(psnr_from_mse(mse_per_image(batch, images).mean()))
         psnr_text = "" if batch is images else f"PSNR {psnr:.2f} dB, "
-        _strip(ax, batch, f"{label}:  {psnr_text}colourfulness {colour:.1f}")
+        ax.imshow(torch.cat(list(batch), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set(xticks=[], yticks=[])
+        ax.set_title(f"{label}:  {psnr_text}colourfulness {float(colourfulness(batch).mean()):.1f}", loc="left",
+                     fontsize=TEXT, pad=3)
     return fig

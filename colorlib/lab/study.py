@@ -1,26 +1,25 @@
-"""The whole comparison in one command: every method x seeds, packed, scored, aggregated.
+"""Many runs: `sweep` trains methods x seeds, `study` also scores, aggregates and chooses.
 
-    python -m colorlib study --preset paper --seeds 3 --out runs/study --figures figures/paper/baselines \
-        --time-budget 420
+    python -m colorlib sweep PLAN.json                                 (a plan file: see load_plan)
+    python -m colorlib study --preset quick --seeds 3 --out runs/study --figures figures/quick/baselines
 
-1. Throughput: one run alone vs the whole pack, in images per second (study_bench.json).
-2. Training: every method of the baselines table x every seed, packed on one device
-   (packing.py). With --time-budget the epochs of all runs are fitted to the budget after the
-   first epoch, the same for every run, and each run's config.json says what it got.
-3. Scoring: each run's `best.pt` (the epoch with the lowest validation feature distance, see
-   validation.py; generator.pt where a run kept none) on the validation split and on the test
-   split, both as the network outputs it (raw) and as `colorize` delivers it (the input's
-   exact luma with the network's chroma).
-4. Aggregation: per method, the mean and the spread (sample standard deviation) over seeds of
-   every score (metrics.json, with each seed's scores under "seeds"; metrics.md), the
-   PSNR-vs-colourfulness frontier (frontier.png) and the collapse statistic per epoch
-   (collapse.png).
-5. The choice, made on the validation split only, by a rule fixed before any run: the method
-   with the lowest mean validation feature distance among those whose mean validation PSNR
-   (through colorize) beats the gray copy's. Test numbers are reported, never used to choose.
+Runs are trained one after another into OUT/<method>/seed<k>, each an ordinary run directory. A
+run already there continues with the configuration asked for, and a finished one is left as it
+is; one whose maths differ from what is asked (`--set lam=10` over a run of lam=100) is refused
+before anything trains (engine/resume.py's rule). A stopped sweep or study is therefore finished
+by running the same command again.
+
+The study then scores each run's `best.pt` (its epoch of lowest validation feature distance;
+generator.pt where it has none) on the validation and the test split, raw and as `colorize`
+delivers it (the input's exact luma with the network's chroma). Each seed's scores are kept in
+its scores.json (a rerun scoring the same images reuses them); per method, the mean and sample
+std over seeds go to metrics.json and metrics.md, with frontier.png and collapse.png. The choice,
+on the validation split only, by a rule fixed before any run: the lowest mean validation feature
+distance among the methods whose mean validation PSNR (through colorize) beats the gray copy's.
 """
 from __future__ import annotations
 
+import json
 import math
 import platform
 import statistics
@@ -30,49 +29,125 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..engine.resume import run_config
+from ..engine.trainer import Trainer, TrainingDiverged
 from ..runs import rundir
 from ..runs.config import ConfigError, make_config
+from .baselines import METHODS
+from .validation import validator_for
 
 SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "colourfulness",
           "colourfulness_gap_pct", "pixel_accuracy", "semantic_accuracy", "feature_fd")
-
-
 STUDY_FORMAT = "colorlib-study-v1"  # metrics.json of a study; read by notebooks 07 and 08
-
-def measure_sequential(preset: str, method: dict, common: dict, data_cache: dict, epochs: int = 3) -> dict:
-    """One run alone, timed like the pack (packing.train_packed): the epochs after the first,
-    validation and sample writing included, in a scratch folder."""
-    import tempfile
-
-    from .packing import train_packed
-    from ..engine.trainer import Trainer
-    from .validation import validator_for
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = make_config(preset, **{**common, **method, "epochs": epochs})
-        t = Trainer(cfg, Path(tmp) / "run", progress=False, data_cache=data_cache, validator=validator_for)
-        result = train_packed([t], progress=False)
-    return result
+SELECTION_RULE = ("lowest mean validation feature FD (through colorize) among methods whose mean validation "
+                  "dataset PSNR beats the gray copy's")
 
 
-def sync(device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
+# ---------------------------------------------------------------- the plan
+def baselines_methods(names: Optional[Sequence[str]] = None) -> dict[str, dict]:
+    """{name: overrides} of the baselines table (or the named subset); an unknown name is a ConfigError."""
+    unknown = [m for m in names or () if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    return {m: METHODS[m] for m in names or METHODS}
 
 
+def load_plan(path) -> dict:
+    """A sweep plan, JSON:
+
+        {"preset": "paper", "seeds": [0, 1, 2], "out": "runs/sweep",
+         "set": {"epochs": 20},                                   # for every run (optional)
+         "methods": {"paper": {}, "stable": {"lr": 1e-4}}}        # name -> config overrides
+
+    A method given as a string (or a list of names) names a method of the baselines table. Its
+    name is the folder its runs go in (OUT/<method>/seed<k>). Anything malformed is a ConfigError."""
+    where = f"plan file {str(path)!r}"
+    try:
+        plan = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{where} cannot be read as JSON ({type(exc).__name__}: {rundir.first_line(exc)})") from None
+    if not isinstance(plan, dict) or not isinstance(plan.get("methods"), (dict, list)):
+        raise ConfigError(f"{where} needs a \"methods\" object (name -> config overrides)")
+    methods = plan["methods"]
+    if isinstance(methods, list):
+        if not all(isinstance(m, str) for m in methods):
+            raise ConfigError(f"{where}: a \"methods\" list names methods of the baselines table")
+        methods = dict(zip(methods, methods))
+    plan = {"seeds": [0], "preset": "quick", "set": {}, **plan, "methods": {}}
+    for name, value in methods.items():
+        check_run_name(name, where)
+        if isinstance(value, str):
+            value = baselines_methods([value])[value]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: method {name!r} must be an object of config overrides or a baselines name")
+        plan["methods"][name] = value
+    checks = {"seeds": lambda v: isinstance(v, list) and all(type(s) is int for s in v),
+              "preset": lambda v: isinstance(v, str), "set": lambda v: isinstance(v, dict),
+              "out": lambda v: isinstance(v, str) and v != ""}
+    for key, ok in checks.items():
+        if key in plan and not ok(plan[key]):
+            raise ConfigError(f"{where}: \"{key}\" has the wrong kind of value: {json.dumps(plan[key])}")
+    return plan
+
+
+def check_run_name(name, where: str = "a sweep") -> None:
+    """A method's name becomes the folder OUT/<method>: one plain name, so nothing is written outside OUT."""
+    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
+        raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (its runs go in "
+                          f"OUT/<method>/seed<k>)")
+
+
+# ---------------------------------------------------------------- training
+def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out, common: dict,
+               progress: bool = True, log=print, accept_changes=()) -> dict[str, str]:
+    """Every method x seed into OUT/<method>/seed<k>, one after another (module docstring), the
+    data decoded once for all. Every run already there is checked against what is asked first, so
+    a refusal costs no training. A run that diverges is reported and the others go on.
+    accept_changes: the Trainer's. Returns {run dir: why it failed}."""
+    runs = []
+    for name, overrides in methods.items():
+        check_run_name(name)
+        for seed in seeds:
+            run_dir = Path(out) / name / f"seed{seed}"
+            cfg = make_config(preset, **{**common, **overrides, "seed": seed})
+            if rundir.is_run_dir(run_dir):
+                run_config(run_dir, cfg, resume=True)  # a ConfigError where the maths differ
+                if rundir.read_run_info(run_dir).get("status") == "finished":
+                    continue
+            runs.append((run_dir, cfg))
+    failed, data_cache = {}, {}
+    for k, (run_dir, cfg) in enumerate(runs):
+        log(f"== {run_dir} ({k + 1} of {len(runs)} to train)")
+        try:
+            with Trainer(cfg, run_dir, resume="auto", progress=progress, validator=validator_for,
+                         accept_changes=accept_changes, data_cache=data_cache) as trainer:
+                trainer.fit()
+        except TrainingDiverged as exc:
+            failed[str(run_dir)] = f"{type(exc).__name__}: {rundir.first_line(exc)}"
+            log(f"   {run_dir}: failed ({failed[str(run_dir)]}); the others go on")
+    return failed
+
+
+# ---------------------------------------------------------------- scoring
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
-    """Scores of a run's selected generator on each split, raw and through colorize."""
-    from .metrics import colorize_method, evaluate_methods, generator_method
+    """Scores of a run's selected generator on each split, raw and through colorize; reused from
+    its scores.json where that scored the same checkpoint on the same images."""
     from ..inference.checkpoints import generator_from_checkpoint
+    from .metrics import colorize_method, evaluate_methods, generator_method
     path = run_dir / "checkpoints" / "best.pt"
-    if not path.exists():
-        path = run_dir / "checkpoints" / "generator.pt"
-    ckpt = rundir.load_checkpoint(path)  # read once: the generator and the epoch it was selected at
+    path = path if path.exists() else run_dir / "checkpoints" / "generator.pt"
+    ckpt = rundir.load_checkpoint(path)
+    scored_on = {"checkpoint": path.name, "epoch": int(ckpt.get("epoch", -1)),
+                 "images": {split: [data.source, len(data)] for split, data in splits.items()}}
+    kept = rundir.read_json(run_dir / "scores.json") if (run_dir / "scores.json").is_file() else {}
+    if kept.get("scored_on") == scored_on:
+        return kept
     G, _ = generator_from_checkpoint(ckpt, path, device)
-    out = {"checkpoint": path.name, "epoch": int(ckpt.get("epoch", -1))}
+    out = {"checkpoint": path.name, "epoch": scored_on["epoch"], "scored_on": scored_on}
     for split, data in splits.items():
-        result = evaluate_methods({"raw": generator_method(G), "colorize": colorize_method(G)},
-                                  data.images, data.labels, classifier, device=device)
-        out[split] = result["methods"]
+        out[split] = evaluate_methods({"raw": generator_method(G), "colorize": colorize_method(G)},
+                                      data.images, data.labels, classifier, device=device)["methods"]
+    rundir.write_json(run_dir / "scores.json", out)  # kept even if the study stops later
     return out
 
 
@@ -89,15 +164,10 @@ def aggregate(per_seed: Sequence[dict]) -> dict:
 
 def collapse_summary(run_dirs: Sequence[Path]) -> dict:
     """Per-epoch share of iterations where D won outright, averaged over a method's seeds."""
-    shares = []
-    for d in run_dirs:
-        e = rundir.read_epochs(d)
-        if "d_wins_share" in e:
-            shares.append(e["d_wins_share"].tolist())
+    shares = [e["d_wins_share"].tolist() for e in map(rundir.read_epochs, run_dirs) if "d_wins_share" in e]
     if not shares:
         return {}
-    n = min(len(s) for s in shares)
-    per_epoch = [statistics.fmean(s[i] for s in shares) for i in range(n)]
+    per_epoch = [statistics.fmean(s[i] for s in shares) for i in range(min(map(len, shares)))]
     return {"per_epoch": per_epoch, "mean": statistics.fmean(per_epoch) if per_epoch else 0.0,
             "epochs_over_half": sum(v > 0.5 for v in per_epoch)}
 
@@ -105,231 +175,105 @@ def collapse_summary(run_dirs: Sequence[Path]) -> dict:
 def choose(methods: dict, gray: dict) -> Optional[str]:
     """The selection rule (module docstring), on validation scores only."""
     gray_psnr = gray["val"]["psnr_dataset_db"]["mean"]
-    eligible = {m: r for m, r in methods.items()
+    eligible = {m: r["val"]["colorize"] for m, r in methods.items()
                 if r["val"]["colorize"].get("psnr_dataset_db", {}).get("mean", -math.inf) > gray_psnr
                 and "feature_fd" in r["val"]["colorize"]}
-    if not eligible:
+    return min(eligible, key=lambda m: eligible[m]["feature_fd"]["mean"]) if eligible else None
+
+
+def _score_method(name: str, seeds: Sequence[int], out: Path, splits: dict, classifier, device, failed: dict,
+                  log) -> Optional[dict]:
+    """A method's entry in the report: scores aggregated over its seeds that have a generator, collapse, each seed's."""
+    per_seed, dirs = [], []
+    for seed in seeds:
+        run_dir = out / name / f"seed{seed}"
+        if not any((run_dir / "checkpoints" / f).exists() for f in ("best.pt", "generator.pt")):
+            continue  # a run that failed before its first epoch ended has nothing to score
+        info = rundir.read_run_info(run_dir)
+        per_seed.append({**score_run(run_dir, splits, classifier, device), "seed": seed, "status": info.get("status"),
+                         "epochs_done": info.get("epochs_done"), "failure": failed.get(str(run_dir))})
+        dirs.append(run_dir)
+    if not per_seed:
         return None
-    return min(eligible, key=lambda m: eligible[m]["val"]["colorize"]["feature_fd"]["mean"])
+    r = {"overrides": METHODS.get(name, {}), "collapse": collapse_summary(dirs), "seeds": per_seed,
+         **{split: {v: aggregate([s[split][v] for s in per_seed]) for v in ("raw", "colorize")}
+            for split in ("val", "test")}}
+    log(f"   {name}: val FD {r['val']['colorize'].get('feature_fd', {}).get('mean', math.nan):.2f}, "
+        f"test PSNR {r['test']['colorize'].get('psnr_dataset_db', {}).get('mean', math.nan):.2f} dB")
+    return r
 
 
+def _score_gray(splits: dict, classifier, device) -> tuple[dict, dict]:
+    """(the gray copy's scores, shaped like a method's aggregate; the ground truth's) per split."""
+    from .metrics import evaluate_methods, gray_baseline
+    gray, truth = {}, {}
+    for split, data in splits.items():
+        r = evaluate_methods({"gray": gray_baseline}, data.images, data.labels, classifier, device=device)
+        gray[split] = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in r["methods"]["gray"].items()
+                       if isinstance(v, (int, float))}
+        truth[split] = r["ground_truth"]
+    return gray, truth
+
+
+# ---------------------------------------------------------------- the study
 def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Sequence[str]] = None,
-              data: Optional[str] = None, device: str = "auto", time_budget: Optional[float] = None,
-              overrides: Optional[dict] = None, progress: bool = True,
-              test_limit: Optional[int] = None, log=None, accept_changes=()) -> dict:
-    """The whole study of the module docstring: throughput, packed training, scoring, aggregation,
-    the choice; writes metrics.json, study_bench.json, metrics.md and the figures, returns the report.
-    accept_changes: what runs already in `out` may find changed when they continue (Trainer's)."""
-    log = log or (lambda msg: print(msg, flush=True))
-    from .baselines import METHODS
-    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+              data: Optional[str] = None, device: str = "auto", overrides: Optional[dict] = None,
+              progress: bool = True, test_limit: Optional[int] = None, log=print, accept_changes=()) -> dict:
+    """The whole study of the module docstring; writes metrics.json, metrics.md and the figures
+    into `figures` and returns the report. Run again, it trains what is left and scores again."""
+    from ..runs.data import load_split
     from ..runs.device import device_name, pick_device
-
-    names = _study_methods(methods)
-    started = time.perf_counter()
-    dev = pick_device(device)
-    common = _study_settings(data, dev, overrides)
-    out, figures = Path(out), Path(figures)
-    figures.mkdir(parents=True, exist_ok=True)
-    data_cache: dict = {}
-
-    log(f"== study: {len(names)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
-    sequential = None  # on a CPU the pack takes its runs in turn on the same cores: no gain to time
-    if dev.type == "cuda":
-        sequential = measure_sequential(preset, METHODS["paper"], common, data_cache)
-        log(f"   one run alone: {sequential['steady_images_per_s']:.0f} images/s")
-    packed = _train_study_runs(preset, names, seeds, out, common, data_cache, started, time_budget, progress, log,
-                               accept_changes)
-    speedup = _log_speedup(packed, sequential, log)
-    # the trainers are gone with _train_study_runs; their data and device memory go before scoring
-    data_cache.clear()
-    if dev.type == "cuda":
-        torch.cuda.empty_cache()
+    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+    chosen_methods, started, dev = baselines_methods(methods), time.perf_counter(), pick_device(device)
+    common, out = {"data": data, "device": str(dev), **(overrides or {})}, Path(out)
+    log(f"== study: {len(chosen_methods)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
+    failed = train_runs(chosen_methods, range(seeds), preset, out, common, progress, log, accept_changes)
 
     log("== scoring")
-    splits = _scoring_splits(preset, common, data, test_limit)
+    cfg = make_config(preset, **common)
+    splits = {"val": load_split(data, "val", None, 0, cfg.data_root, val_size=cfg.val_size),
+              "test": load_split(data, "test", test_limit, 0, cfg.data_root)}
     classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
-    gray_scores, truth = _score_gray(splits, classifier, dev)
-    results: dict = {}
-    for name in names:
-        per_seed, dirs = _score_seeds(name, seeds, out, splits, classifier, dev, packed["failed"], log)
-        if per_seed:
-            results[name] = _summarise_method(name, per_seed, dirs, log)
-    chosen = choose(results, gray_scores)
-    report = _study_report(preset, seeds, results, gray_scores, truth, chosen, dev, splits, started)
-    bench = _study_bench(preset, names, seeds, sequential, packed, speedup, dev)
-    _write_study(figures, report, bench)
+    gray, truth = _score_gray(splits, classifier, dev)
+    results = {name: r for name in chosen_methods
+               if (r := _score_method(name, range(seeds), out, splits, classifier, dev, failed, log))}
+    chosen = choose(results, gray)
+    report = {"format": STUDY_FORMAT, "preset": preset, "seeds": seeds, "methods": results, "gray": gray,
+              "ground_truth": truth, "chosen": chosen, "selection_rule": SELECTION_RULE,
+              "epochs": {name: r["seeds"][0]["epochs_done"] for name, r in results.items()},
+              "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
+              "python": platform.python_version(), "data": Path(splits["test"].source).name,
+              "val_images": len(splits["val"]), "test_images": len(splits["test"]),
+              "seconds": round(time.perf_counter() - started, 1)}
+    write_study(Path(figures), report)
     log(f"== chosen on validation: {chosen}; wrote {figures}")
     return report
 
 
-def _study_methods(methods: Optional[Sequence[str]]) -> list[str]:
-    """The methods to compare (default: the whole baselines table); an unknown name is a ConfigError."""
-    from .baselines import METHODS
-    names = list(methods or METHODS)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)}; known: {', '.join(METHODS)}")
-    return names
-
-
-def _study_settings(data: Optional[str], dev, overrides: Optional[dict]) -> dict:
-    """The config overrides every run of the study shares (data, device, the user's, the pack's)."""
-    common = {"data": data, "device": str(dev), **(overrides or {})}
-    # checkpoints only at the end: a pack of dozens of runs would otherwise write gigabytes
-    common.setdefault("checkpoint_every", 10_000)
-    common.setdefault("log_every", 100)  # a diverging run is caught within 100 iterations
-    return common
-
-
-def _train_study_runs(preset: str, names: Sequence[str], seeds: int, out: Path, common: dict, data_cache: dict,
-                     started: float, time_budget: Optional[float], progress: bool, log,
-                     accept_changes=()) -> dict:
-    """Every method x seed trained packed, within what is left of the time budget; train_packed's figures."""
-    from .baselines import METHODS
-    from .packing import expand, make_trainers, train_packed
-    specs = expand({m: METHODS[m] for m in names}, range(seeds))
-    trainers, _ = make_trainers(specs, preset, out, common, data_cache=data_cache, log=log,
-                                accept_changes=accept_changes)
-    left = None if time_budget is None else time_budget - (time.perf_counter() - started)
-    log(f"== training {len(trainers)} runs packed" + (f", {left:.0f} s budget" if left else ""))
-    return train_packed(trainers, progress=progress, time_budget=left, fit_epochs=left is not None, log=log)
-
-
-def _log_speedup(packed: dict, sequential: Optional[dict], log) -> float:
-    """Logs the pack's throughput and returns its speed-up over one run alone (NaN: not timed)."""
-    steady = packed["steady_images_per_s"]
-    if sequential is None:
-        log(f"   packed: {packed['images_per_s']:.0f} images/s over all {packed['seconds']:.0f} s")
-        return math.nan
-    if math.isnan(steady):  # one epoch: no rate after the first, compare the whole run's
-        speedup = packed["images_per_s"] / sequential["steady_images_per_s"]
-        log(f"   packed: {packed['images_per_s']:.0f} images/s over all {packed['seconds']:.0f} s, "
-            f"one epoch ({speedup:.1f}x one run)")
-    else:
-        speedup = steady / sequential["steady_images_per_s"]
-        log(f"   packed: {steady:.0f} images/s after the first epoch, "
-            f"{packed['images_per_s']:.0f} over all {packed['seconds']:.0f} s ({speedup:.1f}x one run)")
-    return speedup
-
-
-def _scoring_splits(preset: str, common: dict, data: Optional[str], test_limit: Optional[int]) -> dict:
-    """The validation split the runs held out (the choice) and the test split (the record)."""
-    from ..runs.data import load_split
-    cfg0 = make_config(preset, **{k: v for k, v in common.items() if k in ("data", "val_size")})
-    return {"val": load_split(data, "val", None, 0, cfg0.data_root, val_size=cfg0.val_size),
-            "test": load_split(data, "test", test_limit, 0, cfg0.data_root)}
-
-
-def _score_gray(splits: dict, classifier, device) -> tuple[dict, dict]:
-    """(the gray copy's scores, the ground truth's) per split; the gray copy's shaped like a method's aggregate."""
-    from .metrics import evaluate_methods, gray_baseline
-    gray_scores, truth = {}, {}
-    for split, images in splits.items():
-        r = evaluate_methods({"gray": gray_baseline}, images.images, images.labels, classifier, device=device)
-        gray_scores[split] = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in r["methods"]["gray"].items()
-                              if isinstance(v, (int, float)) and v is not None}
-        truth[split] = r["ground_truth"]
-    return gray_scores, truth
-
-
-def _score_seeds(name: str, seeds: int, out: Path, splits: dict, classifier, device, failed: dict,
-                log) -> tuple[list, list]:
-    """(scores, run directory) of each of a method's seeds that has something to score; each seed's
-    scores are also written to its scores.json."""
-    per_seed, dirs = [], []
-    for seed in range(seeds):
-        run_dir = out / name / f"seed{seed}"
-        if not rundir.is_run_dir(run_dir):
-            continue
-        if not (run_dir / "checkpoints").exists():
-            continue  # a run that failed before its first epoch ended has nothing to score
-        try:
-            s = score_run(run_dir, splits, classifier, device)
-        except Exception as exc:  # one unreadable run must not lose the others' scores
-            log(f"   {run_dir}: not scored ({type(exc).__name__}: {exc})")
-            continue
-        info = rundir.read_run_info(run_dir)
-        # a run that diverged is scored by its best epoch before that, and says so
-        s.update(seed=seed, epochs_done=info.get("epochs_done"), status=info.get("status"),
-                 failure=failed.get(str(run_dir)))
-        rundir.write_json(run_dir / "scores.json", s)  # kept even if the study stops later
-        per_seed.append(s)
-        dirs.append(run_dir)
-    return per_seed, dirs
-
-
-def _summarise_method(name: str, per_seed: list, dirs: list, log) -> dict:
-    """A method's entry in the report: its overrides, scores aggregated over seeds, collapse, each seed's."""
-    from .baselines import METHODS
-    summary = {
-        "overrides": METHODS[name],
-        "val": {v: aggregate([s["val"][v] for s in per_seed]) for v in ("raw", "colorize")},
-        "test": {v: aggregate([s["test"][v] for s in per_seed]) for v in ("raw", "colorize")},
-        "collapse": collapse_summary(dirs),
-        "seeds": per_seed,
-    }
-    log(f"   {name}: val FD {summary['val']['colorize'].get('feature_fd', {}).get('mean', math.nan):.2f}, "
-        f"test PSNR {summary['test']['colorize'].get('psnr_dataset_db', {}).get('mean', math.nan):.2f} dB")
-    return summary
-
-
-def _study_report(preset: str, seeds: int, results: dict, gray_scores: dict, truth: dict, chosen: Optional[str],
-                 dev, splits: dict, started: float) -> dict:
-    """The study's metrics.json (STUDY_FORMAT): every method's scores, the baselines, the choice, the setting."""
-    from ..runs.device import device_name
-    cfg_epochs = {name: r["seeds"][0]["epochs_done"] for name, r in results.items()}
-    return {
-        "format": STUDY_FORMAT, "preset": preset, "seeds": seeds, "methods": results,
-        "gray": gray_scores, "ground_truth": truth, "chosen": chosen,
-        "selection_rule": "lowest mean validation feature FD (through colorize) among methods whose mean "
-                          "validation dataset PSNR beats the gray copy's",
-        "epochs": cfg_epochs, "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
-        "python": platform.python_version(), "data": Path(splits["test"].source).name,
-        "val_images": len(splits["val"]), "test_images": len(splits["test"]),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-
-
-def _study_bench(preset: str, names: Sequence[str], seeds: int, sequential: Optional[dict], packed: dict,
-                 speedup: float, dev) -> dict:
-    """The study's study_bench.json: one run alone vs the pack, and what the pack trained."""
-    from .baselines import METHODS
-    from ..runs.device import device_name
-    return {"device_name": device_name(dev), "preset": preset, "runs_packed": packed["runs"],
-            "sequential_images_per_s": None if sequential is None else sequential["steady_images_per_s"],
-            "packed_images_per_s": packed["steady_images_per_s"],
-            "packed_images_per_s_whole_run": packed["images_per_s"],
-            "speedup": speedup, "epochs_planned": packed.get("planned_epochs"), "epochs_done": packed.get("epochs"),
-            "packed_seconds": packed["seconds"], "cut_by_budget": packed.get("cut_by_budget"),
-            "configs": {name: METHODS[name] for name in names}, "seeds": seeds, "failed": packed["failed"],
-            "torch": torch.__version__}
-
-
-def _write_study(figures: Path, report: dict, bench: dict) -> None:
-    """metrics.json, study_bench.json, metrics.md, frontier.png and collapse.png into `figures`."""
-    rundir.write_json(figures / "metrics.json", report)
-    rundir.write_json(figures / "study_bench.json", bench)
-    rundir.atomic_write_text(figures / "metrics.md", study_table(report))
+def write_study(figures: Path, report: dict) -> None:
+    """metrics.json, metrics.md, frontier.png and collapse.png into `figures`."""
     from .plots import collapse_figure, frontier_figure
-    for fig, fname in ((frontier_figure(report), "frontier.png"), (collapse_figure(report), "collapse.png")):
-        fig.savefig(figures / fname, dpi=110)
+    figures.mkdir(parents=True, exist_ok=True)
+    rundir.write_json(figures / "metrics.json", report)
+    rundir.atomic_write_text(figures / "metrics.md", study_table(report))
+    for fig, name in ((frontier_figure(report), "frontier.png"), (collapse_figure(report), "collapse.png")):
+        fig.savefig(figures / name, dpi=110)
 
 
 def _ms(entry: dict, key: str, fmt: str) -> str:
     v = entry.get(key)
     if not v:
         return "n/a"
-    return (fmt.format(v["mean"]) + (" ± " + fmt.format(v["std"]) if v.get("n", 1) > 1 else ""))
+    return fmt.format(v["mean"]) + (" ± " + fmt.format(v["std"]) if v.get("n", 1) > 1 else "")
 
 
 def study_table(report: dict) -> str:
+    """metrics.md: the test split through colorize per method (mean ± std), then the validation split."""
     cols = (("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
-            ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
-            ("ssim", "SSIM", "{:.3f}"), ("colourfulness", "Colourf.", "{:.1f}"),
+            ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
+            ("colourfulness", "Colourf.", "{:.1f}"),
             ("semantic_accuracy", "Semantic acc.", "{:.2%}"), ("feature_fd", "Feature FD", "{:.2f}"))
-    truth = report["ground_truth"]["test"]
-    gray = report["gray"]["test"]
+    truth, gray = report["ground_truth"]["test"], report["gray"]["test"]
     some = next(iter(report["methods"].values()), None)
     left_out = some["seeds"][0]["test"]["colorize"].get("gray_truths_left_out") if some else None
     lines = [f"Preset `{report['preset']}`, epochs per run: {sorted(set(report['epochs'].values()))}, "
@@ -338,25 +282,21 @@ def study_table(report: dict) -> str:
              f"the network's chroma). Ground truth: colourfulness {truth['colourfulness']:.1f}, semantic accuracy "
              f"{truth['semantic_accuracy']:.2%}. *Per-image PSNR leaves out the {left_out} test images whose "
              f"truth is exactly gray. Chosen on the validation split ({report['val_images']} training images held "
-             f"out): **{report['chosen']}** ({report['selection_rule']}).", ""]
-    lines.append("| Method | " + " | ".join(h for _, h, _ in cols) + " | D wins (share of iterations) |")
-    lines.append("|---|" + "---:|" * (len(cols) + 1))
-    lines.append("| gray (copied to RGB) | " + " | ".join(_ms(gray, k, f) for k, _, f in cols) + " | - |")
+             f"out): **{report['chosen']}** ({report['selection_rule']}).", "",
+             "| Method | " + " | ".join(h for _, h, _ in cols) + " | D wins (share of iterations) |",
+             "|---|" + "---:|" * (len(cols) + 1),
+             "| gray (copied to RGB) | " + " | ".join(_ms(gray, k, f) for k, _, f in cols) + " | - |"]
     for name, r in report["methods"].items():
-        collapse = r.get("collapse", {})
         mark = " **(chosen)**" if name == report["chosen"] else ""
         lines.append(f"| {name}{mark} | " + " | ".join(_ms(r["test"]["colorize"], k, f) for k, _, f in cols)
-                     + f" | {collapse.get('mean', 0):.2f} |")
+                     + f" | {r.get('collapse', {}).get('mean', 0):.2f} |")
+    val_cols = (("psnr_dataset_db", "{:.2f}"), ("colourfulness", "{:.1f}"), ("feature_fd", "{:.2f}"))
     lines += ["", "Validation split (choice), through colorize:", "",
-              "| Method | PSNR dataset (dB) | Colourf. | Feature FD |", "|---|---:|---:|---:|",
-              "| gray (copied to RGB) | " + " | ".join(_ms(report["gray"]["val"], k, f) for k, f in
-                                                   (("psnr_dataset_db", "{:.2f}"), ("colourfulness", "{:.1f}"),
-                                                    ("feature_fd", "{:.2f}"))) + " |"]
-    for name, r in report["methods"].items():
-        v = r["val"]["colorize"]
-        lines.append(f"| {name} | {_ms(v, 'psnr_dataset_db', '{:.2f}')} | {_ms(v, 'colourfulness', '{:.1f}')} | "
-                     f"{_ms(v, 'feature_fd', '{:.2f}')} |")
+              "| Method | PSNR dataset (dB) | Colourf. | Feature FD |", "|---|---:|---:|---:|"]
+    for name, v in [("gray (copied to RGB)", report["gray"]["val"])] + [
+            (n, r["val"]["colorize"]) for n, r in report["methods"].items()]:
+        lines.append(f"| {name} | " + " | ".join(_ms(v, k, f) for k, f in val_cols) + " |")
     lines += ["", "Methods (config fields changed from the preset):", ""]
-    for name, r in report["methods"].items():
-        lines.append(f"- {name}: " + (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "the paper's recipe"))
+    lines += [f"- {name}: " + (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "the paper's recipe")
+              for name, r in report["methods"].items()]
     return "\n".join(lines) + "\n"

@@ -13,21 +13,17 @@ import torch
 from torch import nn
 
 from ..paper.data import to_model_range, to_uint8
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+from .metrics import colourfulness, feature_distance_metric, psnr_from_mse
 
 
 class Validator:
     """The validation images, their classifier features computed once, and a `score` method."""
 
     def __init__(self, images: torch.Tensor, device, batch_size: int = 500):
-        from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
-        from .metrics import colourfulness, feature_distance_metric, psnr_from_mse
-        self._colourfulness, self._psnr_from_mse = colourfulness, psnr_from_mse
-        self.images = images.to(device)
-        self.device = torch.device(device)
-        self.batch_size = batch_size
+        self.images, self.device, self.batch_size = images.to(device), torch.device(device), batch_size
         self.classifier = load_classifier(SHIPPED_CLASSIFIER, device).eval()
-        # only rank 0 validates under torchrun: no gathering from ranks that never call it
-        self.fd = feature_distance_metric(self.classifier, sync_on_compute=False).to(self.device)
+        self.fd = feature_distance_metric(self.classifier).to(self.device)
         self.fd.reset_real_features = False  # the real side is computed once and kept across resets
         with torch.no_grad():
             for start in range(0, len(self.images), batch_size):
@@ -43,26 +39,23 @@ class Validator:
         try:
             for start in range(0, len(self.images), self.batch_size):
                 truth = self.images[start:start + self.batch_size]
-                gray, _ = to_model_range(truth)
-                out = to_uint8(G(gray))
+                out = to_uint8(G(to_model_range(truth)[0]))
                 sq_err += float((out.float() - truth.float()).pow(2).sum())
                 pixels += truth.numel()
-                colour += float(self._colourfulness(out).sum())
+                colour += float(colourfulness(out).sum())
                 self.fd.update(self.classifier.features(out), real=False)
             fd = float(self.fd.compute())
         finally:
             G.train(was_training)
-        psnr = self._psnr_from_mse(sq_err / pixels).item()
-        return {"images": len(self.images), "psnr_dataset_db": psnr,
+        return {"images": len(self.images), "psnr_dataset_db": psnr_from_mse(sq_err / pixels).item(),
                 "colourfulness": colour / len(self.images), "truth_colourfulness": self.truth_colourfulness,
                 "feature_fd": fd}
 
 
 def validator_for(trainer) -> Validator:
     """The end-of-epoch hook a Trainer is given (`Trainer(..., validator=validator_for)`): the
-    validator of its run's validation split, built once per data cache (packed runs share it)."""
-    cfg = trainer.cfg
-    key = ("validator", cfg.data, cfg.val_size, str(trainer.device))
+    validator of its run's validation split, built once per data cache (a sweep's runs share it)."""
+    key = ("validator", trainer.cfg.data, trainer.cfg.val_size, str(trainer.device))
     if key not in trainer.data_cache:
         trainer.data_cache[key] = Validator(trainer.split("val", None, 0).images, trainer.device)
     return trainer.data_cache[key]

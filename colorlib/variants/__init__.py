@@ -11,8 +11,10 @@ from torch import nn
 
 from ..paper.models import (BatchNorm, Discriminator, Generator, batch_norm_layers, global_logit, init_weights,
                             unchanged)
+from ..paper.data import to_model_range
 from ..paper.losses import PaperObjective
 from .cifar_classifier import SHIPPED_CLASSIFIER
+from .color import rgb_to_ycbcr
 from .ema import NoAverage, WeightAverage
 from .heads import ChromaClassesOutput, YCbCrOutput
 from .norms import FeatureAwareNorm, FrozenFeatures, InstanceNorm, SpadeNorm, instance_norm_layers, no_norm_layers
@@ -22,8 +24,7 @@ from .objectives import CONTENT_LOSSES, ChromaClassesLoss, GANObjective, R1Objec
 GENERATOR_NORMS = {"batch": BatchNorm, "instance": InstanceNorm, "fan": FeatureAwareNorm, "spade": SpadeNorm,
                    "none": None}
 OUTPUTS = {"rgb": lambda cfg: None, "ycbcr": lambda cfg: YCbCrOutput(),
-           "classes": lambda cfg: ChromaClassesOutput(cfg.chroma_temperature, cfg.chroma_grid,
-                                                      cfg.chroma_embed, cfg.chroma_subsample)}
+           "classes": lambda cfg: ChromaClassesOutput(cfg.chroma_temperature)}
 DISCRIMINATOR_NORMS = {"batch": batch_norm_layers, "instance": instance_norm_layers,
                        "spectral": no_norm_layers, "none": no_norm_layers}
 
@@ -77,16 +78,9 @@ def build_average(cfg, G: nn.Module):
     return WeightAverage(G, cfg.ema_decay) if cfg.ema_decay > 0 else NoAverage(G)
 
 
-__all__ = ["GENERATOR_NORMS", "OUTPUTS", "DISCRIMINATOR_NORMS", "PAPER_OBJECTIVE", "build_generator",
-           "build_discriminator", "build_objective", "discriminator_steps", "build_average", "patch_logits",
-           "fit_to_data"]
-
-
 def fit_to_data(G: Generator, images) -> None:
     """What a generator learns from the training images before training: the class-rebalancing
     prior of a chroma-classes head (from the first 5,000 images' colours); nothing otherwise."""
     if isinstance(G.output, ChromaClassesOutput):
-        from ..paper.data import to_model_range
-        from .color import rgb_to_ycbcr
         _, rgb = to_model_range(images[:5000])
         G.output.bins.fit_prior(rgb_to_ycbcr(rgb)[:, 1:])

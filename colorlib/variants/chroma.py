@@ -73,11 +73,7 @@ class ChromaBins(nn.Module):
         return prior
 
     def loss(self, logits: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
-        """The rebalanced soft cross-entropy, mean over pixels and images. Logits at a lower
-        resolution than the chroma (a subsampled head) are scored against the chroma averaged
-        over each logit's pixels."""
-        if cbcr.shape[-2:] != logits.shape[-2:]:
-            cbcr = F.adaptive_avg_pool2d(cbcr, logits.shape[-2:])
+        """The rebalanced soft cross-entropy, mean over pixels and images."""
         cells, w = (pixel_rows(t) for t in self.soft_encode(cbcr))  # [pixels, 4]
         logp = F.log_softmax(pixel_rows(logits).float(), dim=1)  # [pixels, Q]
         ce = -(logp.gather(1, cells) * w).sum(1)
