@@ -1,21 +1,16 @@
-"""Command colorize (colorize.py): your own photos, files or folders, at full resolution."""
+"""Command colorize (inference/batch.py): your own photos, files or folders, at full resolution."""
 from __future__ import annotations
 
 
 def cmd_colorize(args) -> int:
-    from ..inference.colorize import colorize_files
-    from ..inference.vividness import parse_vividness
-    vividness = None if args.vividness is None else parse_vividness(args.vividness)  # one line when wrong
+    from ..inference.batch import colorize_files
     summary = colorize_files(args.inputs, args.output, args.checkpoint, args.render_size, args.device,
-                             args.overwrite, args.max_pixels, progress=not args.no_progress, vividness=vividness)
+                             args.overwrite, args.max_pixels, progress=not args.no_progress, vividness=args.vividness)
     print(summary)
     return 1 if summary.failed else 0
 
 
 def register(sub) -> None:
-    from PIL import Image
-
-    from ..inference.colorize import DEFAULT_RENDER_SIZE, MAX_RENDER_SIZE
     p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
                        description="Colorize photos of any size with a trained generator: the photo's own "
                                    "full-resolution luminance is kept and only its colour is predicted. "
@@ -27,18 +22,18 @@ def register(sub) -> None:
                    help="folder for the colorized photos (created if needed; JPEG in, JPEG out; else PNG)")
     p.add_argument("--checkpoint", default=None,
                    help="generator.pt or run directory (default: the generator shipped with colorlib)")
-    p.add_argument("--render-size", type=int, default=DEFAULT_RENDER_SIZE,
-                   help=f"short side of the working resolution the generator sees (default "
-                        f"{DEFAULT_RENDER_SIZE}, measured best on sample photos; 32 is its training size; "
-                        f"a multiple of 2**g_depth, at most {MAX_RENDER_SIZE}); never above the photo's own "
-                        f"size: a smaller photo is worked at its own (a 32x32 one at 32)")
+    p.add_argument("--render-size", type=int, default=64,
+                   help="short side of the working resolution the generator sees (default 64, measured best on "
+                        "sample photos; 32 is its training size; a multiple of 2**(g_depth+1), at most 2048); "
+                        "never above the photo's own size")
     p.add_argument("--vividness", default=None, metavar="V",
                    help="how colourful, from 0 (the safest colours: the best PSNR on the generator's validation "
                         "split) to 1 (as colourful as real photos); default: the one stored with the generator "
                         "(`python -m colorlib vividness-calibrate`; docs/photos.md)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
-    p.add_argument("--max-pixels", type=int, default=None,
-                   help=f"refuse larger images (default Pillow's {Image.MAX_IMAGE_PIXELS}; 0: no limit)")
+    p.add_argument("--max-pixels", type=int, default=None, metavar="N",
+                   help="refuse images of more than N pixels, a guard against decompression bombs "
+                        "(default Pillow's 89,478,485; 0 = no limit)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_colorize)

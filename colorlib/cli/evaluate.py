@@ -1,4 +1,4 @@
-"""Commands evaluate and compare (metrics.py), train-classifier (classifier.py) and ship (ship.py)."""
+"""Commands evaluate and compare (evaluation.py), train-classifier (classifier.py) and ship (ship.py)."""
 from __future__ import annotations
 
 import argparse
@@ -7,10 +7,10 @@ from ._args import positive_int
 
 
 def cmd_evaluate(args) -> int:
-    from ..lab.metrics import evaluate_run, summary_lines
+    from ..lab.evaluation import evaluate_run, summary_lines
     report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
                           args.inception_weights, progress=not args.no_progress, generator=args.generator,
-                          name=args.name)
+                          name=args.name, out=args.out)
     for line in summary_lines(report):
         print(line)
     print(f"wrote {report['written']}")
@@ -18,7 +18,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from ..lab.metrics import compare_runs
+    from ..lab.evaluation import compare_runs
     for path in compare_runs(args.run_dirs, args.out):
         print(path)
     return 0
@@ -33,7 +33,7 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_ship(args) -> int:
-    from ..inference.colorize import DEFAULT_CHECKPOINT
+    from ..inference.checkpoints import DEFAULT_CHECKPOINT
     from ..lab.ship import ship
     ship(args.candidate, args.data, out=args.out or DEFAULT_CHECKPOINT, against=args.against or DEFAULT_CHECKPOINT,
          dry_run=args.dry_run, device=args.device, val_limit=args.val_limit, test_limit=args.test_limit)
@@ -52,8 +52,6 @@ def widths(text: str) -> tuple[int, ...]:
 
 
 def register(sub) -> None:
-    from ..variants.cifar_classifier import DEFAULT_WIDTHS
-    from ..lab.metrics import DEFAULT_CLASSIFIER
     p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)",
                        description="Score a run's generator on the test split, raw and through colorize (the "
                                    "files the colorize command writes). The full evaluation on the run's own "
@@ -61,8 +59,8 @@ def register(sub) -> None:
                                    "never replaces it: it is written beside it (metrics-limit5.json, "
                                    "metrics-data-NAME.json), and a line says so.")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--classifier", help=f"classifier checkpoint for semantic accuracy and feature FD "
-                                        f"(default {DEFAULT_CLASSIFIER} if it exists)")
+    p.add_argument("--classifier", help="classifier checkpoint for semantic accuracy and feature FD "
+                                        "(default: the one shipped in colorlib/weights)")
     p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA); its classes "
                                   "are matched to the classifier's by name")
     p.add_argument("--limit", type=positive_int, metavar="N",
@@ -73,6 +71,8 @@ def register(sub) -> None:
     p.add_argument("--generator", metavar="FILE",
                    help="score this generator file instead of the run's checkpoint (a run shipped without one)")
     p.add_argument("--name", help="the rows' name in metrics.json and tables (default: the run directory's)")
+    p.add_argument("--out", metavar="DIR", help="folder for the scores (default: the run directory; e.g. for a "
+                                                "read-only run)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
@@ -80,16 +80,19 @@ def register(sub) -> None:
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", required=True, help="folder for metrics.md and metrics.png")
     p.set_defaults(func=cmd_compare)
+    register_classifier_and_ship(sub)
 
+
+def register_classifier_and_ship(sub) -> None:
     p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy",
                        description="Train the small CNN used to score colorizations (semantic accuracy, "
                                    "feature distance) and save it for `evaluate --classifier`.")
     p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
-    p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt")
+    p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt (never replaced)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=512)
     p.add_argument("--lr", type=float, default=0.4, help="peak learning rate of the one-cycle schedule")
-    p.add_argument("--widths", type=widths, default=DEFAULT_WIDTHS, help="channels of the 3 blocks (64,256,256)")
+    p.add_argument("--widths", type=widths, default=(64, 256, 256), help="channels of the 3 blocks (64,256,256)")
     p.add_argument("--train-size", type=int, help="random subset of the training split (for quick tests)")
     p.add_argument("--test-size", type=int, help="random subset of the test split (for quick tests)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
@@ -100,7 +103,8 @@ def register(sub) -> None:
                        description="Score a candidate and the current default generator on the validation "
                                    "split (through colorize) and on the sample photos; write the candidate "
                                    "as the default only when it is no worse on any measure and better on one "
-                                   "(ship.py). The file it replaces is kept as generator.previous.pt.")
+                                   "(ship.py). The file it replaces is kept, never overwritten: generator.previous.pt, "
+                                   "later ones generator.previous-2.pt, ...")
     p.add_argument("candidate", help="a run directory (its best.pt, else generator.pt) or a checkpoint file")
     p.add_argument("--data", help="data folder or pack with the training images (default: the candidate's data, "
                                   "else $COLORLIB_DATA, else download CIFAR-10)")

@@ -1,5 +1,4 @@
-"""Commands vividness-calibrate, vividness-frontier (lab/vividness.py) and vividness-study
-(lab/dial_study.py): the colorize dial --vividness."""
+"""Commands vividness-calibrate and vividness-frontier (lab/vividness.py): the colorize dial --vividness."""
 from __future__ import annotations
 
 from ._args import DATA_HELP, positive_int
@@ -7,7 +6,7 @@ from ._args import DATA_HELP, positive_int
 
 def cmd_calibrate(args) -> int:
     from ..lab.vividness import calibrate_file
-    calibrate_file(args.checkpoint, args.out, args.data, args.limit, args.device)
+    calibrate_file(args.checkpoint, args.out, args.data, args.limit, args.device, val_size=args.val_size)
     return 0
 
 
@@ -17,16 +16,6 @@ def cmd_frontier(args) -> int:
     print(markdown_table(report))
     for path in report.get("written", []):
         print(f"wrote {path}")
-    return 0
-
-
-def cmd_study(args) -> int:
-    from ..lab.dial_study import markdown, run
-    result = run(args.study, args.methods, args.dial, args.out, args.data, args.limit, args.val_limit)
-    print(markdown(result))
-    for name, ok in result["targets"].items():
-        print(f"  {name}: {ok}")
-    print(f"wrote {args.out}/metrics.json, table.md, frontier.png")
     return 0
 
 
@@ -43,6 +32,9 @@ def register(sub) -> None:
     p.add_argument("--out", default=None, help="write a new file instead (default: calibrate GENERATOR in place)")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--limit", type=positive_int, default=1000, help="validation images (default 1000)")
+    p.add_argument("--val-size", type=positive_int, default=None, metavar="N",
+                   help="for a generator trained on every training image: the hold-out to calibrate on "
+                        "(default 5000; a run's own hold-out is always used where it has one)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.set_defaults(func=cmd_calibrate)
 
@@ -50,28 +42,10 @@ def register(sub) -> None:
                        help="score the --vividness dial on the test split (metrics.json, frontier.png)",
                        description="Score the dial at V = 0, 0.25, 0.5, 0.75, 1 and its default through the colorize "
                                    "command's own path, next to the chroma gain alone at matching colourfulness, on "
-                                   "every (10000 / limit)-th test image.")
+                                   "every (10000 / limit)-th test image. Earlier results in --out are never replaced.")
     p.add_argument("--checkpoint", default=None, help="generator.pt or run directory (default: the shipped generator)")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--limit", type=positive_int, default=1000, help="test images, evenly spaced (default 1000)")
-    p.add_argument("--out", default=None, help="folder for metrics.json, frontier.png and table.md")
+    p.add_argument("--out", default=None, help="a new folder for metrics.json, frontier.png and table.md")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.set_defaults(func=cmd_frontier)
-
-    p = sub.add_parser("vividness-study",
-                       help="the dial's method against the others of a study, every seed, on the test split",
-                       description="Calibrate every seed's generator of a `study` output folder on its own "
-                                   "validation split, score the dial and each method's chroma gain on the test "
-                                   "split through the colorize command's path, and compare them at equal "
-                                   "colourfulness (metrics.json, table.md, frontier.png). Scores already in OUT "
-                                   "are reused.")
-    p.add_argument("study", help="a study's --out folder: STUDY/<method>/seed<k>")
-    p.add_argument("--dial", default="classes-dial", help="the method whose dial is compared (default classes-dial)")
-    p.add_argument("--methods", nargs="+", default=["paper", "unet-l1"], help="its rivals (default: paper unet-l1)")
-    p.add_argument("--out", required=True,
-                   help="folder for metrics.json, table.md, frontier.png and each seed's scores")
-    p.add_argument("--data", default=None, help=DATA_HELP)
-    p.add_argument("--limit", type=positive_int, default=1000, help="test images, evenly spaced (default 1000)")
-    p.add_argument("--val-limit", type=positive_int, default=1000,
-                   help="validation images each generator is calibrated on (default 1000)")
-    p.set_defaults(func=cmd_study)

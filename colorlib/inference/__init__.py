@@ -1,2 +1,2 @@
-"""Running a trained generator: load it (checkpoints.py) and colorize photos (colorize.py).
-Imports the paper, the variants and the run files, never the engine or the lab."""
+"""Running a trained generator: load it (checkpoints.py), colorize photos (colorize.py), files and
+folders (batch.py), with the vividness dial (vividness.py). Imports neither the engine nor the lab."""

@@ -17,7 +17,7 @@ colorizer's [-1, 1] output goes in as `(x + 1) / 2`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 from torch import nn
@@ -84,17 +84,35 @@ def _half_state_dict(model: nn.Module) -> dict:
             for k, v in model.state_dict().items()}
 
 
-def load_classifier(path, device="cpu") -> CifarClassifier:
-    """The trained classifier, in eval mode, in float32 on `device`.
+def shape_mismatch(expected: dict, weights: dict) -> Optional[str]:
+    """What differs between the state dict a network would have (built on the meta device: shapes,
+    no memory) and the weights of an untrusted file; None when they fit."""
+    missing, unexpected = expected.keys() - weights.keys(), weights.keys() - expected.keys()
+    if missing or unexpected:
+        return f"missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]}"
+    for name, value in weights.items():
+        if not isinstance(value, torch.Tensor) or value.shape != expected[name].shape:
+            return f"{name} is {tuple(getattr(value, 'shape', ()))}, the config makes {tuple(expected[name].shape)}"
+    return None
 
-    Attributes set from the checkpoint: `classes` (names in label order), `test_accuracy`.
-    """
-    ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier",
-                             "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`.",
-                             ClassifierError)
-    arch = ckpt["arch"]
+
+def load_classifier(path, device=None) -> CifarClassifier:
+    """The trained classifier, in eval mode, in float32 (on `device`; None: where it is built).
+    Attributes from the checkpoint: `classes` (names in label order), `test_accuracy`. The file's
+    architecture is checked against its tensors' shapes before anything is allocated."""
+    remedy = "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`."
+    ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier", remedy, ClassifierError)
+    try:
+        arch, weights = ckpt["arch"], ckpt["state_dict"]
+        with torch.device("meta"):
+            problem = shape_mismatch(CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"]).state_dict(),
+                                     weights)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    if problem:
+        raise ClassifierError(f"classifier {str(path)!r} does not fit its own architecture ({problem}). {remedy}")
     model = CifarClassifier(arch["widths"], arch["num_classes"], arch["stem"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()})
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in weights.items()})
     model.classes = list(ckpt.get("classes", []))
     model.test_accuracy = ckpt.get("test_accuracy")
-    return model.to(device).eval()
+    return (model if device is None else model.to(device)).eval()

@@ -1,0 +1,343 @@
+"""The `evaluate` and `compare` commands: a run's scores (metrics.py) in its metrics.json, and
+tables and charts of several runs.
+
+`python -m colorlib evaluate --run-dir DIR [--out OTHER]` writes DIR/metrics.json; an evaluation of
+another scope (--limit, other --data) goes beside it (metrics-limit5.json, see `metrics_target`),
+so nothing is replaced. `python -m colorlib compare RUN_DIR... --out DIR`: metrics.md, metrics.png.
+"""
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+from ..runs import rundir
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER
+from .metrics import GRAY_METHOD, NAZERI_THRESHOLD, PSNR_CAP_DB, evaluate_generator
+
+METRICS_FORMAT = "colorlib-metrics-v1"
+DEFAULT_CLASSIFIER = SHIPPED_CLASSIFIER
+FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
+FULL_SCOPE = "full"
+TABLE_COLUMNS = (  # key, header, format: fidelity first over the whole set, then per image without the cap
+    ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
+    ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
+    ("ssim", "SSIM", "{:.4f}"),
+    ("colourfulness", "Colourfulness", "{:.1f}"),
+    ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}"),
+    ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}"),
+    ("semantic_accuracy", "Semantic acc.", "{:.2%}"),
+    ("feature_fd", "Classifier-feature FD", "{:.2f}"),
+)
+CHART_FORMATS = {key: fmt for key, _, fmt in TABLE_COLUMNS}
+METRIC_PANELS = (("psnr_dataset_db", "PSNR dataset (dB)"), ("psnr_colour_mean_db", "PSNR per image* (dB)"),
+                 ("colourfulness", "Colourfulness"), ("pixel_accuracy", "Pixel accuracy"),
+                 ("semantic_accuracy", "Semantic accuracy"), ("feature_fd", "Classifier-feature FD"))
+
+
+# ---------------------------------------------------------------- where an evaluation is written
+def evaluation_scope(limit: Optional[int], data: Optional[str], run_data: Optional[str]) -> str:
+    """What an evaluation covers: "full" (every test image of the run's own data), else "limit5",
+    "data-catdog" or "data-catdog-limit5" (data is the run's own when it has the same name)."""
+    from ..runs.data import resolve_source
+    parts, name = [], Path(resolve_source(data)).name
+    if data is not None and name != Path(resolve_source(run_data)).name:
+        parts.append("data-" + "".join(c if c.isalnum() or c in "._" else "_" for c in name))
+    if limit is not None:
+        parts.append(f"limit{limit}")
+    return "-".join(parts) or FULL_SCOPE
+
+
+def scoped_name(scope: Optional[str]) -> str:
+    return "metrics.json" if scope == FULL_SCOPE else f"metrics-{scope or 'unknown'}.json"
+
+
+def _metrics_or_none(path: Path) -> Optional[dict]:
+    try:
+        report = rundir.read_json(path) if path.is_file() else None
+    except (rundir.RunDirError, ValueError, OSError):
+        return None
+    return report if isinstance(report, dict) and report.get("format") == METRICS_FORMAT else None
+
+
+def metrics_target(folder: Path, scope: str) -> tuple[Path, Optional[Path], Optional[str]]:
+    """(where an evaluation of `scope` goes, where the file now in metrics.json is moved first or None,
+    a note or None). metrics.json keeps its evaluation unless the new one has its scope (a rerun) or
+    is the full one: then the one it held moves beside it under its own scope's name. Nothing is lost."""
+    main = folder / "metrics.json"
+    if not main.exists():
+        return main, None, None
+    held = (_metrics_or_none(main) or {}).get("scope")
+    if held == scope:
+        return main, None, None
+    what = ("the full evaluation" if held == FULL_SCOPE else f"an evaluation of scope {held}" if held
+            else "an evaluation of unknown scope")
+    if scope == FULL_SCOPE:
+        aside = folder / scoped_name(held)
+        return main, aside, f"note: metrics.json held {what}; it is kept as {aside.name}, and metrics.json now " \
+                            f"holds the full one"
+    beside = folder / scoped_name(scope)
+    return beside, None, (f"note: metrics.json holds {what}, which is kept; this one ({scope}) is written "
+                          f"beside it, to {beside.name}")
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder`, created, after a test that a file can be written in it (before hours of work)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            return folder
+    except OSError as exc:
+        raise rundir.RunDirError(f"cannot write the scores to {folder} ({exc.strerror or exc}); pass --out DIR "
+                                 f"to write them elsewhere (nothing was scored)") from None
+
+
+# ---------------------------------------------------------------- evaluate
+def _classifier_for_evaluation(classifier_path, device, log):
+    """(classifier or None, what the report says of it): the one named, else the shipped one."""
+    from ..variants.cifar_classifier import load_classifier
+    path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
+    if path.exists() or classifier_path:
+        clf = load_classifier(path, device)
+        return clf, {"file": path.name, "test_accuracy_at_training": clf.test_accuracy}
+    log(f"note: no classifier at {path}; semantic accuracy and feature FD are skipped "
+        f"(train one with `python -m colorlib train-classifier --out {path}`)")
+    return None, None
+
+
+def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
+                 device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
+                 progress: bool = True, log=print, generator=None, name: Optional[str] = None, out=None) -> dict:
+    """A run's generator (or the `generator` file) scored on the test split, raw and through
+    `colorize`, next to the gray copy; written to RUN/metrics.json (or OUT/, or beside it: see
+    `metrics_target`). The returned report has "written", the file it went to."""
+    from ..inference.checkpoints import load_generator
+    from ..runs.device import pick_device
+    run_dir, dev = Path(run_dir), pick_device(device)
+    G, cfg = load_generator(generator or run_dir, dev)
+    folder = writable_folder(Path(out) if out is not None else run_dir)  # before the work, not after it
+    clf, clf_info = _classifier_for_evaluation(classifier_path, dev, log)
+    started, name = time.time(), name or run_dir.name
+    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=name,
+                                inception_weights=inception_weights, progress=progress, through_colorize=True)
+    if result["data"].get("classes_note"):
+        log(result["data"]["classes_note"])
+    info = rundir.read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
+    config = cfg.to_dict()
+    config["data"] = config["data"] and Path(config["data"]).name  # the data's name, not a local path
+    report = {"format": METRICS_FORMAT, "method": name, "generator": Path(generator).name if generator else None,
+              "run": {"name": run_dir.name, "preset": cfg.preset, "epochs_done": info.get("epochs_done"),
+                      "config": config},
+              "classifier": clf_info, "feature_fd_label": FD_LABEL, "psnr_cap_db": PSNR_CAP_DB,
+              "pixel_accuracy_threshold": NAZERI_THRESHOLD, "device": str(dev),
+              "seconds": round(time.time() - started, 1), "scope": evaluation_scope(limit, data, cfg.data), **result}
+    target, aside, note = metrics_target(folder, report["scope"])
+    if aside is not None:
+        rundir.atomic_write_bytes(aside, (folder / "metrics.json").read_bytes())
+    rundir.write_json(target, report)
+    if note:
+        log(note)
+    return {**report, "written": str(target)}
+
+
+def shown_evaluation(run_dir, data: Optional[str] = None, limit: Optional[int] = None, device: str = "auto",
+                     log=print) -> tuple[dict, str]:
+    """The evaluation a notebook shows, and a line saying where it comes from: the run's own file of
+    this scope when it scored the run as it is now (the same epochs done); for a run shipped with its
+    scores but not its generator, those; else a fresh `evaluate_run` with a progress bar."""
+    run_dir = Path(run_dir)
+    scope = evaluation_scope(limit, data, rundir.read_config(run_dir).data)
+    done = rundir.read_run_info(run_dir).get("epochs_done") if (run_dir / "run.json").exists() else None
+    for path in dict.fromkeys((run_dir / "metrics.json", run_dir / scoped_name(scope))):
+        held = _metrics_or_none(path)
+        if held and held.get("scope") == scope and held.get("run", {}).get("epochs_done") == done:
+            return held, (f"scored before, on {_images(held)}, on this run as it is now: {path.name} (delete it "
+                          f"to score again)")
+    shipped = _metrics_or_none(run_dir / "metrics.json")
+    if shipped and not any((run_dir / "checkpoints" / f).exists() for f in ("generator.pt", "last.pt")):
+        return shipped, (f"the run ships its scores (on {_images(shipped)}) but not its generator: shown as "
+                         f"they are, limit={limit} does not apply")
+    report = evaluate_run(run_dir, data=data, limit=limit, device=device, batch_size=100, log=log)
+    return report, f"scored now, on {_images(report)}: written to {Path(report['written']).name}"
+
+
+def _images(report: dict) -> str:
+    """Which test images a report scored: "1,000 test images (a seeded random subset, limit=1000)"."""
+    data = report.get("data", {})
+    subset = f" (a seeded random subset, limit={data['limit']})" if data.get("limit") is not None else ""
+    return f"{data.get('images', 0):,} test images{subset}"
+
+
+def versus_gray(report: dict, paper_epochs: int = 100) -> str:
+    """How a run's evaluation compares with the gray copy (dataset PSNR, through `colorize`), and why."""
+    name, methods, run = report["method"], report["methods"], report["run"]
+    gray, ours = methods.get(GRAY_METHOD), methods.get(f"{name} through colorize") or methods.get(name)
+    if gray is None or ours is None:
+        return f"The report of `{name}` has no gray copy to compare with."
+    delta = ours["psnr_dataset_db"] - gray["psnr_dataset_db"]
+    side = "level with" if abs(delta) < 0.005 else f"{abs(delta):.2f} dB {'above' if delta > 0 else 'below'}"
+    how = "through `colorize`" if f"{name} through colorize" in methods else "(the network's raw output)"
+    head = (f"**`{name}`** (preset `{run['preset']}`, {run.get('epochs_done')} epochs) scores "
+            f"{ours['psnr_dataset_db']:.2f} dB {how} on these {report['data']['images']:,} test "
+            f"images: {side} the gray copy's {gray['psnr_dataset_db']:.2f} dB.")
+    raw = methods.get(name)
+    raw_text = (f" The network's raw output scores {raw['psnr_dataset_db']:.2f} dB: it must also reproduce the "
+                f"luminance, which `colorize` takes from the input." if raw is not None and raw is not ours else "")
+    return " ".join((head, _why_versus_gray(delta, ours, report, paper_epochs))) + raw_text
+
+
+def _why_versus_gray(delta: float, ours: dict, report: dict, paper_epochs: int) -> str:
+    epochs, truth = report["run"].get("epochs_done"), report["ground_truth"]["colourfulness"]
+    colour = f"colourfulness {ours['colourfulness']:.1f} against the truth's {truth:.1f}"
+    short = epochs is not None and epochs < paper_epochs
+    if ours["colourfulness"] < 0.2 * truth:
+        young = "; a run this short has not learned colour yet" if short else ""
+        return (f"Its colours are nearly gray ({colour}): with the input's exact luma and almost no chroma it "
+                f"scores about what the gray copy does{young}.")
+    if delta > 0:
+        return (f"Above is not yet good colour ({colour}): PSNR averages squared errors, so a cautious guess "
+                f"near each pixel's mean colour already beats no colour by a little (the mean-colour effect), "
+                f"while a bold colour that is wrong costs more than it gains where it is right.")
+    if short:
+        return (f"A run of {epochs} epochs has not learned which colour goes where yet ({colour}): a wrong "
+                f"colour costs more PSNR than no colour at all (a hue on the wrong side of gray doubles the error), "
+                f"so leaving the colour out is hard to beat early on.")
+    return (f"After this many epochs its colours are wrong more often than right ({colour}): see 05_results for "
+            f"the epochs in which D won outright, where colours collapse.")
+
+
+# ---------------------------------------------------------------- compare
+def _fmt(value, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def read_metrics(run_dir) -> dict:
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        raise rundir.RunDirError(f"{path} does not exist: run `python -m colorlib evaluate --run-dir {run_dir}` first")
+    report = rundir.read_json(path)
+    if not isinstance(report, dict) or report.get("format") != METRICS_FORMAT:
+        raise rundir.RunDirError(f"{path} is not a colorlib metrics file")
+    return report
+
+
+def comparison_rows(reports: Sequence[dict]) -> tuple[list[tuple[str, dict]], dict]:
+    """(method name, metrics) rows: the gray copy once, then each run's rows (raw and through
+    colorize), named by the report's label; and the ground truth."""
+    rows = [(GRAY_METHOD, reports[0]["methods"][GRAY_METHOD])] if GRAY_METHOD in reports[0]["methods"] else []
+    for rep in reports:
+        label = rep.get("label", rep["method"])
+        rows += [(label + name[len(rep["method"]):] if name.startswith(rep["method"]) else name, scores)
+                 for name, scores in rep["methods"].items() if name != GRAY_METHOD]
+    return rows, reports[0]["ground_truth"]
+
+
+def markdown_table(reports: Sequence[dict]) -> str:
+    rows, truth = comparison_rows(reports)
+    data = reports[0]["data"]
+    counts = {m.get("gray_truths_left_out") for _, m in rows} - {None}
+    left_out = (f"the {counts.pop()} test images whose truth is exactly gray" if len(counts) == 1
+                else "the test images whose truth is exactly gray")
+    lines = [f"Test split of `{data['source']}`, {data['images']} images. "
+             f"Ground truth: colourfulness {_fmt(truth['colourfulness'], '{:.1f}')}, classifier "
+             f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}. "
+             f"*Per-image PSNR leaves out {left_out}: a copy of the gray input "
+             f"matches them exactly, and the capped PSNR would reward that. \"through colorize\": the "
+             f"files the `colorize` command writes for these images (the network's chroma on the input's "
+             f"exact luma, at its default render size), scored.", "",
+             "| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |", "|---|" + "---:|" * len(TABLE_COLUMNS)]
+    own = {"colourfulness": _fmt(truth["colourfulness"], "{:.1f}"), "semantic_accuracy":
+           _fmt(truth["semantic_accuracy"], "{:.2%}"), "psnr_colour_mean_db": "-", "psnr_dataset_db": "-",
+           "ssim": "1", "colourfulness_gap_pct": "0", "pixel_accuracy": "100%", "feature_fd": "0"}
+    lines.append("| ground truth | " + " | ".join(own[k] for k, _, _ in TABLE_COLUMNS) + " |")
+    lines += [f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f in TABLE_COLUMNS) + " |" for name, m in rows]
+    runs = [f"- {rep.get('label', rep['method'])}: preset {rep['run']['preset']}, {rep['run']['epochs_done']} epochs, "
+            f"content loss {rep['run']['config']['content_loss']}, lambda {rep['run']['config']['lam']}, "
+            f"adversarial weight {rep['run']['config']['adv_weight']}, norm {rep['run']['config']['norm']}"
+            for rep in reports]
+    return "\n".join(lines + ["", "Runs:"] + runs) + "\n"
+
+
+def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
+    """n different (colour, hatch) pairs: tab20's ten dark shades, its ten light ones, then with hatches."""
+    from matplotlib import colormaps
+    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
+    hatches = (None, "//", "..", "xx", "\\\\", "oo")
+    return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
+
+
+def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = "",
+                     spreads: Optional[Mapping[str, dict]] = None):
+    """Horizontal bar charts of the metrics, one bar per method in its own colour in every panel, its
+    value at the bar's end; the truth's value dashed, the gray copy's dotted; with `spreads`
+    ({method: {metric: std}}) an error bar of one standard deviation over seeds."""
+    from matplotlib.figure import Figure
+    n = len(rows)
+    fig = Figure(figsize=(14, 2 * (1.1 + 0.3 * n)), dpi=100, layout="constrained")
+    axes = fig.subplots(2, 3, sharey=True)
+    styles = distinct_colours(n)
+    for ax, (key, label) in zip(axes.ravel(), METRIC_PANELS):
+        _metric_panel(ax, key, label, rows, truth, spreads or {}, styles)
+    for ax in axes[:, 0]:
+        ax.set_yticks(range(n), [name for name, _ in rows], fontsize=10)
+    axes[0, 0].set_ylim(n - 0.5, -0.5)  # the first row on top (the y axis is shared)
+    lines = ("dotted: the gray copy's value" if rows and rows[0][0] == GRAY_METHOD else "") + \
+        ("; dashed: the ground truth's" if any(truth.get(k) is not None for k, _ in METRIC_PANELS) else "")
+    fig.suptitle("\n".join(t for t in (title, lines.strip("; ")) if t), fontsize=12)
+    return fig
+
+
+def _metric_panel(ax, key: str, label: str, rows, truth: dict, spreads: Mapping[str, dict], styles) -> None:
+    """One metric of `comparison_chart`: a horizontal bar per row, its value at its end."""
+    values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
+    ends, fmt = [], CHART_FORMATS.get(key, "{:.3g}")
+    for i, ((name, _), value, (colour, hatch)) in enumerate(zip(rows, values, styles)):
+        err = spreads.get(name, {}).get(key)
+        ax.barh(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
+                xerr=err, error_kw={"elinewidth": 1, "capsize": 2}, height=0.75)
+        if math.isfinite(value):
+            ends.append(value + (err or 0))
+            ax.text(value + (err or 0), i, " " + fmt.format(value), va="center", fontsize=9,
+                    bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 0.5})
+    if rows and rows[0][0] == GRAY_METHOD and math.isfinite(values[0]):
+        ax.axvline(values[0], color="gray", ls=":", lw=1)
+    reference = ""
+    if truth.get(key) is not None:  # where the ground truth has a value, it is the target
+        ax.axvline(truth[key], color="black", ls="--", lw=1)
+        reference = f", truth {fmt.format(truth[key])}"
+        ends.append(truth[key])
+    ax.set_xlim(0, 1.25 * max(ends) if ends else 1)
+    ax.set_title(label + reference, fontsize=11)
+    ax.tick_params(axis="x", labelsize=9)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
+    """Write OUT/metrics.md and OUT/metrics.png comparing the runs' metrics.json files."""
+    reports = [read_metrics(d) for d in run_dirs]
+    names = [Path(d).name for d in run_dirs]
+    for d, rep in zip(run_dirs, reports):  # rows are named by folder, by path where names repeat
+        rep["label"] = Path(d).name if names.count(Path(d).name) == 1 else str(d)
+        if (rep["data"]["source"], rep["data"]["images"]) != (reports[0]["data"]["source"],
+                                                              reports[0]["data"]["images"]):
+            raise rundir.RunDirError(f"{d} was evaluated on {rep['data']['images']} images of {rep['data']['source']}, "
+                                     f"the first run on {reports[0]['data']['images']} of "
+                                     f"{reports[0]['data']['source']}: evaluate every run on the same data and --limit")
+    out = writable_folder(Path(out))
+    rundir.atomic_write_text(out / "metrics.md", markdown_table(reports))
+    rows, truth = comparison_rows(reports)
+    data = reports[0]["data"]
+    chart = comparison_chart(rows, truth, f"Colorization metrics on {data['images']} test images of {data['source']}")
+    chart.savefig(out / "metrics.png", dpi=120)
+    return [out / "metrics.md", out / "metrics.png"]
+
+
+def summary_lines(report: dict) -> list[str]:
+    """An evaluation report in a few lines: the ground truth, then each method."""
+    truth = report["ground_truth"]
+    lines = [f"{report['data']['images']} test images; ground truth colourfulness {truth['colourfulness']:.1f}, "
+             f"classifier accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}"]
+    return lines + [f"  {name}: " + ", ".join(f"{h} {_fmt(m.get(k), f)}" for k, h, f in TABLE_COLUMNS)
+                    for name, m in report["methods"].items()]
