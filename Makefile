@@ -15,7 +15,10 @@ FIG_DIR ?= figures/$(PRESET)
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-DATA_ARG := $(if $(DATA),--data $(DATA),)
+# the values reach the shell as environment variables, quoted there: a path with a space works, and
+# no value is ever run as a command (PRESET='smoke; touch X' is an unknown preset)
+export PRESET DATA RUN_DIR FIG_DIR
+DATA_ARG := $(if $(DATA),--data "$$DATA",)
 
 .PHONY: setup train figures figures-from-run notebooks notebooks-shipped nbval lint test test-fast test-browser soak \
 	bench baselines
@@ -37,12 +40,12 @@ setup: $(VENV)/.installed
 	@$(PY) -m jupyter trust --log-level=WARN notebooks/*.ipynb >/dev/null
 
 train: setup
-	$(PY) -m colorlib train --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR)
+	$(PY) -m colorlib train --preset "$$PRESET" $(DATA_ARG) --run-dir "$$RUN_DIR"
 
 # the whole tutorial through papermill: notebooks 01-05 run in order (04 trains), the executed
 # notebooks land in $(RUN_DIR)/notebooks and the figures, with provenance.json, in $(FIG_DIR)
 figures: setup
-	$(PY) notebooks/pipeline.py --preset $(PRESET) $(DATA_ARG) --run-dir $(RUN_DIR) --figures-dir $(FIG_DIR)
+	$(PY) notebooks/pipeline.py --preset "$$PRESET" $(DATA_ARG) --run-dir "$$RUN_DIR" --figures-dir "$$FIG_DIR"
 
 # the committed notebooks 01-04 get the outputs of a real quick run (clean metadata), figures/quick too
 notebooks: setup
@@ -50,31 +53,31 @@ notebooks: setup
 
 # 05-08 committed with the outputs of what ships: the paper run, the generator, the baselines tables
 notebooks-shipped: setup
-	$(if $(DATA),COLORLIB_DATA=$(DATA)) $(PY) notebooks/pipeline.py --refresh-shipped
+	$(if $(DATA),COLORLIB_DATA="$$DATA") $(PY) notebooks/pipeline.py --refresh-shipped
 
 # figures of an existing run directory, without retraining (e.g. one brought back from a GPU)
 figures-from-run: setup
-	$(PY) -m colorlib figures --run-dir $(RUN_DIR) --out $(FIG_DIR)
+	$(PY) -m colorlib figures --run-dir "$$RUN_DIR" --out "$$FIG_DIR"
 
 # every notebook under the smoke preset, its run in a temporary folder; the cells marked
 # NBVAL_CHECK_OUTPUT must reproduce their committed output, the others must run without error
 nbval: setup
 	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
-	  $(if $(DATA),COLORLIB_DATA=$(DATA)) COLORLIB_PRESET=smoke COLORLIB_RUN_DIR="$$tmp/run" \
+	  $(if $(DATA),COLORLIB_DATA="$$DATA") COLORLIB_PRESET=smoke COLORLIB_RUN_DIR="$$tmp/run" \
 	  $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 -p no:cacheprovider notebooks
 
 lint: setup
 	$(PY) -m ruff check .
 
-# without DATA, CIFAR-10 is fetched once into data/ (tests/fetch_data.py); where that is not
-# possible one line says so, and the tests that need data and nbval are skipped (not listed one by one)
+# without DATA, CIFAR-10 is fetched once into data/ (tests/fetch_data.py); where that is not possible
+# one line says so, the tests run on the subset in tests/data, and those that need all of it skip
 test: setup lint
-	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	@data="$$($(PY) tests/fetch_data.py "$$DATA")" || exit 1; \
 	if [ -n "$$data" ]; then export COLORLIB_DATA="$$data"; else unset COLORLIB_DATA; fi; \
 	$(PY) -m pytest tests -m "not browser" $$([ -n "$$data" ] || echo -rfE) || exit 1; \
 	if [ -n "$$data" ]; then $(MAKE) --no-print-directory nbval DATA="$$data"; fi
 
-# no training, no notebook runs: for the edit-test loop
+# no training, no notebook runs: for the edit-test loop ($COLORLIB_DATA where set, else the subset in tests/data)
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not browser"
 
@@ -85,7 +88,7 @@ SOAK_KILLS ?= 50
 SOAK_FAULTS ?= 30
 SOAK_SEED ?= 0
 soak: setup
-	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	@data="$$($(PY) tests/fetch_data.py "$$DATA")" || exit 1; \
 	if [ -z "$$data" ]; then echo "make soak needs CIFAR-10: DATA=folder with train/ and test/" >&2; exit 1; fi; \
 	COLORLIB_DATA="$$data" COLORLIB_FAULT_KILLS=$(SOAK_KILLS) COLORLIB_FAULT_SEED=$(SOAK_SEED) COLORLIB_ENV_FAULTS=$(SOAK_FAULTS) \
 	  $(PY) -m pytest tests/test_fault_injection.py -s -q -p no:cacheprovider
@@ -101,7 +104,7 @@ test-browser: setup
 	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } \
 	      >/tmp/colorlib-apt.log 2>&1 || echo "apt-get could not install chromium (see /tmp/colorlib-apt.log)"; \
 	  fi; }
-	@data="$$($(PY) tests/fetch_data.py $(DATA))" || exit 1; \
+	@data="$$($(PY) tests/fetch_data.py "$$DATA")" || exit 1; \
 	if [ -n "$$data" ]; then export COLORLIB_DATA="$$data"; else unset COLORLIB_DATA; fi; \
 	$(PY) -m pytest tests/test_browser.py -m browser
 
@@ -115,10 +118,10 @@ baselines: setup
 	$(PY) -m colorlib study --preset $(PRESET) --seeds 3 $(DATA_ARG) --out runs/baselines-$(PRESET) \
 	  --figures $(FIG_DIR)/baselines $(STUDY_ARGS)
 
-# The whole comparison on one GPU, no Jupyter needed (torch >= 2.4): every method of the
-# baselines table x 3 seeds, packed, at the paper's networks and data, epochs fitted to
-# STUDY_BUDGET seconds; scored on the validation and test splits into figures/paper/baselines
-STUDY_BUDGET ?= 360
+# The whole comparison on one GPU, no Jupyter needed: every method of the baselines table x 3
+# seeds, one after another, at the paper's networks and data, STUDY_EPOCHS epochs each; scored on
+# the validation and test splits into figures/paper/baselines
+STUDY_EPOCHS ?= 6
 STUDY_RUNS ?= runs/study-paper
 STUDY_FIGURES ?= figures/paper/baselines
 STUDY_PRESET ?= paper
@@ -127,4 +130,4 @@ STUDY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 .PHONY: gpu-study
 gpu-study:
 	$(STUDY_PY) -m colorlib study --preset $(STUDY_PRESET) --seeds 3 $(DATA_ARG) --out $(STUDY_RUNS) \
-	  --figures $(STUDY_FIGURES) --time-budget $(STUDY_BUDGET) --no-progress $(STUDY_ARGS)
+	  --figures $(STUDY_FIGURES) --set epochs=$(STUDY_EPOCHS) --no-progress $(STUDY_ARGS)

@@ -79,40 +79,24 @@ def test_the_discriminator_diagram_lists_the_shapes_of_a_forward_pass(preset):
     assert "1 logit per image" in drawn
 
 
-def test_a_wider_network_is_drawn_with_other_labels():
+def test_the_drawing_follows_the_model_and_leaves_it_as_it_was():
     narrow, wide = (make_config("smoke", g_width=w, d_width=w) for w in (8, 16))
     g_narrow, g_wide = texts(draw_generator(build_generator(narrow))), texts(draw_generator(build_generator(wide)))
-    assert "8×16×16" in g_narrow and "8×16×16" not in g_wide
-    assert "16×16×16" in g_wide and "skip: concatenated → 32×16×16" in g_wide
-    d_narrow = texts(draw_discriminator(build_discriminator(narrow)))
-    d_wide = texts(draw_discriminator(build_discriminator(wide)))
-    assert "8×16×16" in d_narrow and "16×16×16" in d_wide and "8×16×16" not in d_wide
-
-
-def test_variants_show_their_layers():
-    G = build_generator(make_config("smoke", norm="instance", output="ycbcr"))
+    assert "8×16×16" in g_narrow and "8×16×16" not in g_wide and "skip: concatenated → 32×16×16" in g_wide
+    assert "16×16×16" in texts(draw_discriminator(build_discriminator(wide)))
+    G = build_generator(make_config("smoke", norm="instance", output="ycbcr")).train()
     kinds = " ".join(box.kind for box in generator_layout(G)[0])
     assert "instance norm" in kinds and "batch norm" not in kinds and "CbCr" in kinds
-    D = build_discriminator(make_config("smoke", d_norm="spectral", d_arch="patch"))
-    boxes = discriminator_layout(D)
-    assert all(box.kind.startswith("SN conv") for box in boxes if box.role in ("conv", "logit"))
-    assert "64 logits per image" in texts(draw_discriminator(D))  # a PatchGAN: one logit per 8x8 position
-
-
-def test_drawing_leaves_the_model_as_it_was():
-    G = build_generator(make_config("smoke")).train()
     before = {k: v.clone() for k, v in G.state_dict().items()}
     draw_generator(G)
-    assert G.training
-    assert all(torch.equal(before[k], v) for k, v in G.state_dict().items())  # running statistics included
-
-
-def test_diagrams_read_at_full_size():
+    assert G.training and all(torch.equal(before[k], v) for k, v in G.state_dict().items())
+    D = build_discriminator(make_config("smoke", d_norm="spectral", d_arch="patch"))
+    assert all(box.kind.startswith("SN conv") for box in discriminator_layout(D) if box.role in ("conv", "logit"))
+    assert "64 logits per image" in texts(draw_discriminator(D))  # a PatchGAN: one logit per 8x8 position
     for fig in (draw_generator(build_generator(make_config("paper"))),
                 draw_discriminator(build_discriminator(make_config("paper")))):
         assert fig.dpi >= DPI >= 100 and fig.get_size_inches()[0] <= 11  # fits a notebook's width unscaled
-        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text()]
-        assert min(sizes) >= FONT >= 9
+        assert min(t.get_fontsize() for t in fig.findobj(Text) if t.get_text()) >= FONT >= 9
 
 
 def test_channels_are_told_apart_by_what_they_follow():

@@ -18,54 +18,25 @@ def rgb_batch(n: int, seed: int = 1) -> torch.Tensor:
     return torch.rand(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-def test_paper_generator_maps_gray_to_colour_in_range():
-    torch.manual_seed(0)
-    G = build_generator(make_config("paper"))
-    out = G(gray_batch(4))
-    assert out.shape == (4, 3, 32, 32)
-    assert out.dtype == torch.float32
-    assert out.min() >= -1 and out.max() <= 1
-    assert out.std() > 0  # not a constant image
-
-
-def test_paper_discriminator_gives_one_logit_per_image():
-    torch.manual_seed(0)
-    D = build_discriminator(make_config("paper"))
-    logits = D(gray_batch(4), rgb_batch(4))
-    assert logits.shape == (4,)
-    assert torch.isfinite(logits).all()
-
-
 @pytest.mark.parametrize("norm", CHOICES["norm"])
 @pytest.mark.parametrize("depth", [1, 3, 5])
-def test_generator_shapes_for_every_norm_and_depth(norm, depth):
+def test_generators_map_gray_to_colour_in_range_and_train_every_parameter(norm, depth):
     torch.manual_seed(0)
     G = build_generator(make_config("smoke", g_width=8, g_depth=depth, norm=norm))
     out = G(gray_batch(3))
-    assert out.shape == (3, 3, 32, 32)
-    assert out.min() >= -1 and out.max() <= 1
-
-
-@pytest.mark.parametrize("norm", CHOICES["norm"])
-def test_every_generator_parameter_gets_a_gradient(norm):
-    # an unused parameter would be dead weight and breaks DistributedDataParallel
-    torch.manual_seed(0)
-    G = build_generator(make_config("smoke", norm=norm))
-    G(gray_batch(4)).square().mean().backward()
-    # FAN's fixed feature network is frozen by design (requires_grad False): not trained, not in DDP
-    missing = [name for name, p in G.named_parameters()
-               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
-    assert not missing
+    assert out.shape == (3, 3, 32, 32) and out.min() >= -1 and out.max() <= 1 and out.std() > 0
+    out.square().mean().backward()  # FAN's fixed feature network is frozen by design (requires_grad False)
+    dead = [n for n, p in G.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    assert dead == []
 
 
 @pytest.mark.parametrize("d_norm", CHOICES["d_norm"])
 @pytest.mark.parametrize("depth", [1, 2, 5])
-def test_discriminator_shapes_for_every_norm_and_depth(d_norm, depth):
+def test_discriminators_give_one_logit_per_image(d_norm, depth):
     torch.manual_seed(0)
     D = build_discriminator(make_config("smoke", d_width=8, d_depth=depth, d_norm=d_norm))
     logits = D(gray_batch(3), rgb_batch(3))
-    assert logits.shape == (3,)
-    assert torch.isfinite(logits).all()
+    assert logits.shape == (3,) and torch.isfinite(logits).all()
 
 
 @pytest.mark.parametrize("d_norm", CHOICES["d_norm"])
@@ -125,19 +96,13 @@ def test_fan_generator_reads_the_shipped_classifier_and_keeps_it_fixed():
     assert not G.features.training  # its batch norms keep their statistics
 
 
-def test_build_uses_dcgan_init():
+def test_build_uses_dcgan_init_and_a_wider_config_has_more_parameters():
     torch.manual_seed(0)
     G = build_generator(make_config("paper"))
-    conv_weights = torch.cat([m.weight.detach().flatten() for m in G.modules()
-                              if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
-    assert abs(conv_weights.mean().item()) < 1e-3
-    assert conv_weights.std().item() == pytest.approx(0.02, rel=0.05)
-
-
-def test_wider_config_has_more_parameters():
-    small = build_generator(make_config("smoke"))
-    paper = build_generator(make_config("paper"))
-    assert 0 < count_parameters(small) < count_parameters(paper)
+    weights = torch.cat([m.weight.detach().flatten() for m in G.modules()
+                         if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))])
+    assert abs(weights.mean().item()) < 1e-3 and weights.std().item() == pytest.approx(0.02, rel=0.05)
+    assert 0 < count_parameters(build_generator(make_config("smoke"))) < count_parameters(G)
 
 
 def test_the_paper_networks_are_the_built_ones_at_the_paper_settings():

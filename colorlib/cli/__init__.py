@@ -1,83 +1,64 @@
 """Command line: `python -m colorlib COMMAND ...`, for machines without Jupyter.
 
-    python -m colorlib train --preset quick --data PATH --run-dir runs/quick
-    python -m colorlib train --run-dir runs/quick --resume --epochs 10
+    python -m colorlib train --preset quick --data PATH --run-dir runs/quick   (add --resume to continue)
     python -m colorlib figures --run-dir runs/quick --out figures/quick
     python -m colorlib pack --data PATH --out cifar10.pt
-    python -m colorlib evaluate --run-dir runs/quick          (metrics.py)
-    python -m colorlib compare runs/a runs/b --out DIR        (metrics.py)
-    python -m colorlib train-classifier --out FILE.pt         (classifier.py)
-    python -m colorlib ship RUN_DIR --dry-run                 (ship.py: a new default generator?)
-    python -m colorlib baselines --preset quick --out DIR     (baselines.py)
-    python -m colorlib colorize PHOTOS... -o OUTDIR           (colorize.py; --vividness 0..1)
-    python -m colorlib vividness-calibrate GENERATOR.pt       (vividness.py: the dial, on validation)
-    python -m colorlib vividness-frontier --out DIR           (vividness.py: the dial, on test)
-    python -m colorlib vividness-study STUDY --out DIR        (dial_study.py: the dial vs a study's methods)
-    python -m colorlib sweep PLAN.json                        (packing.py: many runs at once)
-    python -m colorlib study --preset paper --seeds 3         (study.py: the whole comparison)
-    python -m colorlib bench --preset paper                   (bench.py)
+    python -m colorlib evaluate --run-dir runs/quick
+    python -m colorlib compare runs/a runs/b --out DIR
+    python -m colorlib train-classifier --out FILE.pt
+    python -m colorlib ship RUN_DIR --dry-run
+    python -m colorlib baselines --preset quick --out DIR
+    python -m colorlib colorize PHOTOS... -o OUTDIR
+    python -m colorlib vividness-calibrate GENERATOR.pt
+    python -m colorlib vividness-frontier --out DIR
+    python -m colorlib sweep PLAN.json
+    python -m colorlib study --preset paper --seeds 3
+    python -m colorlib bench --preset paper
 
-Exit status: 0 success, 1 partial failure (some photos or figures could not be made, training
-diverged, or the machine stopped a command after some of its work was saved: the message says
-what is kept), 2 bad input or a refusal by the machine (disk full, read-only, permission, a path
-too long: nothing was written), 130 interrupted with Ctrl-C; SIGTERM (143) and SIGHUP (129) stop a
-command as Ctrl-C does, training saved at the iteration boundary (128 + the signal's number, as
-a shell reports it).
+Exit status: 0 success, 1 partial failure (some of the work failed or the machine stopped the
+command after some of it was saved: the message says what is kept), 2 bad input or a refusal by the
+machine (disk full, read-only, permission, a path too long), 130 interrupted with Ctrl-C, 143
+SIGTERM, 129 SIGHUP (128 + the signal's number, as a shell reports it; training is saved at the
+iteration boundary).
 """
-# The commands live in cli/train.py (train, figures, pack), cli/colorize.py, cli/vividness.py, cli/evaluate.py
-# (evaluate, compare, train-classifier, ship) and cli/experiments.py (baselines, sweep, study, bench);
-# the work itself in the library modules named above. A command returns its exit status (0, or 1
-# for a partial failure it counted) or raises; `exit_status` below is the one place that turns an
-# exception into a status and a one-line message.
 from __future__ import annotations
 
 import argparse
 import signal
 import sys
 import threading
-from typing import Optional
+import warnings
 
-# only light modules here: `colorlib` starts without importing PyTorch, so Ctrl-C while the
-# heavy modules load is answered by main() like any other interruption
+# only light modules here: the command line starts without importing PyTorch
 from ..engine import interrupts
 from . import colorize, evaluate, experiments, train, vividness
-from ._environment import encode_error_line, os_error_line, say, silence_stdout, tolerant_stdout
+from ._environment import SHOWN, one_line_warning, os_error_line, say, silence_stdout
 
 EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
-INTERRUPTED = "interrupted (Ctrl-C)"
 
-
-# (module, exception, exit status) for the errors a command may end with; the message is
-# "error: <the exception's message>". Looked up in sys.modules: an exception whose module was
-# never imported cannot have been raised, and PyTorch is not loaded just to rule it out.
+# (module, exception, exit status); looked up in sys.modules, so PyTorch is not loaded to rule one out
 ERRORS = (
-    ("colorlib.cli._environment", "PartialFailure", EXIT_PARTIAL),  # e.g. a full disk after some epochs were saved
-    ("colorlib.engine.trainer", "TrainingDiverged", EXIT_PARTIAL),  # the last good checkpoint is kept
+    ("colorlib.cli._environment", "PartialFailure", EXIT_PARTIAL),
+    ("colorlib.engine.trainer", "TrainingDiverged", EXIT_PARTIAL),
     ("colorlib.lab.classifier", "ClassifierDiverged", EXIT_PARTIAL),
-    ("colorlib.runs.config", "ConfigError", EXIT_BAD_INPUT),  # presets, --set fields, command options, plan files
+    ("colorlib.runs.config", "ConfigError", EXIT_BAD_INPUT),
     ("colorlib.runs.data", "DataError", EXIT_BAD_INPUT),
-    ("colorlib.runs.rundir", "RunDirError", EXIT_BAD_INPUT),  # run directories and checkpoints
+    ("colorlib.runs.rundir", "RunDirError", EXIT_BAD_INPUT),
     ("colorlib.variants.cifar_classifier", "ClassifierError", EXIT_BAD_INPUT),
     ("colorlib.lab.metrics", "MetricsError", EXIT_BAD_INPUT),
-    ("colorlib.inference.colorize", "OutputFolderError", EXIT_BAD_INPUT),
 )
 
 
-def exit_status(exc: BaseException) -> Optional[tuple[int, str]]:
-    """(exit status, the line for stderr) for an exception that ended a command; None for any
-    other exception, which is a bug and keeps its traceback. Ctrl-C is 130 with the message of
-    the interruption where it has one (TrainingInterrupted, ColorizeInterrupted: what was kept);
-    SIGTERM and SIGHUP 128 + their number. An OSError is the machine refusing something: 2 with
-    the path and what to do (1 for a closed output pipe: the work is done, its listing cut short);
-    so is text the terminal's encoding cannot show."""
+def exit_status(exc: BaseException):
+    """(exit status, line for stderr) for an exception that ended a command; None for a bug."""
     if isinstance(exc, KeyboardInterrupt):
-        signum = getattr(exc, "signum", None) or (interrupts.received[-1] if interrupts.received else signal.SIGINT)
-        default = INTERRUPTED if signum == signal.SIGINT else f"interrupted ({interrupts.signal_name(signum)})"
-        return 128 + signum, str(exc) or default
-    if isinstance(exc, OSError):
+        signum = getattr(exc, "signum", signal.SIGINT)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        return 128 + signum, str(exc) or f"interrupted ({name})"
+    if isinstance(exc, OSError):  # the machine refused: a closed pipe (`| head`) only cut the listing short
         return (EXIT_PARTIAL if isinstance(exc, BrokenPipeError) else EXIT_BAD_INPUT), f"error: {os_error_line(exc)}"
     if isinstance(exc, UnicodeEncodeError):
-        return EXIT_BAD_INPUT, f"error: {encode_error_line(exc)}"
+        return EXIT_BAD_INPUT, f"error: {exc}; set PYTHONIOENCODING=utf-8 and run the command again"
     for module, name, status in ERRORS:
         cls = getattr(sys.modules.get(module), name, None)
         if cls is not None and isinstance(exc, cls):
@@ -96,15 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """The command line; returns the exit status (see the module docstring)."""
-    tolerant_stdout()
-    interrupts.received.clear()
-    previous = stop_signals_interrupt()
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")  # a file name the terminal cannot show never fails a command
+    replaced = {}
+    if threading.current_thread() is threading.main_thread():  # SIGTERM / SIGHUP unwind as Ctrl-C does
+        for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if signum and signal.getsignal(signum) is signal.SIG_DFL:  # an ignored SIGHUP (`nohup`) stays
+                replaced[signum] = signal.signal(signum, interrupts.raise_as_interrupt)
+    SHOWN.clear()
     try:
-        args = build_parser().parse_args(argv)  # also while PyTorch is still being imported
-        status = args.func(args)
-        sys.stdout.flush()  # a closed pipe (`| head`) is answered here, not at the interpreter's exit
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line_warning
+            args = build_parser().parse_args(argv)
+            status = args.func(args)
+        sys.stdout.flush()  # a closed pipe is answered here, not at the interpreter's exit
         return status
-    except SystemExit:  # --help or a usage error: argparse said what it had to, even into a closed pipe
+    except SystemExit:  # --help or a usage error, said by argparse, even into a closed pipe
         try:
             sys.stdout.flush()
         except BrokenPipeError:
@@ -114,23 +102,10 @@ def main(argv=None) -> int:
         outcome = exit_status(exc)
         if outcome is None:
             raise
-        status, message = outcome
         if isinstance(exc, BrokenPipeError):
             silence_stdout()
-        say(message)
-        return status
+        say(outcome[1])
+        return outcome[0]
     finally:
-        for signum, handler in previous.items():
+        for signum, handler in replaced.items():
             signal.signal(signum, handler)
-
-
-def stop_signals_interrupt() -> dict:
-    """SIGTERM and SIGHUP, where nothing else handles them, unwind a command as Ctrl-C does
-    (interrupts.raise_as_interrupt): a training saves at its iteration boundary and every lock is
-    released. Returns the handlers replaced (main thread only; an ignored SIGHUP, `nohup`, stays)."""
-    replaced = {}
-    if threading.current_thread() is threading.main_thread():
-        for signum in interrupts.STOP_SIGNALS:
-            if signum != signal.SIGINT and signal.getsignal(signum) is signal.SIG_DFL:
-                replaced[signum] = signal.signal(signum, interrupts.raise_as_interrupt)
-    return replaced

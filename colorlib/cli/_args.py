@@ -1,14 +1,10 @@
-"""Argument helpers shared by the commands: argparse types and the config options.
-
-Light on purpose: no PyTorch here (see colorlib.cli).
-"""
+"""Argument types and the config options the commands share (no PyTorch here)."""
 from __future__ import annotations
 
 import argparse
-from typing import Optional
 
-from ..runs.config import FIELD_NAMES, parse_override
 from ..paper.config import PRESETS
+from ..runs.config import FIELD_NAMES, parse_override
 
 DATA_HELP = "data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)"
 
@@ -25,29 +21,27 @@ def positive_int(text: str) -> int:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """--preset, --data, --epochs, --device, --seed and --set: a run's configuration (see `config_overrides`)."""
+    """--preset, --data, --epochs, --device, --seed and --set: a run's configuration (`config_overrides`)."""
     p.add_argument("--preset", default="quick", help=f"run size: {', '.join(PRESETS)} (default quick)")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int)
-    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help=f"override any config field, repeatable; fields: "
-                        f"{', '.join(n for n in FIELD_NAMES if n != 'preset')} (the preset: --preset)")
+    fields = ", ".join(n for n in FIELD_NAMES if n != "preset")
+    add_set_arg(p, f"override any config field, repeatable; fields: {fields}")
 
 
 def add_accept_change_arg(p: argparse.ArgumentParser, help: str) -> None:
-    """--accept-change data|precision, repeatable: what a resumed run may find changed (engine/run_files.py)."""
+    """--accept-change data|precision: what a resumed run may find changed."""
     p.add_argument("--accept-change", action="append", default=[], choices=("data", "precision"),
                    help=f"{help}; repeatable")
 
 
-def add_set_arg(p: argparse.ArgumentParser, help: Optional[str] = "override for every run") -> None:
+def add_set_arg(p: argparse.ArgumentParser, help: str = "override for every run") -> None:
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=help)
 
 
 def add_many_runs_args(p: argparse.ArgumentParser) -> None:
-    """--set for every run and --no-progress: the last options of the commands that train many runs."""
     add_set_arg(p)
     p.add_argument("--no-progress", action="store_true")
 
@@ -58,9 +52,8 @@ def set_overrides(texts) -> dict:
 
 
 def config_overrides(args) -> dict:
-    """The config fields asked for by `add_config_args`' options, --set first, the named options over it."""
+    """The config fields `add_config_args`' options ask for: --set first, the named options over it."""
     overrides = set_overrides(args.set)
-    for name in ("data", "epochs", "device", "seed"):
-        if getattr(args, name, None) is not None:
-            overrides[name] = getattr(args, name)
+    overrides.update({name: getattr(args, name) for name in ("data", "epochs", "device", "seed")
+                      if getattr(args, name, None) is not None})
     return overrides

@@ -1,11 +1,7 @@
-"""The paper's figures, drawn from a run directory alone (no model, no retraining).
-
-- Fig. 3: generator and discriminator loss over iterations, raw and smoothed;
-- Figs. 4-7: a sample grid after one epoch: grayscale / generated / ground-truth rows;
-- Fig. 8: the same test images reconstructed after each chosen epoch, one row per epoch.
-
-Each function returns a `matplotlib.figure.Figure` built without pyplot's global state, so
-notebooks display it once and batch jobs can save hundreds without leaking memory.
+"""The paper's figures, drawn from a run directory alone (no model, no retraining): Fig. 3 the losses
+over iterations, Figs. 4-7 a sample grid after one epoch, Fig. 8 the same test images after each chosen
+epoch; and the study's frontier and collapse figures. Every function returns a matplotlib Figure built
+without pyplot's global state, so batch jobs can save hundreds without leaking memory.
 """
 from __future__ import annotations
 
@@ -15,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
+import matplotlib
 import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -35,11 +32,9 @@ def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the collapse statistic
 def d_wins_by_epoch(run_dir) -> dict[int, float]:
-    """{epoch: the share of its iterations in which the discriminator won outright}, where D wins
-    outright when its loss (real + generated terms of eq. 3) is below `trainer.D_WINS_LOSS` (0.01):
-    D then gives the real pair more than 99% and the generated one less than 1%. Read from
-    epochs.csv (d_wins_share); a run made before epochs.csv existed (figures/paper/run) gets the
-    same statistic computed from its history.csv. {} for a run that trains no discriminator."""
+    """{epoch: share of its iterations in which D won outright}: D's loss (real + generated terms of
+    eq. 3) below `trainer.D_WINS_LOSS` (0.01). From epochs.csv, else (the shipped paper run, made before
+    epochs.csv existed) from history.csv; {} for a run that trains no discriminator."""
     cfg = rundir.read_config(run_dir)
     if cfg.adv_weight <= 0 or cfg.d_steps == 0:
         return {}
@@ -54,17 +49,16 @@ def d_wins_by_epoch(run_dir) -> dict[int, float]:
     epoch = h["epoch"].long()
     wins = torch.bincount(epoch, weights=((h["d_real"] + h["d_fake"]) < D_WINS_LOSS).double())
     counts = torch.bincount(epoch)
-    return {e: float(wins[e] / counts[e]) for e in range(1, len(counts))
-            if counts[e] and (done is None or e <= done)}
+    return {e: float(wins[e] / counts[e]) for e in range(1, len(counts)) if counts[e] and (done is None or e <= done)}
 
 
 def outright_epochs(shares: dict[int, float]) -> list[int]:
-    """The epochs in which D won outright in every iteration (see `d_wins_by_epoch`)."""
+    """The epochs in which D won outright in every iteration."""
     return [e for e, share in sorted(shares.items()) if share >= 1.0 - 1e-9]
 
 
 def epoch_spans(epochs: Sequence[int]) -> list[tuple[int, int]]:
-    """Consecutive epochs as (first, last) spans: [6, 7, 8, 12] -> [(6, 8), (12, 12)]."""
+    """[6, 7, 8, 12] -> [(6, 8), (12, 12)]."""
     spans: list[tuple[int, int]] = []
     for e in sorted(epochs):
         if spans and e == spans[-1][1] + 1:
@@ -75,141 +69,109 @@ def epoch_spans(epochs: Sequence[int]) -> list[tuple[int, int]]:
 
 
 def epoch_list(epochs: Sequence[int]) -> str:
-    """[6, 7, 8, 12, 20, 21] -> "6-8, 12 and 20-21" (a single epoch: "6")."""
+    """[6, 7, 8, 12, 20, 21] -> "6-8, 12 and 20-21"."""
     parts = [f"{a}" if a == b else f"{a}-{b}" for a, b in epoch_spans(epochs)]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def epoch_note(shares: dict[int, float], epoch: int) -> str:
     """What the collapse statistic says of one epoch, for a figure's title ("" without it)."""
-    if epoch not in shares:
-        return ""
-    return f"D wins outright in {shares[epoch]:.0%} of this epoch's iterations"
+    return f"D wins outright in {shares[epoch]:.0%} of this epoch's iterations" if epoch in shares else ""
 
 
 def run_story(run_dir, name=None) -> str:
-    """The run a results notebook shows, in a few Markdown sentences computed from its files:
-    what it is, the epochs in which D won outright, and its best validation epoch."""
+    """The run a results notebook shows, in a few Markdown sentences from its files: what it is, the
+    epochs in which D won outright, and its best validation epoch."""
     cfg, info = rundir.read_config(run_dir), rundir.read_run_info(run_dir)
-    where = info.get("device_name") or info.get("device", "?")
     lines = [f"**The run shown here**: `{name or run_dir}`, preset `{cfg.preset}`, {info.get('epochs_done')} of "
              f"{cfg.epochs} epochs ({info.get('status')}), {info.get('iterations_done') or 0:,} iterations, "
-             f"{info.get('wall_time_s') or 0:.0f} s on {where}."]
-    lines.append(_collapse_sentence(d_wins_by_epoch(run_dir)))
-    lines.append(_validation_sentence(rundir.read_epochs(run_dir)))
-    return " ".join(line for line in lines if line)
-
-
-def _collapse_sentence(shares: dict[int, float]) -> str:
-    if not shares:
-        return "It trains no discriminator, so D never wins."
+             f"{info.get('wall_time_s') or 0:.0f} s on {info.get('device_name') or info.get('device', '?')}."]
+    shares = d_wins_by_epoch(run_dir)
     outright = outright_epochs(shares)
-    if not outright:
+    if not shares:
+        lines.append("It trains no discriminator, so D never wins.")
+    elif outright:
+        lines.append(f"In this run D won outright (D loss < 0.01 in every iteration) in "
+                     f"epoch{'s' * (len(outright) > 1)} {epoch_list(outright)}: {len(outright)} of its "
+                     f"{len(shares)} epochs, shaded red on the loss curves.")
+    elif max(shares.values()) == 0:
+        lines.append("D never won outright (D loss < 0.01) in any iteration of this run.")
+    else:
         worst = max(shares, key=shares.get)
-        if shares[worst] == 0:
-            return "D never won outright (D loss < 0.01) in any iteration of this run."
-        return (f"D never won outright in every iteration of an epoch; its highest share of such "
-                f"iterations was {shares[worst]:.0%}, in epoch {worst}.")
-    plural = "s" if len(outright) > 1 else ""
-    return (f"In this run D won outright (D loss < 0.01 in every iteration) in epoch{plural} "
-            f"{epoch_list(outright)}: {len(outright)} of its {len(shares)} epochs, shaded red on the loss curves.")
-
-
-def _validation_sentence(epochs: dict) -> str:
+        lines.append(f"D never won outright in every iteration of an epoch; its highest share of such iterations "
+                     f"was {shares[worst]:.0%}, in epoch {worst}.")
+    epochs = rundir.read_epochs(run_dir)
     fd = epochs.get("val_fd")
     if fd is None or not len(fd) or bool(torch.isnan(fd).all()):
-        return ("It has no per-epoch validation scores (no `epochs.csv` with `val_fd`: the run was made "
-                "without them), so no epoch is singled out as the best.")
-    best = int(torch.nan_to_num(fd, nan=float("inf")).argmin())
-    psnr = epochs.get("val_psnr_db")
-    psnr_text = f", validation PSNR {float(psnr[best]):.2f} dB" if psnr is not None else ""
-    return (f"Epoch {int(epochs['epoch'][best])} has the best validation FD ({float(fd[best]):.2f}"
-            f"{psnr_text}); the last epoch's is {float(fd[-1]):.2f}.")
+        lines.append("It has no per-epoch validation scores (no `epochs.csv` with `val_fd`: the run was made "
+                     "without them), so no epoch is singled out as the best.")
+    else:
+        best = int(torch.nan_to_num(fd, nan=float("inf")).argmin())
+        psnr = epochs.get("val_psnr_db")
+        psnr_text = f", validation PSNR {float(psnr[best]):.2f} dB" if psnr is not None else ""
+        lines.append(f"Epoch {int(epochs['epoch'][best])} has the best validation FD ({float(fd[best]):.2f}"
+                     f"{psnr_text}); the last epoch's is {float(fd[-1]):.2f}.")
+    return " ".join(lines)
 
 
 # ---------------------------------------------------------------- Fig. 3
 def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
-    """Fig. 3: G and D losses per iteration (faint) with their moving average (bold); the epochs
-    in which D won outright shaded red, and (for a run with a discriminator) a third panel with
-    the share of iterations D won outright, per epoch (`d_wins_by_epoch`)."""
-    h = rundir.read_history(run_dir)
-    cfg = rundir.read_config(run_dir)
-    it = h["iteration"].numpy()
-    n = len(it)
+    """Fig. 3: G and D losses per iteration (faint) with their moving average (bold), the loss terms,
+    the epochs in which D won outright shaded red, and (with a discriminator) that share per epoch."""
+    h, cfg, shares = rundir.read_history(run_dir), rundir.read_config(run_dir), d_wins_by_epoch(run_dir)
+    it, n = h["iteration"].numpy(), len(h["iteration"])
     window = window or max(1, n // 50)
-    shares = d_wins_by_epoch(run_dir)
     fig = Figure(figsize=(16 if shares else 11, 3.8), layout="constrained")
     axes = fig.subplots(1, 3 if shares else 2)
     ax_gd, ax_parts = axes[:2]
-    d_total = h["d_real"] + h["d_fake"]
     for values, label, color in ((h["g_total"], "generator (eq. 5)", "tab:blue"),
-                                 (d_total, "discriminator (real + fake)", "tab:red")):
+                                 (h["d_real"] + h["d_fake"], "discriminator (real + fake)", "tab:red")):
         ax_gd.plot(it, values.numpy(), color=color, alpha=0.25, lw=0.6)
         ax_gd.plot(it, smooth(values, window).numpy(), color=color, lw=1.8, label=label)
     ax_gd.set(xlabel="iteration", ylabel="loss", title="Generator and discriminator loss (Fig. 3)")
-    parts = ((h["g_adv"], "G adversarial", "tab:blue"),
-             (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
-             (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red"))
-    for values, label, color in parts:
+    for values, label, color in ((h["g_adv"], "G adversarial", "tab:blue"),
+                                 (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
+                                 (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red")):
         ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
-    plural = "s" if window > 1 else ""
-    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{plural})")
+    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{'s' * (window > 1)})")
     if n:
         per_epoch = int((h["epoch"] == h["epoch"][0]).sum())
-        _shade_outright(ax_gd, ax_parts, outright_epochs(shares), per_epoch)
+        for i, (first, last) in enumerate(epoch_spans(outright_epochs(shares))):
+            for ax in (ax_gd, ax_parts):
+                ax.axvspan((first - 1) * per_epoch + 0.5, last * per_epoch + 0.5, color="tab:red", alpha=0.12, lw=0,
+                           label="epochs D won outright" if i == 0 and ax is ax_gd else None)
         for ax in (ax_gd, ax_parts):
-            sec = ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch))
-            sec.set_xlabel("epoch")
+            ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch)).set_xlabel("epoch")
     for ax in (ax_gd, ax_parts):
         ax.set_yscale("log")
         ax.legend(fontsize=9)
     if shares:
-        _collapse_panel(axes[2], shares)
+        epochs, values = sorted(shares), [shares[e] for e in sorted(shares)]
+        axes[2].bar(epochs, values, width=0.9, color=["tab:red" if v >= 1.0 - 1e-9 else "lightcoral" for v in values])
+        axes[2].set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1.3), yticks=[0, 0.25, 0.5, 0.75, 1],
+                    title="Discriminator wins outright (D loss < 0.01)")
+        axes[2].legend(handles=[Patch(color="tab:red", label="in every iteration"),
+                                Patch(color="lightcoral", label="in some")], fontsize=9, loc="upper center", ncol=2)
     return fig
 
 
-def _shade_outright(ax_gd, ax_parts, outright: Sequence[int], per_epoch: int) -> None:
-    """Red bands over the iterations of the epochs in which D won outright."""
-    for i, (first, last) in enumerate(epoch_spans(outright)):
-        for ax in (ax_gd, ax_parts):
-            ax.axvspan((first - 1) * per_epoch + 0.5, last * per_epoch + 0.5, color="tab:red", alpha=0.12, lw=0,
-                       label="epochs D won outright" if i == 0 and ax is ax_gd else None)
-
-
-def _collapse_panel(ax, shares: dict[int, float]) -> None:
-    """The collapse statistic per epoch; the epochs D won outright in full red."""
-    epochs = sorted(shares)
-    values = [shares[e] for e in epochs]
-    colours = ["tab:red" if v >= 1.0 - 1e-9 else "lightcoral" for v in values]
-    ax.bar(epochs, values, color=colours, width=0.9)
-    ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1.3), yticks=[0, 0.25, 0.5, 0.75, 1],
-           title="Discriminator wins outright (D loss < 0.01)")
-    ax.legend(handles=[Patch(color="tab:red", label="in every iteration"),
-                       Patch(color="lightcoral", label="in some")], fontsize=9, loc="upper center", ncol=2)
-    if not any(values):
-        ax.text(0.5, 0.4, "in no iteration of any epoch", transform=ax.transAxes, ha="center", fontsize=10)
-
-
+# ---------------------------------------------------------------- the study's figures
 def frontier_figure(report: dict) -> Figure:
-    """PSNR against colourfulness for every method of a study (mean over seeds, with spread):
-    the trade-off between staying close to the truth and being as colourful as it."""
+    """PSNR against colourfulness for every method of a study (mean over seeds, with spread)."""
     fig = Figure(figsize=(9, 6), layout="constrained")
     ax = fig.subplots()
-    truth = report["ground_truth"]["test"]["colourfulness"]
-    gray = report["gray"]["test"]
+    truth, gray = report["ground_truth"]["test"]["colourfulness"], report["gray"]["test"]["psnr_dataset_db"]["mean"]
     ax.axvline(truth, color="black", ls="--", lw=1, label=f"truth colourfulness {truth:.1f}")
     ax.axvspan(0.9 * truth, 1.1 * truth, color="black", alpha=0.06, label="within 10% of the truth")
-    ax.axhline(gray["psnr_dataset_db"]["mean"], color="gray", ls=":", lw=1, label="gray copy's PSNR")
-    ax.axhline(gray["psnr_dataset_db"]["mean"] + 1.0, color="tab:green", ls=":", lw=1, label="gray + 1 dB")
-    cmap = __import__("matplotlib").colormaps["tab20"]
+    ax.axhline(gray, color="gray", ls=":", lw=1, label="gray copy's PSNR")
+    ax.axhline(gray + 1.0, color="tab:green", ls=":", lw=1, label="gray + 1 dB")
     for i, (name, r) in enumerate(report["methods"].items()):
-        m = r["test"]["colorize"]
-        if "psnr_dataset_db" not in m or "colourfulness" not in m:
-            continue
-        ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
-                    yerr=m["psnr_dataset_db"]["std"], fmt="o" if name != report.get("chosen") else "*",
-                    ms=8 if name != report.get("chosen") else 16, color=cmap(i % 20), label=name, capsize=2)
-    ax.plot([0], [gray["psnr_dataset_db"]["mean"]], "s", color="gray", ms=8, label="gray (copied to RGB)")
+        m, chosen = r["test"]["colorize"], name == report.get("chosen")
+        if "psnr_dataset_db" in m and "colourfulness" in m:
+            ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
+                        yerr=m["psnr_dataset_db"]["std"], fmt="*" if chosen else "o", ms=16 if chosen else 8,
+                        color=matplotlib.colormaps["tab20"](i % 20), label=name, capsize=2)
+    ax.plot([0], [gray], "s", color="gray", ms=8, label="gray (copied to RGB)")
     ax.set(xlabel="colourfulness (Hasler & Suesstrunk)", ylabel="PSNR over the test set (dB)",
            title=f"PSNR vs colourfulness, test split through colorize ({report['seeds']} seeds, mean ± std)")
     ax.legend(fontsize=7, ncol=2, loc="lower left")
@@ -220,43 +182,47 @@ def collapse_figure(report: dict) -> Figure:
     """Per epoch, the share of iterations in which the discriminator won outright, per method."""
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.subplots()
-    cmap = __import__("matplotlib").colormaps["tab20"]
     for i, (name, r) in enumerate(report["methods"].items()):
         per_epoch = r.get("collapse", {}).get("per_epoch")
         if per_epoch:
-            ax.plot(range(1, len(per_epoch) + 1), per_epoch, marker=".", color=cmap(i % 20), label=name)
+            ax.plot(range(1, len(per_epoch) + 1), per_epoch, marker=".", color=matplotlib.colormaps["tab20"](i % 20),
+                    label=name)
     ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(-0.02, 1.02),
            title="Discriminator wins outright (D loss < 0.01), mean over seeds")
     ax.legend(fontsize=7, ncol=3)
     return fig
 
 
-def _image_row(ax, images: torch.Tensor, label: str) -> None:
-    strip = torch.cat(list(images), dim=2).permute(1, 2, 0).numpy()
-    ax.imshow(strip, interpolation="nearest")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(label, loc="left", fontsize=9, pad=2)
+# ---------------------------------------------------------------- Figs. 4-8
+def image_rows(rows, n: Optional[int], title: str, height: float) -> Figure:
+    """One strip of images per (label, images [N, 3, H, W]) row."""
+    n = n or rows[0][1].shape[0]
+    fig = Figure(figsize=(0.75 * n + 0.4, height), layout="constrained")
+    for ax, (label, images) in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows):
+        ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(label, loc="left", fontsize=9, pad=2)
+    fig.suptitle(title)
+    return fig
 
 
-def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None,
-                note: str = "") -> Figure:
-    """Figs. 4-7: grayscale input, generated colour and ground truth after `epoch` (default: last).
-    `samples`: what `rundir.read_samples(run_dir)` returns, when the caller has read it already;
-    `note`: a second title line, e.g. `epoch_note(d_wins_by_epoch(run_dir), epoch)`."""
+def missing_epochs(epochs, by_epoch) -> None:
+    missing = sorted(set(epochs) - set(by_epoch))
+    if missing:
+        raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {sorted(by_epoch)}")
+
+
+def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None, note: str = "") -> Figure:
+    """Figs. 4-7: gray input, generated colour and ground truth after `epoch` (default: the last).
+    `samples`: `rundir.read_samples(run_dir)` where read already; `note`: a second title line."""
     gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
     if not by_epoch:
         raise rundir.RunDirError(f"{run_dir} has no per-epoch samples yet: train at least one epoch")
     epoch = max(by_epoch) if epoch is None else epoch
-    if epoch not in by_epoch:
-        raise rundir.RunDirError(f"no samples for epoch {epoch}; available: {sorted(by_epoch)}")
-    n = n or gray.shape[0]
-    fig = Figure(figsize=(0.75 * n + 0.4, 3.0), layout="constrained")
-    axes = fig.subplots(3, 1)
-    for ax, images, label in zip(axes, (gray, by_epoch[epoch], truth), ("grayscale", "generated", "ground truth")):
-        _image_row(ax, images[:n], label)
-    fig.suptitle(f"Output at epoch {epoch}" + (f"\n{note}" if note else ""))
-    return fig
+    missing_epochs([epoch], by_epoch)
+    rows = [("grayscale", gray), ("generated", by_epoch[epoch]), ("ground truth", truth)]
+    return image_rows(rows, n, f"Output at epoch {epoch}" + (f"\n{note}" if note else ""), 3.0)
 
 
 def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
@@ -264,53 +230,35 @@ def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
     available = sorted(available)
     if len(available) <= count:
         return available
-    picks = {available[round(i * (len(available) - 1) / (count - 1))] for i in range(count)}
-    return sorted(picks)
+    return sorted({available[round(i * (len(available) - 1) / (count - 1))] for i in range(count)})
 
 
-def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None,
-                  samples=None) -> Figure:
-    """Fig. 8: one row per chosen epoch, between the grayscale input and the ground truth."""
+def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None, samples=None) -> Figure:
+    """Fig. 8: one row per chosen epoch, between the gray input and the ground truth."""
     gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
     epochs = list(epochs) if epochs is not None else pick_epochs(list(by_epoch))
-    missing = [e for e in epochs if e not in by_epoch]
-    if missing:
-        raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {sorted(by_epoch)}")
-    n = n or gray.shape[0]
-    rows = [("grayscale", gray)] + [(f"epoch {e}", by_epoch[e]) for e in epochs] + [("ground truth", truth)]
-    fig = Figure(figsize=(0.75 * n + 0.4, 1.0 * len(rows) + 0.3), layout="constrained")
-    axes = fig.subplots(len(rows), 1, squeeze=False)[:, 0]
-    for ax, (label, images) in zip(axes, rows):
-        _image_row(ax, images[:n], label)
-    fig.suptitle("Reconstructions across epochs")
-    return fig
+    missing_epochs(epochs, by_epoch)
+    rows = [("grayscale", gray), *((f"epoch {e}", by_epoch[e]) for e in epochs), ("ground truth", truth)]
+    return image_rows(rows, n, "Reconstructions across epochs", 1.0 * len(rows) + 0.3)
 
 
 def provenance(run_dir, out=None) -> dict:
-    """What produced a run's figures: preset and every parameter, data, device, time, commit.
-
-    With `out` (the figures folder) the run directory is given relative to it, so the file
-    stays true when the repository moves."""
+    """What produced a run's figures: preset and every parameter, data, device, time, commit; with
+    `out` the run directory is given relative to it, so the file stays true when the repository moves."""
     info, cfg = rundir.read_run_info(run_dir), rundir.read_config(run_dir)
     where = os.path.relpath(Path(run_dir).resolve(), Path(out).resolve()) if out is not None else str(run_dir)
     return {"run_dir": where, "preset": cfg.preset, "config": cfg.to_dict(),
             **{k: info.get(k) for k in ("status", "epochs_done", "iterations_done", "data_source", "train_images",
-                                        "device", "device_name", "world_size", "torch", "python",
-                                        "wall_time_s", "git_commit")}}
+                                        "device", "device_name", "torch", "python", "wall_time_s", "git_commit")}}
 
 
 def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) -> list[Path]:
-    """Write every figure of a run as PNG plus provenance.json into `out`; returns the paths.
-
-    Each file is written whole or not at all (temporary file, then rename). Asking for epochs
-    the run has no samples of raises `RunDirError` before anything is written. A damaged sample
-    image is left out with a `rundir.RunDirWarning` naming it, and so are the figures that need it.
-    """
+    """Every figure of a run as PNG, and provenance.json, into `out`; returns the paths. Each file is
+    written whole or not at all; epochs without samples are a RunDirError before anything is written;
+    a damaged sample image is left out with a RunDirWarning. Sample grids in `out` that this run did not
+    write (another run's, or a longer run's) are removed, so the folder shows one run only."""
     out = Path(out)
-    available = rundir.sample_epochs(run_dir)
-    missing = sorted(set(sample_epochs or ()) - set(available))
-    if missing:
-        raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {available}")
+    missing_epochs(sample_epochs or (), rundir.sample_epochs(run_dir))
     written = []
 
     def save(fig: Figure, name: str) -> None:
@@ -330,12 +278,11 @@ def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) ->
     out.mkdir(parents=True, exist_ok=True)
     save(curves, "loss_curves.png")
     if samples is not None:
-        readable = samples[2]
-        for e in (sample_epochs or pick_epochs(list(readable), 4)):
-            if e in readable:  # a damaged one was named by read_samples
+        for e in (sample_epochs or pick_epochs(list(samples[2]), 4)):
+            if e in samples[2]:  # a damaged one was named by read_samples
                 save(sample_grid(run_dir, e, samples=samples), f"samples_epoch_{e:04d}.png")
         save(across_epochs(run_dir, samples=samples), "across_epochs.png")
-    prov = out / "provenance.json"
-    rundir.write_json(prov, provenance(run_dir, out))
-    written.append(prov)
-    return written
+    for stale in set(out.glob("samples_epoch_*.png")) - set(written):
+        stale.unlink()
+    rundir.write_json(out / "provenance.json", provenance(run_dir, out))
+    return written + [out / "provenance.json"]

@@ -3,7 +3,7 @@
 The generator reads BT.601 luma (the weights behind Pillow's "L" mode and OpenCV's RGB2GRAY), the
 data pipeline computes it, colorize keeps a photo's own, and the chroma-only generators predict
 Cb and Cr around it. Everything here is linear, so it holds in [0, 1], [0, 255] or the model's
-[-1, 1] alike, and uses Python-scalar weights: no host-to-device copy, CUDA-graph safe.
+[-1, 1] alike.
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ CHROMA_TO_RGB = torch.tensor([[0.0, CR_SCALE],
                               [CB_SCALE, 0.0]])
 
 
-
 def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
     """RGB [..., 3, H, W] in [0, 1] -> YCbCr: Y in [0, 1], Cb and Cr in [-0.5, 0.5]."""
     r, g, b = rgb.unbind(-3)
@@ -31,11 +30,8 @@ def rgb_to_ycbcr(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def ycbcr_to_rgb(ycbcr: torch.Tensor, chroma_to_rgb: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """The exact inverse of `rgb_to_ycbcr` (no clipping: see `colorize.combine` for the gamut).
-
-    Linear, so it holds in any consistent units (the model's [-1, 1] too). Pass
-    `chroma_to_rgb` already on the right device to avoid a host-to-device copy (CUDA graphs).
-    """
+    """The exact inverse of `rgb_to_ycbcr` (no clipping), in any consistent units; `chroma_to_rgb`
+    already on the device saves a host-to-device copy."""
     matrix = CHROMA_TO_RGB.to(ycbcr) if chroma_to_rgb is None else chroma_to_rgb
     y, cbcr = ycbcr[..., :1, :, :], ycbcr[..., 1:, :, :]
     return y + torch.einsum("ck,...khw->...chw", matrix, cbcr)

@@ -29,8 +29,7 @@ class WeightAverage:
 
     @torch.no_grad()
     def update(self) -> None:
-        # foreach ops on device tensors only: no host sync, so it is captured in the CUDA graph
-        # (torch.optim.swa_utils.AveragedModel keeps a host-side counter, which a graph cannot)
+        # foreach ops on device tensors only, no host sync (AveragedModel keeps a host-side counter)
         ema, live = zip(*self._pairs)
         torch._foreach_lerp_(list(ema), list(live), 1.0 - self.decay)
         for e, b in self._buffers:  # batch-norm statistics follow the live network

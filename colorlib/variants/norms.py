@@ -1,24 +1,15 @@
-"""Normalizations the paper leaves open: instance, none, and two readings of feature-aware norm.
+"""Normalizations the paper leaves open. Every norm is called norm(h, cond); cond is the generator's
+`features(gray)`, the gray image itself except under FAN.
 
-Feature-aware normalization. The title promises it and Sec. II-D cites it ([10]: Bug et al.
-2017, "Context-based normalization of histological stains using deep convolutional features")
-but the method never says where or how it is used. We implement two readings:
-
-- `norm="fan"`, the cited unit as published: normalize without affine parameters, then gate and
-  shift with features z of a *fixed* network, h' = BN(h) * sigmoid(f(z)) + g(z), f and g 1x1
-  convolutions. Bug et al. take z from a frozen ImageNet VGG; the fixed image network this
-  project has is its CIFAR-10 judge classifier (colorlib/weights, trained on colour photos), so z
-  are that network's first layers applied to the gray input (32x32: 32 channels, 16x16: 64,
-  8x8 and below: 256, average-pooled). The classifier stays frozen (eval mode, no gradients).
-  Caveat, measured in notebook 08: the same classifier later judges semantic accuracy and the
-  feature distance, so those two scores may favour this variant.
-- `norm="spade"`, our earlier reading: SPADE (Park et al. 2019) with the gray image as the
-  semantic map, h' = BN(h) * (1 + gamma(X)) + beta(X), gamma and beta predicted per pixel from
-  the gray image resized to the block's resolution.
-
-`norm="batch"` (the most likely reading of an unspecified U-Net: the paper's, paper/models.py)
-and `norm="instance"` (named in Sec. II-D) are the alternatives. Every norm is called norm(h, cond):
-cond is the generator's `features(gray)`, the gray image itself except under FAN.
+Feature-aware normalization: the title promises it and Sec. II-D cites it ([10], Bug et al. 2017), but
+the method never says where or how. Two readings:
+- `norm="fan"`, the cited unit: h' = BN(h) * sigmoid(f(z)) + g(z), f and g 1x1 convolutions, z features
+  of a fixed network. Bug et al. take a frozen ImageNet VGG; ours is the first layers of the CIFAR-10
+  judge classifier (colorlib/weights) on the gray input, frozen. Caveat (notebook 08): the same
+  classifier later judges semantic accuracy and the feature distance, which may favour this variant.
+- `norm="spade"`: SPADE (Park et al. 2019) with the gray image as the semantic map,
+  h' = BN(h) * (1 + gamma(X)) + beta(X), gamma and beta predicted per pixel.
+`norm="batch"` (the paper's, paper/models.py) and `norm="instance"` (named in Sec. II-D) are the others.
 """
 from __future__ import annotations
 
@@ -65,7 +56,7 @@ class FrozenFeatures(nn.Module):
         body = CifarClassifier().body
         self.stem, self.block16, self.block8 = body[:3], body[3:10], body[10:17]  # 32, 16, 8 pixels
         self.requires_grad_(False)
-        # buffers, not tensors made in forward: a host-to-device copy cannot be captured in a CUDA graph
+        # buffers: moved with the module, never copied to the device in forward
         self.register_buffer("mean", torch.tensor(CIFAR_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -1,14 +1,8 @@
-"""Objectives beside the paper's (paper/losses.py): the same two methods, other losses.
-
-- `GANObjective`: eq. (5) with the open choices as parts: the content loss (the cosine of eq. 4
-  over the image, per pixel, or pix2pix's L1), the weight of the adversarial term, and one-sided
-  label smoothing (Salimans et al. 2016: real pairs labelled 1 - s, so D cannot win outright).
-- `R1Objective`: adds the R1 gradient penalty on real pairs (Mescheder et al. 2018) to D's loss.
-- `RegressionObjective`: no discriminator at all, the U-Net alone on its content loss; the
-  engine runs it with no D steps.
-- `ChromaClassesLoss`: the rebalanced cross-entropy over chroma bins (Zhang et al. 2016), a
-  content loss for a generator with a ChromaClassesOutput.
-"""
+"""Objectives beside the paper's (paper/losses.py): `GANObjective` is eq. (5) with the open choices as
+parts (the content loss: eq. 4's cosine over the image, per pixel, or pix2pix's L1; the adversarial
+weight; one-sided label smoothing, Salimans et al. 2016); `R1Objective` adds the R1 penalty on real pairs
+(Mescheder et al. 2018); `RegressionObjective` is the U-Net alone (no D steps); `ChromaClassesLoss` the
+rebalanced cross-entropy over chroma bins (Zhang et al. 2016) for a ChromaClassesOutput."""
 from __future__ import annotations
 
 import torch
