@@ -1,19 +1,20 @@
-"""The numbers of the paper's recipe and four variants, pinned: the smoke preset trained in float32
-on one thread gives these history.csv and generator weights, bit for bit.
+"""The numbers of the paper's recipe and four variants: the smoke preset trained in float32 on one
+thread, its losses, history.csv and generator weights.
 
-    python tests/guard_fingerprints.py --data DATA          prints today's fingerprints
-    python tests/guard_fingerprints.py --data DATA --write  stores them (only for an intended change,
-                                                            said so in the commit message)
+    python tests/guard_fingerprints.py --data DATA               prints today's fingerprints
+    python tests/guard_fingerprints.py --data DATA --compare F   compares them, bit for bit, with a file F
+                                                                 printed on this machine (at another commit)
+    python tests/guard_fingerprints.py --data DATA --write       stores them (an intended change only)
 
-tests/test_guard.py checks them. Bits are only comparable on the same kernels, so the stored file
-says which torch and CPU capability produced it; elsewhere the test compares the losses within a
-rounding tolerance instead.
+tests/test_guard.py compares the stored losses within a rounding tolerance, on any CPU: bits are only
+comparable where the same machine made both, which is what --compare is for.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -56,13 +57,26 @@ def all_fingerprints(data: str) -> dict:
         return {m: fingerprint(m, data, Path(tmp) / m) for m in GUARDED}
 
 
+def dumps(found: dict) -> str:
+    """JSON with each row of losses on one line."""
+    return re.sub(r"\[\s+([^\[\]]+?)\s+\]", lambda m: "[" + " ".join(m.group(1).split()) + "]",
+                  json.dumps(found, indent=1))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="CIFAR-10 folder (train/<class>/*.jpg, test/<class>/*.jpg)")
     parser.add_argument("--write", action="store_true", help=f"store them in {STORED.name}")
+    parser.add_argument("--compare", type=Path, help="a file this script printed on this machine")
     args = parser.parse_args()
     found = {**environment(), "methods": all_fingerprints(args.data)}
-    text = json.dumps(found, indent=1)
+    if args.compare:
+        then = json.loads(args.compare.read_text())["methods"]
+        changed = [f"{m}: {k}" for m in found["methods"] for k in ("history_sha256", "weights_sha256")
+                   if then.get(m, {}).get(k) != found["methods"][m][k]]
+        print("\n".join(changed) or "the same bits")
+        sys.exit(1 if changed else 0)
+    text = dumps(found)
     if args.write:
         STORED.write_text(text + "\n")
     print(text if not args.write else f"wrote {STORED}", file=sys.stdout)

@@ -5,26 +5,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from colorlib.inference import colorize as colorize_module
 from colorlib.runs import rundir
 from colorlib.cli import main
-from colorlib.inference.colorize import ImageReadError, load_model, read_photo, render_shape
 from colorlib.runs.config import (FIELD_NAMES, ConfigError, Config, config_from_dict, make_config,
                                   parse_override)
-from colorlib.variants import build_generator
-from conftest import one_line, run_cli, without_root
+from conftest import one_line, run_cli
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -279,206 +273,3 @@ def test_figures_are_written_atomically(tmp_path, capsys, monkeypatch):
                                 f"is full: free some space, or write to another disk, and run the command again")
     assert os.listdir(out) == ["loss_curves.png"]  # no temporary or partial file either
     assert (out / "loss_curves.png").read_bytes() == b"the previous figure"
-
-
-# ---------------------------------------------------------------- a generator for the tests below
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    """An untrained smoke-sized generator in the generator.pt format: what colorize needs, at once."""
-    cfg = make_config("smoke", device="cpu")
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "generator.pt"
-    torch.save({"format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": 0,
-                "generator": build_generator(cfg).state_dict()}, path)
-    path.chmod(0o644)
-    return path
-
-
-def gray_photo(path: Path, size=(40, 30)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.linear_gradient("L").resize(size).save(path)
-    return path
-
-
-def colorize_cli(capsys, *argv) -> tuple[int, str, str]:
-    return run_cli(capsys, "colorize", "--no-progress", *argv)
-
-
-# ---------------------------------------------------------------- 15: checkpoints
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.pop("generator"), "is incomplete: it has no 'generator'"),
-    (lambda c: c.pop("config"), "is incomplete: it has no 'config'"),
-    (lambda c: c.update(config="smoke"), "is damaged: its 'config' is a str, not a dict"),
-    (lambda c: c.update(generator=[1, 2]), "is damaged: its 'generator' is a list, not a dict"),
-    (lambda c: c.update(generator={"stem.weight": "text"}), "its 'generator' holds values that are not tensors"),
-    (lambda c: c["config"].update(lr=float("nan")), "has an invalid config (lr=nan is not valid"),
-])
-def test_checkpoint_with_the_right_tag_but_wrong_contents(checkpoint, tmp_path, capsys, change, message):
-    ckpt = torch.load(checkpoint, weights_only=True)
-    change(ckpt)
-    bad = tmp_path / "bad.pt"
-    torch.save(ckpt, bad)
-    with pytest.raises(rundir.RunDirError, match=re.escape(message)):
-        load_model(bad)
-    code, _, stderr = colorize_cli(capsys, gray_photo(tmp_path / "a.png"), "-o", tmp_path / "out",
-                                   "--checkpoint", bad)
-    assert code == 2 and message in one_line(stderr)
-    assert not (tmp_path / "out").exists()
-
-
-def test_training_checkpoint_parts_are_checked_too(checkpoint, tmp_path):
-    ckpt = torch.load(checkpoint, weights_only=True)
-    ckpt["format"] = rundir.CHECKPOINT_FORMAT  # a last.pt needs D and the optimizers as well
-    torch.save(ckpt, tmp_path / "last.pt")
-    with pytest.raises(rundir.RunDirError, match="is incomplete: it has no 'discriminator'"):
-        rundir.load_checkpoint(tmp_path / "last.pt")
-
-
-# ---------------------------------------------------------------- 10-14: colorize
-def test_ctrl_c_during_colorize_reports_progress_and_a_rerun_finishes(checkpoint, tmp_path, capsys, monkeypatch):
-    for name in ("a", "b", "c"):
-        gray_photo(tmp_path / "in" / f"{name}.png")
-    out = tmp_path / "out"
-    real, calls = colorize_module.colorize_luma, []
-
-    def interrupted_at_the_second(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(colorize_module, "colorize_luma", interrupted_at_the_second)
-    code, stdout, stderr = colorize_cli(capsys, tmp_path / "in", "-o", out, "--checkpoint", checkpoint)
-    assert code == 130 and stdout == ""
-    line = one_line(stderr)
-    assert line.startswith(f"interrupted: colorized 1 of 3 photo(s) into {out} before Ctrl-C")
-    assert "run the same command again" in line and "--resume" not in line
-    assert os.listdir(out) == ["a.png"]  # no partial file of b
-
-    monkeypatch.setattr(colorize_module, "colorize_luma", real)
-    code, stdout, _ = colorize_cli(capsys, tmp_path / "in", "-o", out, "--checkpoint", checkpoint)
-    assert code == 0 and "colorized 2 of 3 photo(s)" in stdout and "1 skipped" in stdout
-
-
-def test_the_same_photo_named_twice_is_colorized_once(checkpoint, tmp_path, capsys):
-    photo = gray_photo(tmp_path / "in" / "a.png")
-    gray_photo(tmp_path / "in" / "b.png")
-    code, stdout, stderr = colorize_cli(capsys, photo, photo, tmp_path / "in", tmp_path / "in" / ".." / "in" / "a.png",
-                                        "-o", tmp_path / "out", "--checkpoint", checkpoint)
-    assert code == 0, stderr
-    assert "colorized 2 of 2 photo(s)" in stdout and "none failed" in stdout and "FAILED" not in stderr
-    assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png"]
-
-
-def test_absurd_render_size_is_refused_up_front(checkpoint, tmp_path, capsys):
-    photo = gray_photo(tmp_path / "a.png")
-    code, _, stderr = colorize_cli(capsys, photo, "-o", tmp_path / "out", "--checkpoint", checkpoint,
-                                   "--render-size", "100000")
-    assert code == 2
-    assert one_line(stderr).startswith("error: render_size=100000 is too large: the generator sees at most 2048")
-    assert not (tmp_path / "out").exists()
-
-
-@pytest.mark.parametrize("render_size", [8, 32, 512, 2048])
-def test_working_resolution_is_bounded_for_any_aspect_ratio(render_size):
-    for height, width in [(1, 1), (3000, 4000), (1, 30_000), (30_000, 1), (7, 10**6), (4000, 4000)]:
-        h, w = render_shape(height, width, render_size, 8)
-        assert h % 8 == 0 and w % 8 == 0 and h >= 8 and w >= 8
-        assert h * w <= colorize_module.MAX_RENDER_PIXELS and max(h, w) <= colorize_module.MAX_RENDER_SIDE
-    assert render_shape(3000, 4000, 32, 16) == (32, 48)  # ordinary photos are not touched
-
-
-def test_a_long_strip_is_worked_at_reduced_size_with_a_note(checkpoint, tmp_path, capsys):
-    photo = tmp_path / "strip.png"
-    # 100,000 x 1: worked at its own length (never above its own size), that is over MAX_RENDER_SIDE
-    Image.linear_gradient("L").resize((100_000, 1)).save(photo)
-    model = load_model(checkpoint)[0]
-    seen = []
-    hook = model.stem.register_forward_hook(lambda m, inputs, out: seen.append(tuple(inputs[0].shape)))
-    try:
-        out = colorize_module.colorize(photo, model)
-    finally:
-        hook.remove()
-    assert out.size == (100_000, 1)
-    assert seen[0][2] * seen[0][3] <= colorize_module.MAX_RENDER_PIXELS
-    assert max(seen[0][2:]) <= colorize_module.MAX_RENDER_SIDE  # not 8 x 100,000
-
-    code, _, stderr = colorize_cli(capsys, photo, "-o", tmp_path / "out", "--checkpoint", checkpoint,
-                                   "--render-size", "32")
-    assert code == 0
-    note = one_line(stderr)
-    assert re.fullmatch(r"note: .*strip\.png \(100000x1\) is worked at \d+x\d+ pixels instead of 100000x8, "
-                        r"to keep memory bounded .*", note), note
-    with Image.open(tmp_path / "out" / "strip.png") as img:
-        assert img.size == (100_000, 1)
-
-
-def test_unreadable_file_is_reported_as_a_permission_problem(checkpoint, tmp_path, capsys, monkeypatch):
-    photo = gray_photo(tmp_path / "in" / "locked.png")
-    gray_photo(tmp_path / "in" / "fine.png")
-    real_open = Image.open
-
-    def no_permission(fp, *args, **kwargs):
-        if Path(str(fp)).name == "locked.png":
-            raise PermissionError(13, "Permission denied", str(fp))
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", no_permission)
-    with pytest.raises(ImageReadError, match="^permission denied: you may not read this file"):
-        read_photo(photo)
-    code, stdout, stderr = colorize_cli(capsys, tmp_path / "in", "-o", tmp_path / "out", "--checkpoint", checkpoint)
-    assert code == 1
-    assert one_line(stderr) == f"FAILED {photo}: permission denied: you may not read this file; check its " \
-                               f"permissions (ls -l)"
-    assert "colorized 1 of 2 photo(s)" in stdout and "1 failed" in stdout
-
-
-def test_unreadable_files_and_folders_really_locked(checkpoint, capsys):
-    with tempfile.TemporaryDirectory() as tmp:  # world-readable, unlike pytest's tmp_path
-        tmp = Path(tmp)
-        tmp.chmod(0o777)
-        weights = tmp / "generator.pt"
-        shutil.copyfile(checkpoint, weights)
-        weights.chmod(0o644)
-        photos = tmp / "in"
-        for path in (photos / "fine.png", photos / "locked.png", photos / "private" / "hidden.png"):
-            gray_photo(path).chmod(0o644)
-        for folder in (tmp / "in", tmp / "in" / "private"):
-            folder.chmod(0o755)
-        (photos / "locked.png").chmod(0o000)
-        (photos / "private").chmod(0o000)
-        out = tmp / "out"
-        out.mkdir(mode=0o777)
-        out.chmod(0o777)
-        try:
-            with without_root():
-                code, stdout, stderr = colorize_cli(capsys, photos, "-o", out, "--checkpoint", weights)
-        finally:
-            (photos / "private").chmod(0o755)
-        assert code == 1, stderr
-        assert f"FAILED {photos / 'private'}: permission denied: this folder cannot be read" in stderr
-        assert f"FAILED {photos / 'locked.png'}: permission denied: you may not read this file" in stderr
-        assert "damaged" not in stderr
-        assert "colorized 1 of 2 photo(s)" in stdout and "2 failed" in stdout
-        assert os.listdir(out) == ["fine.png"]
-
-
-def test_animations_and_multi_page_files_say_only_the_first_frame_is_used(checkpoint, tmp_path, capsys):
-    folder = tmp_path / "in"
-    folder.mkdir()
-    frames = [Image.new("L", (24, 16), shade) for shade in (0, 120, 240)]
-    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100, loop=0)
-    frames[0].save(folder / "pages.tif", save_all=True, append_images=frames[1:2])
-    frames[0].save(folder / "still.png")
-    assert read_photo(folder / "anim.gif").frames == 3 and read_photo(folder / "still.png").frames == 1
-    # (GIF is no photo extension a folder is searched for: named, it is colorized all the same)
-    code, stdout, stderr = colorize_cli(capsys, folder / "anim.gif", folder, "-o", tmp_path / "out",
-                                        "--checkpoint", checkpoint)
-    assert code == 0 and "colorized 3 of 3" in stdout
-    notes = stderr.strip().splitlines()
-    assert notes == [f"note: {folder / 'anim.gif'} has 3 frames (an animation or a multi-page file); "
-                     f"only the first is colorized",
-                     f"note: {folder / 'pages.tif'} has 2 frames (an animation or a multi-page file); "
-                     f"only the first is colorized"]
-    with Image.open(tmp_path / "out" / "anim.png") as img:
-        assert getattr(img, "n_frames", 1) == 1 and img.size == (24, 16)

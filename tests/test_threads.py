@@ -59,14 +59,14 @@ def test_all_cores_when_nobody_else_uses_them(monkeypatch, two_threads_allowed):
 
 def test_the_choice_is_recorded_and_a_resume_keeps_it(smoke_config, tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
-    monkeypatch.setattr("colorlib.engine.setup.choose_threads", lambda: (3, "3 of 4 cores: 1.0 busy (test)"))
+    monkeypatch.setattr("colorlib.engine.trainer.choose_threads", lambda: (3, "3 of 4 cores: 1.0 busy (test)"))
     with Trainer(smoke_config(epochs=1), run_dir, progress=False) as trainer:
         assert torch.get_num_threads() == 3
         trainer.fit()
     assert json.loads((run_dir / "run.json").read_text())["threads"]["threads"] == 3
 
     # today's measurement would say 1: the resumed run still trains with the 3 threads of its start
-    monkeypatch.setattr("colorlib.engine.setup.choose_threads", lambda: (1, "1 of 4 cores: 3.0 busy (test)"))
+    monkeypatch.setattr("colorlib.engine.trainer.choose_threads", lambda: (1, "1 of 4 cores: 3.0 busy (test)"))
     with Trainer(smoke_config(epochs=2), run_dir, resume=True, progress=False) as trainer:
         assert torch.get_num_threads() == 3 and "kept from the checkpoint" in trainer.threads["reason"]
     # an explicit count wins over the record

@@ -1,2 +1,2 @@
 """The engine around the paper's training iteration: trainer.py reads top to bottom; the rest are
-its parts (resume, checkpoints, interrupts, precision, CUDA graphs, torchrun, torch settings)."""
+its parts (checkpoints and run files, the rule for continuing a run, stop signals, torch settings)."""

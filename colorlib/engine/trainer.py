@@ -1,20 +1,17 @@
-"""The engine: the paper's training iteration (paper/step.py) run over epochs, fast, resumable
-and safe to interrupt.
+"""The engine: the paper's training iteration (paper/step.py) run over epochs, resumable and safe
+to stop. `Trainer.__init__` builds the run's state; `fit` is the loop; nothing here changes the maths.
 
-What this file adds around `training_iteration`, and nothing of the maths: the epoch order (a
-pure function of seed and epoch, paper/data.py), progress and losses, an end-of-epoch record
-(sample strip, epochs.csv, the validation hook's scores and best.pt), checkpoints and exact resume
-(run_files.py, resume.py), the run directory's lock, Ctrl-C held to an iteration boundary
-(interrupts.py), the process-wide torch settings (settings.py), and the speed: the dataset on the
-device as uint8 with batches gathered by a shuffled index, bf16 autocast where it pays
-(precision.py), channels_last, fused Adam and one whole iteration as a CUDA graph on CUDA
-(cuda_graphs.py), DistributedDataParallel under torchrun (distributed.py).
+Around `training_iteration` it adds: the epoch order (paper/data.py), progress, the end-of-epoch
+record (sample strip, epochs.csv, the validation hook's scores, best.pt), checkpoints and exact
+resume (run_files.py), the run directory's lock, Ctrl-C / SIGTERM / SIGHUP taken at an iteration
+boundary (interrupts.py), and the speed: the data on the device as uint8, bf16 autocast where the
+hardware has it (runs/device.py), channels_last, fused Adam on CUDA.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import signal
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -22,91 +19,129 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
+from .. import variants
 from ..paper.data import epoch_order, to_model_range, to_uint8
 from ..paper.step import training_iteration
 from ..runs import rundir
-from ..runs.config import Config, ConfigError, config_from_dict
-from ..runs.data import load_split
-from . import run_files, schedule, setup
-from .distributed import Dist
-from .interrupts import DeferredInterrupt, TrainingInterrupted, signal_of
-from .progress import cpu_threads, progress_bar, show_progress
+from ..runs.config import Config, ConfigError
+from ..runs.data import fingerprint, load_split
+from ..runs.device import bf16_autocast, choose_threads, pick_device
+from . import run_files, schedule
+from .interrupts import StopRequests, TrainingInterrupted, signal_of
 from .resume import run_config
 from .run_files import EPOCH_COLUMNS, LOSS_NAMES
 from .settings import TorchSettings
+
+__all__ = ["D_WINS_LOSS", "EPOCH_COLUMNS", "LOSS_NAMES", "Trainer", "TrainingDiverged", "TrainingInterrupted",
+           "run_config", "signal_of", "train"]
 
 # "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
 # right answer with ~99.5% confidence on both real and generated pairs, and G's adversarial
 # gradient vanishes. The share of such iterations per epoch is the collapse statistic.
 D_WINS_LOSS = 0.01
+CUDA_SETTINGS = ("cudnn.benchmark", "cuda.matmul.allow_tf32", "cudnn.allow_tf32")  # on for CUDA runs
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-class Trainer:
-    """Owns the networks, optimizers, data and run directory of one training run.
+class Autocast:
+    """A network as training_iteration calls it: under the run's autocast; with float_io (the
+    discriminator) reading colour and giving logits in float32, so the losses are float32."""
 
-    Which configuration is used follows `resume.run_config`: resume=False starts `cfg` as a new
-    run; resume=True continues the run in `run_dir` (its config.json wins; `cfg` may be None or
-    differ only in RESUMABLE_FIELDS); resume="auto" continues a run there if any, else starts `cfg`.
-    validator: `validator(trainer)` -> an object whose `score(G)` gives the epoch's validation
-    scores (lab.validation.validator_for); None: no validation (NaN in epochs.csv, no best.pt).
-    Resuming is exact only on the training images and in the precision the checkpoint was trained
-    with (run_files.check_unchanged): a change of either is refused unless named in
-    `accept_changes` ("data", "precision"); run.json then records it.
-    The networks are built from `cfg.seed` without disturbing the caller's random numbers; the
-    process-wide settings the trainer changes (`cfg.threads`; cuDNN autotuning and TF32 on CUDA)
-    are put back by `close()` (or by leaving `with Trainer(...)`; `train` does it).
-    One iteration is `train_step(index)` (a batch picked by index, as `fit` does) or `step(gray, rgb)`."""
+    def __init__(self, module: nn.Module, autocast, float_io: bool = False):
+        self.module, self.autocast, self.float_io = module, autocast, float_io
+
+    def parameters(self):
+        return self.module.parameters()
+
+    def __call__(self, gray: torch.Tensor, *colour: torch.Tensor) -> torch.Tensor:
+        with self.autocast():
+            out = self.module(gray, *(c.float() for c in colour))
+        return out.float() if self.float_io else out
+
+
+class Trainer:
+    """One training run. resume=False starts `cfg` as a new run in `run_dir`; True continues the run
+    there; "auto" whichever applies (resume.run_config). validator(trainer) -> an object whose
+    score(G) gives the epoch's validation scores. The run directory is locked until fit() ends;
+    close() puts back the process-wide torch settings changed here (threads; TF32 on CUDA)."""
 
     def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
-                 dist: Optional[Dist] = None, epoch_lines: bool = False, data_cache: Optional[dict] = None,
-                 validator: Optional[Callable] = None, accept_changes=()):
-        """data_cache: a dict shared by trainers packed into one process (see lab/packing.py), so
-        that they decode the data, and hold it on the device, once.
-
-        The run directory is locked (RUN/train.lock) from here until training ends, on every
-        path out: a second training into it is refused, naming the first."""
-        self.dist = dist or Dist.from_env()
-        self.run_dir = Path(run_dir)
-        self.progress = progress and self.dist.is_main
-        self.epoch_lines = epoch_lines and self.dist.is_main  # one log line per epoch, for batch logs
-        self.data_cache = data_cache if data_cache is not None else {}
+                 epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=(),
+                 data_cache: Optional[dict] = None):
+        self.run_dir, self.progress, self.epoch_lines = Path(run_dir), progress, epoch_lines
         self.accept_changes = run_files.accepted(accept_changes)
-        self.commit = run_files.git_commit()  # once: run.json is rewritten at every checkpoint
-        self.settings = TorchSettings()
-        self.lock = setup.lock_run_dir(self)
+        self.data_cache = {} if data_cache is None else data_cache  # decoded data, shared by trainers
+        self.settings, self.lock = TorchSettings(), rundir.RunLock(self.run_dir)
+        self.lock.acquire()
         try:
-            with torch.random.fork_rng(devices=[]):  # seeded here; the caller's generator is left as it was
-                self.cfg, self.resuming = run_config(self.run_dir, cfg, resume=resume,
-                                                     main_process=self.dist.is_main)
-                setup.start_device(self)
-                setup.build_networks(self)
-                setup.build_optimizers(self)
-                setup.reset_progress(self)
-                setup.load_data(self, validator)
-                setup.restore_or_start(self)
-                setup.wrap_networks(self)
-                setup.write_run_files(self)
+            rundir.remove_temporary_files(self.run_dir)  # left by a killed training
+            self.cfg, self.resuming = cfg, resuming = run_config(self.run_dir, cfg, resume=resume)
+            ckpt = run_files.checkpoint_to_resume(self.run_dir, cfg) if resuming else None  # shapes checked
+
+            self.device = pick_device(cfg.device)
+            self.threads = threads_for(cfg, self.device, ckpt)
+            self.settings.change("num_threads", self.threads["threads"])
+            for name in CUDA_SETTINGS if self.device.type == "cuda" else ():
+                self.settings.change(name, True)
+            self.precision, self.autocast = precision_for(cfg, self.device)
+            self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+
+            with torch.random.fork_rng(devices=[]):  # seeded from cfg.seed; the caller's RNG is left as it was
+                torch.default_generator.manual_seed(cfg.seed)  # the CPU's only: networks are built there
+                self.G, self.D = variants.build_generator(cfg), variants.build_discriminator(cfg)
+                self.G.to(self.device, memory_format=self.memory_format)
+                self.D.to(self.device, memory_format=self.memory_format)
+                self.objective = variants.build_objective(cfg, self.G)
+            self.d_steps = variants.discriminator_steps(cfg)
+            self.average = variants.build_average(cfg, self.G)
+            adam = dict(betas=(cfg.beta1, cfg.beta2), **({"fused": True} if self.device.type == "cuda" else {}))
+            g_lr, d_lr = schedule.rates(cfg, 0)
+            self.g_opt = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=g_lr, **adam)
+            self.d_opt = torch.optim.Adam([p for p in self.D.parameters() if p.requires_grad], lr=d_lr, **adam)
+            d_autocast = contextlib.nullcontext if cfg.d_norm == "spectral" else self.autocast  # fp32 power iteration
+            self.G_step, self.D_step = Autocast(self.G, self.autocast), Autocast(self.D, d_autocast, float_io=True)
+
+            train = self.split("train", cfg.train_size, cfg.seed)
+            self.images, self.data_source = train.images, train.source
+            self.data_fingerprint = fingerprint(train.images, train.available)
+            if self.iterations_per_epoch == 0:
+                raise ConfigError(f"{len(self.images)} training images make no batch of {cfg.batch_size}: use more "
+                                  f"images or --set batch_size={len(self.images)}; nothing was written")
+            variants.fit_to_data(self.G, self.images)
+            self.sample_images = self.split("test", cfg.n_samples, cfg.seed).images
+            self.sample_gray, self.sample_rgb = to_model_range(self.sample_images)
+            self.validator = validator(self) if validator is not None and cfg.val_size > 0 else None
+
+            self.epoch = self.iteration = 0  # epochs done; iterations done of the next one
+            self.history = torch.empty(0, len(rundir.HISTORY_COLUMNS))
+            self.partial_losses = torch.empty(0, len(LOSS_NAMES))  # of the epoch in progress, until it ends
+            self.epoch_rows, self.best_fd, self.wall_time, self.accepted = [], math.inf, 0.0, []
+            if ckpt is not None:
+                run_files.restore(self, ckpt, self.run_dir / "checkpoints" / "last.pt")
+            elif self.average.kept:
+                self.average.model.load_state_dict(self.G.state_dict())
+            self.saved, self.commit = (self.epoch, self.iteration), run_files.git_commit()
+            run_files.write_first_files(self)
         except BaseException:
-            self.settings.restore()
-            self.release_lock()
+            self.close()
             raise
+
+    def close(self) -> None:
+        """Release the run directory and put back the torch settings changed; safe to call twice."""
+        self.lock.release()
+        self.settings.restore()
 
     def __enter__(self) -> "Trainer":
         return self
 
-    def __exit__(self, kind, value, traceback) -> None:
-        self.close(wait=kind is None)
-
-    def release_lock(self) -> None:
-        if getattr(self, "lock", None) is not None:
-            self.lock.release()
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def split(self, split: str, size=None, seed: int = 0):
-        """A split of the run's data (runs.data.load_split), on the device, decoded once per data_cache."""
+        """A split of the run's data (runs.data.load_split) on the device, decoded once per data_cache."""
         cfg = self.cfg
         key = (cfg.data, cfg.data_root, split, size, seed, cfg.val_size, str(self.device))
         if key not in self.data_cache:
@@ -115,208 +150,108 @@ class Trainer:
             self.data_cache[key] = loaded
         return self.data_cache[key]
 
-    def rates(self, epoch: int) -> tuple[float, float]:
-        """(G's, D's) learning rates in epoch `epoch` (0-based; engine/schedule.py)."""
-        return schedule.rates(self.cfg, epoch)
-
-    def set_epochs(self, epochs: int) -> None:
-        """Change the planned length of a run that has not finished (a packed study fits its
-        epochs to the time it has); config.json follows."""
-        if epochs < max(self.epoch, 1):
-            raise ConfigError(f"cannot plan {epochs} epochs: {self.epoch} are done")
-        if self.iteration > 0:  # the epoch in progress is finished: its updates are in the weights
-            epochs = max(epochs, self.epoch + 1)
-        self.cfg = config_from_dict({**self.cfg.to_dict(), "epochs": epochs})
-        if self.dist.is_main:
-            rundir.write_json(self.run_dir / "config.json", self.cfg.to_dict())
-
     @property
     def iterations_per_epoch(self) -> int:
         return self.images.shape[0] // self.cfg.batch_size
 
     @property
     def G_eval(self) -> nn.Module:
-        """The generator that samples, validation and generator.pt use: the weight average when kept."""
+        """The generator that samples, validation and generator.pt use: the weight average where kept."""
         return self.average.model
 
     @property
     def G_ema(self) -> Optional[nn.Module]:
         return self.average.model if self.average.kept else None
 
-    # ------------------------------------------------------------ one iteration
     def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """One training iteration on the batch given (model range, see paper.data.to_model_range):
-        the paper's `training_iteration`, then the weight average's update. Returns the LOSS_NAMES
-        losses on the device (under torchrun, the global batch's). Always eager: `train_step`, which
-        picks the batch by index, is the iteration `fit` runs and the one a CUDA graph replays."""
+        """One training iteration on a batch in model range: the paper's training_iteration, then the
+        weight average's update. Returns the LOSS_NAMES losses, on the device."""
         losses = training_iteration(self.G_step, self.D_step, self.g_opt, self.d_opt, gray, rgb,
                                     self.objective, self.d_steps)
         self.average.update()
-        return self.dist.mean(losses)
-
-    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        gray, rgb = to_model_range(self.images.index_select(0, index))
-        return (gray.contiguous(memory_format=self.memory_format),
-                rgb.contiguous(memory_format=self.memory_format))
+        return losses
 
     def train_step(self, index: torch.Tensor) -> torch.Tensor:
-        """One training iteration (see `step`) on the training images at `index` (a 1-D tensor of
-        indices into `self.images`, on the device, one batch long). Returns the losses, LOSS_NAMES
-        order, on the device (not synchronised). On CUDA with cuda_graphs, from the fourth call on
-        it replays one captured graph of the whole iteration. It does not advance the run's
-        epoch/iteration counters or write anything: `fit`/`iterate` do that around it."""
-        if self.graphed is not None:
-            return self.graphed(index)
-        return self.step(*self._batch(index))
+        """`step` on the training images at `index` (one batch of indices, on the device); it does not
+        advance the run's counters or write anything: fit does that around it."""
+        gray, rgb = to_model_range(self.images.index_select(0, index))
+        return self.step(gray.contiguous(memory_format=self.memory_format),
+                         rgb.contiguous(memory_format=self.memory_format))
 
-    # ------------------------------------------------------------ the loop
     def fit(self) -> Path:
-        steps = self.iterate()
+        """Train to cfg.epochs. A stop signal is taken at the next iteration boundary: the run is
+        saved there and TrainingInterrupted says what is kept (resuming continues bitwise)."""
+        self.lock.acquire()  # released when fit ends; a later fit() takes it again
+        self._started, bar = time.perf_counter(), progress_bar(self)
         try:
-            for _ in steps:
-                pass
-        except KeyboardInterrupt as exc:  # Ctrl-C between two iterations: saved there, see iterate
-            if isinstance(exc, TrainingInterrupted):
-                raise
-            steps.close()
+            with StopRequests() as stop:
+                run_files.write_run_info(self, "running")
+                while self.epoch < self.cfg.epochs:
+                    epoch, iters, batch = self.epoch, self.iterations_per_epoch, self.cfg.batch_size
+                    self._set_rates(epoch)
+                    order = epoch_order(self.images.shape[0], epoch, self.cfg.seed, self.device)
+                    losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
+                    losses[:self.iteration] = self.partial_losses.to(self.device)
+                    for it in range(self.iteration, iters):
+                        if stop.signum:
+                            self._stop_here(losses, stop.signum)
+                        losses[it] = self.train_step(order[it * batch:(it + 1) * batch])
+                        self.iteration = it + 1
+                        if (it + 1) % self.cfg.log_every == 0 or it + 1 == iters:
+                            self._report(losses[it], epoch, it, bar)
+                    end_epoch(self, losses.cpu())
+                    if stop.signum and self.epoch < self.cfg.epochs:
+                        self._stop_here(None, stop.signum)
+                if not (self.run_dir / "checkpoints" / "generator.pt").exists():
+                    run_files.save_generator(self)  # a run killed between its last two files
+                run_files.write_run_info(self, "finished")
+        except (TrainingInterrupted, TrainingDiverged):
+            raise
+        except KeyboardInterrupt as exc:  # a second signal, mid-iteration: last.pt is kept as it was
+            run_files.write_run_info(self, "interrupted")
             raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}", signal_of(exc)) from None
+        except Exception as exc:  # recorded where the disk still takes it: the error may be a full disk
+            with contextlib.suppress(OSError):
+                run_files.write_run_info(self, "failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
+            raise
         finally:
-            steps.close()
+            if bar is not None:
+                bar.close()
+            self.lock.release()
         return self.run_dir
 
-    def iterate(self):
-        """Train to the end, yielding after every iteration: `fit` runs it through, and
-        lab/packing.train_packed interleaves several runs' iterations on one device.
+    def _set_rates(self, epoch: int) -> None:
+        for opt, lr in zip((self.g_opt, self.d_opt), schedule.rates(self.cfg, epoch)):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
-        Stopping loses nothing. Ctrl-C (or SIGTERM, SIGHUP) during an iteration or an epoch's end
-        is held until it is done (`DeferredInterrupt`); the run is then saved at that iteration boundary (the
-        checkpoint records the iteration within the epoch, and the partial epoch's losses travel
-        in its history) and `TrainingInterrupted` says what is kept: resuming continues exactly
-        there, bitwise as if never stopped. Closing the generator at a yield (a caller or a
-        packed run stopping) saves the same way. A second Ctrl-C stops at once and keeps the last
-        checkpoint; run.json always describes what last.pt holds."""
-        gate = DeferredInterrupt()
-        if self.lock is not None:  # released when training ends; a later fit() takes it again
-            self.lock.acquire()
-            self.lock.training = True
-        self._bar, self._losses, self._started = None, None, time.perf_counter()
-        try:
-            setup.check_batches(self)
-            self._bar = progress_bar(self) if self.progress else None
-            self._write_run_info("running")
-            self._started = time.perf_counter()
-            while self.epoch < self.cfg.epochs:  # cfg re-read: set_epochs may change the plan
-                yield from self._epoch(gate)
-                if gate.requested and self.epoch < self.cfg.epochs:  # at the very end: just finish
-                    with gate:
-                        self._stop_here(raise_interrupt=True, signum=gate.signum)
-            with gate:
-                if self.epoch == self.cfg.epochs:
-                    if self.dist.is_main and not (self.run_dir / "checkpoints" / "generator.pt").exists():
-                        run_files.save_generator(self)  # a run killed between its last two files
-                    self._write_run_info("finished")
-        except (TrainingInterrupted, TrainingDiverged, GeneratorExit):
-            raise
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM or SIGHUP
-            if gate.broke:  # at once, inside an iteration (a second signal, or no handler): last.pt is kept
-                self._write_run_info("interrupted")
-            else:  # between the guarded blocks, at an iteration boundary: saved there
-                with gate:
-                    self._stop_here(raise_interrupt=False)
-            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}",
-                                      getattr(exc, "signum", None) or gate.signum) from None
-        except Exception as exc:  # recorded where the disk still takes it: the error itself may be a full disk
-            with contextlib.suppress(OSError):
-                self._write_run_info("failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
-            raise
-        finally:
-            if self._bar is not None:
-                self._bar.close()
-            self.release_lock()
-
-    def _epoch(self, gate: DeferredInterrupt):
-        """One epoch (or the rest of one a checkpoint stopped in), yielding after every iteration."""
-        cfg, epoch, iters = self.cfg, self.epoch, self.iterations_per_epoch
-        local = cfg.batch_size // self.dist.world_size  # this rank's shard of every batch
-        with gate:
-            if cfg.lr_schedule != "constant":
-                schedule.set_rates(self, epoch)
-            order = epoch_order(self.images.shape[0], epoch, cfg.seed, self.device)
-            self._losses = losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
-            first = self.iteration  # > 0: a run saved in the middle of this epoch
-            if first:
-                losses[:first] = self.partial_losses.to(self.device)
-        for it in range(first, iters):
-            with gate:
-                batch = order[it * cfg.batch_size:(it + 1) * cfg.batch_size]
-                losses[it] = self.train_step(batch[self.dist.rank * local:(self.dist.rank + 1) * local])
-                self.iteration = it + 1
-                if (it + 1) % cfg.log_every == 0 or it + 1 == iters:
-                    self._check_and_report(losses[it], epoch, it)
-            if gate.requested:
-                with gate:
-                    self._stop_here(raise_interrupt=True, signum=gate.signum)
-            try:
-                yield
-            except GeneratorExit:
-                with gate:
-                    self._stop_here(raise_interrupt=False)
-                raise
-        with gate:
-            losses = losses.cpu()
-            if not torch.isfinite(losses).all():
-                bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
-                self._diverged(epoch, bad, losses[bad])
-            self.iteration, self.partial_losses = 0, losses[:0]  # the epoch joins the history
-            self._losses = None
-            self._end_epoch(epoch, losses, self._started)
-            if self.epoch_lines:
-                means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
-                print(f"epoch {self.epoch}/{cfg.epochs}: {means} "
-                      f"({time.perf_counter() - self._started:.1f} s{cpu_threads(self)})",
-                      flush=True)
-            self._started = time.perf_counter()
-
-    def _stop_here(self, raise_interrupt: bool, signum: int = signal.SIGINT) -> None:
-        """Save the run at the iteration boundary it stands at (unless last.pt already holds it, or
-        a loss of the partial epoch is not finite), mark it interrupted, and with raise_interrupt
-        raise `TrainingInterrupted` saying what is kept."""
-        if self.dist.is_main:
-            losses = self._losses
-            partial = losses[:self.iteration].cpu() if losses is not None else self.partial_losses
-            here = (self.epoch, self.iteration)
-            if here != self.saved[:2] and torch.isfinite(partial).all():
-                self.partial_losses = partial.float()
-                self.wall_time += time.perf_counter() - self._started
-                self.save_checkpoint(status="interrupted")
-            else:
-                self._write_run_info("interrupted")
-        if raise_interrupt:
-            raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}", signum)
-
-    def close(self, wait: bool = True) -> None:
-        """Release the run directory's lock if training has not already, put back the process-wide
-        torch settings the trainer changed, and under torchrun leave the process group (waiting
-        for rank 0 with wait=True). Safe to call twice; the networks, data and run directory stay
-        usable (a later fit() runs with the process's settings as they then are)."""
-        self.release_lock()
-        self.settings.restore()
-        self.dist.leave(wait)
-
-    def _check_and_report(self, last: torch.Tensor, epoch: int, it: int) -> None:
+    def _report(self, last: torch.Tensor, epoch: int, it: int, bar) -> None:
         values = last.tolist()  # the one host sync per log_every iterations
         if not all(math.isfinite(v) for v in values):
-            self._diverged(epoch, it, last.cpu())
-        if self._bar is not None:
-            show_progress(self._bar, self, values, epoch, it)
+            self._diverged(epoch, it, values)
+        if bar is not None:
+            bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
+            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
 
-    def _diverged(self, epoch: int, it: int, values: torch.Tensor) -> None:
-        msg = run_files.diverged_message(self, epoch, it, values)
-        self._write_run_info("diverged", error=msg)
+    def _diverged(self, epoch: int, it: int, values: list) -> None:
+        detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values))
+        msg = (f"training diverged in epoch {epoch + 1}, iteration {it + 1} ({detail}); the last good checkpoint "
+               f"is kept in {self.run_dir / 'checkpoints'}; lower the learning rate (lr={self.cfg.lr:g}) and "
+               f"start a new run")
+        run_files.write_run_info(self, "diverged", error=msg)
         raise TrainingDiverged(msg)
 
-    def _end_epoch(self, epoch: int, losses: torch.Tensor, started: float) -> None:
-        end_epoch(self, epoch, losses, started)
+    def _stop_here(self, losses: Optional[torch.Tensor], signum: int) -> None:
+        """Save the run at this iteration boundary (unless last.pt holds it already, or a loss of the
+        partial epoch is not finite), mark it interrupted, and raise TrainingInterrupted."""
+        if losses is not None:
+            self.partial_losses = losses[:self.iteration].cpu()
+        if (self.epoch, self.iteration) != self.saved and torch.isfinite(self.partial_losses).all():
+            self.wall_time += time.perf_counter() - self._started
+            run_files.save_checkpoint(self, status="interrupted")
+        else:
+            run_files.write_run_info(self, "interrupted")
+        raise TrainingInterrupted(f"interrupted: {run_files.kept_message(self)}", signum)
 
     @torch.inference_mode()
     def colorize_samples(self) -> torch.Tensor:
@@ -327,45 +262,68 @@ class Trainer:
         G.train()
         return to_uint8(out)
 
-    def save_checkpoint(self, status: Optional[str] = None) -> None:
-        """last.pt, then history.csv, epochs.csv and run.json (run_files.save_checkpoint)."""
-        run_files.save_checkpoint(self, status)
 
-    def _write_run_info(self, status: str, error: Optional[str] = None) -> None:
-        run_files.write_run_info(self, status, error)
-
-
-def end_epoch(self: Trainer, epoch: int, losses: torch.Tensor, started: float) -> None:
-    """The end of an epoch of `Trainer._epoch`: the epoch joins the history; rank 0 records it:
-    epochs.csv (D's wins, the validation hook's scores, the rates), the sample strip, best.pt by
-    the feature distance, and a checkpoint every checkpoint_every epochs."""
-    self.history = torch.cat([self.history, run_files.history_rows(self, epoch, losses)])
-    self.epoch = epoch + 1
-    self.wall_time += time.perf_counter() - started
-    if not self.dist.is_main:
-        return
-    d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if self.d_steps else 0.0
-    val = self.validator.score(self.G_eval) if self.validator is not None else {}
-    self.epoch_rows.append([self.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
+def end_epoch(t: Trainer, losses: torch.Tensor) -> None:
+    """The epoch joins the history; epochs.csv, the sample strip, best.pt and the checkpoint."""
+    epoch = t.epoch
+    if not torch.isfinite(losses).all():
+        bad = int((~torch.isfinite(losses)).any(1).nonzero()[0])
+        t._diverged(epoch, bad, losses[bad].tolist())
+    t.history = torch.cat([t.history, run_files.history_rows(t, epoch, losses)])
+    t.epoch, t.iteration, t.partial_losses = epoch + 1, 0, losses[:0]
+    seconds = time.perf_counter() - t._started
+    t.wall_time += seconds
+    d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if t.d_steps else 0.0
+    val = t.validator.score(t.G_eval) if t.validator is not None else {}
+    t.epoch_rows.append([t.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
                             val.get("colourfulness", math.nan), val.get("feature_fd", math.nan),
-                            *self.rates(epoch)])
-    rundir.write_epochs(self.run_dir, EPOCH_COLUMNS, self.epoch_rows)
-    rundir.save_strip(self.run_dir / "samples" / f"epoch_{self.epoch:04d}.png", self.colorize_samples())
-    run_files.save_if_best(self, val)
-    if self.epoch % self.cfg.checkpoint_every == 0 or self.epoch == self.cfg.epochs:
-        self.save_checkpoint()
+                            *schedule.rates(t.cfg, epoch)])
+    rundir.write_epochs(t.run_dir, EPOCH_COLUMNS, t.epoch_rows)
+    rundir.save_strip(t.run_dir / "samples" / f"epoch_{t.epoch:04d}.png", t.colorize_samples())
+    run_files.save_if_best(t, val)
+    if t.epoch % t.cfg.checkpoint_every == 0 or t.epoch == t.cfg.epochs:
+        run_files.save_checkpoint(t)
+    if t.epoch_lines:
+        means = ", ".join(f"{k}={v:.4f}" for k, v in zip(LOSS_NAMES, losses.mean(0).tolist()))
+        print(f"epoch {t.epoch}/{t.cfg.epochs}: {means} ({seconds:.1f} s)", flush=True)
+    t._started = time.perf_counter()
+
+
+def progress_bar(t: Trainer):
+    if not t.progress:
+        return None
+    from tqdm.auto import tqdm
+    iters = t.iterations_per_epoch
+    cpu = f", {t.threads['threads']} CPU threads" if t.device.type == "cpu" else ""
+    return tqdm(total=t.cfg.epochs * iters, initial=t.epoch * iters + t.iteration, unit="it",
+                desc=f"{t.cfg.preset} on {t.device.type}{cpu}", dynamic_ncols=True)
+
+
+def precision_for(cfg: Config, device: torch.device):
+    """({"precision", "reason"} for the records, the autocast factory the networks run under)."""
+    bf16, why = bf16_autocast(device) if cfg.amp else (False, "amp=false")
+    autocast = functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext
+    return {"precision": "bfloat16" if bf16 else "float32", "reason": why}, autocast
+
+
+def threads_for(cfg: Config, device: torch.device, ckpt: Optional[dict]) -> dict:
+    """The CPU threads a run trains with, and why: cfg.threads; else the count the checkpoint was
+    trained with (it decides how a convolution's sums are split, so the last bits of every step);
+    else, on the CPU, as many as there are idle cores (runs/device.py: choose_threads)."""
+    was = (ckpt or {}).get("threads")
+    if cfg.threads:
+        return {"threads": cfg.threads, "reason": "threads set"}
+    if isinstance(was, dict) and isinstance(was.get("threads"), int) and was["threads"] > 0:
+        return {"threads": was["threads"], "reason": f"kept from the checkpoint ({was.get('reason')})"}
+    if device.type == "cpu":
+        count, reason = choose_threads()
+        return {"threads": count, "reason": reason}
+    return {"threads": torch.get_num_threads(), "reason": f"PyTorch's default ({device.type} run)"}
 
 
 def train(cfg: Optional[Config], run_dir, resume: bool | str = False, progress: bool = True,
           epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=()) -> Path:
-    """Train `cfg` into `run_dir` (or continue the run there with resume=True, or with
-    resume="auto" if it holds one: see `resume.run_config`), then close the trainer."""
-    trainer = Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator,
-                      accept_changes=accept_changes)
-    try:
-        out = trainer.fit()
-    except BaseException:
-        trainer.close(wait=False)  # a failing rank must not wait for the others at a barrier
-        raise
-    trainer.close()
-    return out
+    """Train `cfg` into `run_dir` (or continue the run there: see resume.run_config), then close."""
+    with Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator,
+                 accept_changes=accept_changes) as trainer:
+        return trainer.fit()

@@ -7,7 +7,11 @@ parameters, or from Python (`make_config("quick", epochs=3)`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
+import re
+import typing
 from dataclasses import dataclass, fields
 from typing import Any, Optional
 
@@ -33,9 +37,6 @@ class Config(PaperConfig):
     output: str = "rgb"  # rgb (the paper) | ycbcr: predict Cb, Cr and keep the input's luma exactly
     # | classes: Cb, Cr as a distribution over quantized chroma bins (Zhang et al. 2016), luma kept
     chroma_temperature: float = 0.38  # output=classes: annealed mean of the bins (1: mean, ->0: mode)
-    chroma_grid: int = 16  # output=classes: the chroma lattice's side, chroma_grid^2 bins
-    chroma_embed: int = 0  # output=classes: 0: G's last layer gives the logits; N: N channels, then a conv
-    chroma_subsample: int = 1  # output=classes with chroma_embed: 2 predicts the bins at half resolution
 
     # --- variants of the objective and the optimizer (the paper: cosine, 1, one rate, constant) ---
     content_loss: str = "cosine"  # cosine over the image (eq. 4) | cosine_pixel | l1 (pix2pix)
@@ -55,10 +56,7 @@ class Config(PaperConfig):
     checkpoint_every: int = 1  # epochs between checkpoints (one is always written at the end)
     log_every: int = 50  # iterations between progress-bar updates (the only host syncs on GPU)
     channels_last: bool = True
-    amp: bool = True  # bf16 autocast on CUDA, and on CPUs where it pays (engine/precision.py)
-    compile: bool = False  # torch.compile the networks (CUDA; pays off on long runs)
-    cuda_graphs: bool = True  # capture one whole training iteration as a CUDA graph (CUDA only)
-    matmul_convs: bool = True  # the small-map convolutions as matrix multiplies under CPU bf16 (engine/fast_layers.py)
+    amp: bool = True  # bf16 autocast on CUDA and on CPUs with bf16 units (runs/device.py: bf16_autocast)
 
     preset: str = "custom"  # recorded so every figure can say which preset made it
 
@@ -73,8 +71,7 @@ class Config(PaperConfig):
 # fields (where its data are read from, how long, how fast, how often it reports); every other
 # field changes what is computed, and engine/resume.py refuses a change of it.
 RESUMABLE_FIELDS = frozenset({"data", "data_root", "epochs", "device", "threads", "checkpoint_every",
-                              "log_every", "channels_last", "amp", "compile", "cuda_graphs",
-                              "matmul_convs"})
+                              "log_every", "channels_last", "amp"})
 # what a recipe is described by (tutorial tables): every field but these mechanics, the samples and the label
 RUN_MECHANICS = RESUMABLE_FIELDS - {"epochs"} | {"n_samples", "seed", "preset"}
 
@@ -90,120 +87,66 @@ CHOICES = {
 }
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))
+COUNTS = ("n_samples", "g_width", "g_depth", "d_width", "d_depth", "batch_size", "d_steps", "checkpoint_every",
+          "log_every")
+# the ranges of the numeric fields: (test, what to use)
+RANGES = {
+    **{name: (lambda v: v >= 1, "at least 1") for name in COUNTS},
+    "threads": (lambda v: v >= 0, "0 (as many as there are idle cores) or more"),
+    "epochs": (lambda v: v >= 0, "0 or more"), "val_size": (lambda v: v >= 0, "0 (no validation split) or more"),
+    "lr": (lambda v: v > 0, "positive"), "d_lr": (lambda v: v > 0, "a positive learning rate, or none to use lr"),
+    "beta1": (lambda v: 0 <= v < 1, "0 <= beta1 < 1 (Adam's default 0.9)"),
+    "beta2": (lambda v: 0 <= v < 1, "0 <= beta2 < 1 (Adam's default 0.999)"),
+    "r1_gamma": (lambda v: v >= 0, "0 (off) or more"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "0 <= label_smoothing < 1 (0: off; 0.1 is usual)"),
+    "ema_decay": (lambda v: 0 <= v < 1, "0 <= ema_decay < 1 (0: off; 0.999 is usual)"),
+    "chroma_temperature": (lambda v: v > 0, "a number above 0 (1: the mean of the bins, towards 0: the mode)"),
+    "seed": (lambda v: -2 ** 63 <= v < 2 ** 64, "a whole number from 0 to 2**63 - 1 (torch.manual_seed's range)"),
+}
 
 
 class ConfigError(ValueError):
     """A configuration a user asked for that cannot run; the message says how to fix it."""
 
 
+def _kind(name: str):
+    """(the field's declared type, whether it may be None)."""
+    kind = typing.get_type_hints(Config)[name]
+    if typing.get_origin(kind) is typing.Union:  # Optional[X]
+        return next(k for k in typing.get_args(kind) if k is not type(None)), True
+    return kind, False
+
+
 def validate(cfg: Config) -> None:
-    """Refuse, with one line saying what to change, any value a run could not use: every field's
-    type first (so a value from JSON or Python fails here, not deep inside training), then its range."""
-    _check_types(cfg)
-    _check_choices(cfg)
-    _check_sizes_and_rates(cfg)
-    _check_newer_fields(cfg)
-    _check_seed_and_device(cfg)
-
-
-def _check_types(cfg: Config) -> None:
-    """Every field of a type this check knows (bool, int, float, str, or None where Optional) has it."""
-    import math
-    import numbers
-    import typing
-
-    hints = typing.get_type_hints(type(cfg))
+    """Refuse, with one line saying what to change, any value a run could not use: its type first (a
+    value from JSON or Python fails here, not deep inside training), then its range."""
+    expected = {bool: "true or false", int: "a whole number", float: "a finite number", str: "a string"}
+    types = {bool: bool, int: numbers.Integral, float: numbers.Real, str: str}
     for f in fields(cfg):
-        value, kind = getattr(cfg, f.name), hints.get(f.name)
-        if typing.get_origin(kind) is typing.Union:  # Optional[X]: None or an X
-            if value is None:
-                continue
-            kind = next((k for k in typing.get_args(kind) if k is not type(None)), None)
-        if kind is bool:
-            ok, expected = isinstance(value, bool), "true or false"
-        elif kind is int:
-            ok, expected = isinstance(value, numbers.Integral) and not isinstance(value, bool), "a whole number"
-        elif kind is float:
-            ok = (isinstance(value, numbers.Real) and not isinstance(value, bool)
-                  and math.isfinite(value))
-            expected = "a finite number"
-        elif kind is str:
-            ok, expected = isinstance(value, str), "a string"
-        else:  # a type this check does not know: left to the code that uses it
+        value, (kind, optional) = getattr(cfg, f.name), _kind(f.name)
+        if kind not in types or (value is None and optional):
             continue
-        if not ok:
-            raise ConfigError(f"{f.name}={value!r} is not valid: expected {expected}")
-
-
-def _check_choices(cfg: Config) -> None:
-    """Every field with a fixed set of values (CHOICES) holds one of them."""
+        ok = isinstance(value, types[kind]) and (kind is bool or not isinstance(value, bool))
+        if not ok or (kind is float and not math.isfinite(value)):
+            raise ConfigError(f"{f.name}={value!r} is not valid: expected {expected[kind]}")
     for name, allowed in CHOICES.items():
         if allowed is not None and getattr(cfg, name) not in allowed:
             raise ConfigError(f"{name}={getattr(cfg, name)!r} is not valid; choose one of {', '.join(allowed)}")
-
-
-def _check_sizes_and_rates(cfg: Config) -> None:
-    """Counts, sizes, depths, the learning rate and the loss weights are within what a run can use."""
-    positive = ["n_samples", "g_width", "g_depth", "d_width", "d_depth", "batch_size", "d_steps",
-                "checkpoint_every", "log_every"]
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.threads < 0:
-        raise ConfigError(f"threads must be 0 (as many as there are idle cores) or more, got {cfg.threads}")
-    if cfg.epochs < 0:
-        raise ConfigError(f"epochs must be 0 or more, got {cfg.epochs}")
+    for name, (ok, rule) in RANGES.items():
+        value = getattr(cfg, name)
+        if value is not None and not ok(value):
+            raise ConfigError(f"{name} must be {rule}, got {value}" if name in (*COUNTS, "threads", "epochs", "lr") else
+                              f"{name}={value!r} is out of range: use {rule}")
     if cfg.train_size is not None and cfg.train_size < cfg.batch_size:
         raise ConfigError(f"train_size={cfg.train_size} is smaller than one batch ({cfg.batch_size})")
-    if cfg.g_depth > 5:
-        raise ConfigError(f"g_depth={cfg.g_depth}: a 32x32 image halves to 1x1 after 5 levels; use 1..5")
-    if cfg.d_depth > 5:
-        raise ConfigError(f"d_depth={cfg.d_depth}: use 1..5 for 32x32 images")
-    if cfg.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {cfg.lr}")
+    if cfg.g_depth > 5 or cfg.d_depth > 5:
+        raise ConfigError(f"g_depth={cfg.g_depth}, d_depth={cfg.d_depth}: a 32x32 image halves to 1x1 after 5 "
+                          f"levels; use 1..5")
     if cfg.lam < 0 or cfg.adv_weight < 0:
         raise ConfigError(f"the loss weights need lam and adv_weight non-negative, got lam={cfg.lam}, "
                           f"adv_weight={cfg.adv_weight}")
-
-
-def _check_newer_fields(cfg: Config) -> None:
-    """The newer fields (optimizer, stabilisers, chroma, validation split) are in their ranges."""
-    # what the newer fields accept; each is checked where this Config has it
-    ranges = {
-        "d_lr": (lambda v: v > 0, "a positive learning rate, or none to use lr"),
-        "beta1": (lambda v: 0 <= v < 1, "0 <= beta1 < 1 (Adam's default 0.9)"),
-        "beta2": (lambda v: 0 <= v < 1, "0 <= beta2 < 1 (Adam's default 0.999)"),
-        "r1_gamma": (lambda v: v >= 0, "0 (off) or more"),
-        "label_smoothing": (lambda v: 0 <= v < 1, "0 <= label_smoothing < 1 (0: off; 0.1 is usual)"),
-        "ema_decay": (lambda v: 0 <= v < 1, "0 <= ema_decay < 1 (0: off; 0.999 is usual)"),
-        "chroma_temperature": (lambda v: v > 0, "a number above 0 (1: the mean of the bins, towards 0: the mode)"),
-        "val_size": (lambda v: v >= 0, "0 (no validation split) or more"),
-        "chroma_grid": (lambda v: 2 <= v <= 64, "a lattice side from 2 to 64 (16: 256 bins)"),
-        "chroma_embed": (lambda v: v >= 0, "0 (the last layer gives the logits) or a channel count"),
-        "chroma_subsample": (lambda v: v in (1, 2), "1 (full resolution) or 2 (half, needs chroma_embed > 0)"),
-    }
-    for name, (ok, rule) in ranges.items():
-        value = getattr(cfg, name, None)
-        if value is not None and not ok(value):
-            raise ConfigError(f"{name}={value!r} is out of range: use {rule}")
-    if getattr(cfg, "chroma_subsample", 1) > 1 and not getattr(cfg, "chroma_embed", 0):
-        raise ConfigError("chroma_subsample=2 needs chroma_embed > 0 (the layer that predicts at half "
-                          "resolution): add --set chroma_embed=32")
-
-
-def _check_seed_and_device(cfg: Config) -> None:
-    """The seed is one torch.manual_seed takes, and the device a string torch can parse as cpu, cuda or mps."""
-    if not -2 ** 63 <= cfg.seed < 2 ** 64:
-        raise ConfigError(f"seed={cfg.seed} is out of range for torch.manual_seed; use a whole number "
-                          f"from 0 to 2**63 - 1")
-    if cfg.device != "auto":
-        import torch  # parses device strings exactly as training will; no GPU is looked for here
-        try:
-            kind = torch.device(cfg.device).type
-        except RuntimeError:
-            kind = None
-        if kind not in ("cpu", "cuda", "mps"):
-            raise ConfigError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
+    if cfg.device != "auto" and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"device={cfg.device!r} is not valid; use auto, cpu, cuda, cuda:N or mps")
 
 
 def make_config(preset: str = "quick", **overrides: Any) -> Config:
@@ -213,13 +156,11 @@ def make_config(preset: str = "quick", **overrides: Any) -> Config:
     unknown = sorted(set(overrides) - set(FIELD_NAMES))
     if unknown:
         raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(FIELD_NAMES)}")
-    values = {**PRESETS[preset], **overrides, "preset": preset}
-    return Config(**values)
+    return Config(**{**PRESETS[preset], **overrides, "preset": preset})
 
 
 def overrides_dict(value: Any, what: str = "overrides") -> dict[str, Any]:
-    """`value` as {config field: value} (a notebook's `overrides` parameter, a plan's "set"): a
-    ConfigError saying what is expected for anything that is not a mapping, or names no field."""
+    """`value` as {config field: value} (a notebook's `overrides` parameter, a plan's "set")."""
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be a mapping of config fields to values, e.g. "
                           f"{{\"lam\": 10.0, \"train_size\": 2000}}, not {value!r}")
@@ -232,50 +173,31 @@ def overrides_dict(value: Any, what: str = "overrides") -> dict[str, Any]:
 
 def config_from_dict(values: dict[str, Any]) -> Config:
     """Rebuild a saved config; fields added in later versions keep their defaults."""
-    known = {k: v for k, v in values.items() if k in FIELD_NAMES}
-    return Config(**known)
+    return Config(**{k: v for k, v in values.items() if k in FIELD_NAMES})
 
 
 def parse_override(text: str) -> tuple[str, Any]:
-    """`name=value` from the command line, the value cast to the field's type."""
+    """`name=value` from the command line, the value cast to the field's declared type."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like name=value")
-    name, raw = text.split("=", 1)
-    name = name.strip().replace("-", "_")
+    name, raw = (part.strip() for part in text.split("=", 1))
+    name = name.replace("-", "_")
     if name not in FIELD_NAMES:
         raise ConfigError(f"unknown config field {name!r}; valid fields: {', '.join(FIELD_NAMES)}")
-    default = getattr(Config(), name)
-    return name, _cast(name, raw.strip(), default)
-
-
-def _cast(name: str, raw: str, default: Any) -> Any:
-    """A command-line value as the field's declared type (not its default's: a field whose
-    default is None still has one); none/null for the fields that may be unset."""
-    import typing
-
     if name == "preset":
-        raise ConfigError(f"the preset cannot be changed with --set; choose it with --preset "
-                          f"({', '.join(PRESETS)})")
-    kind = typing.get_type_hints(Config).get(name)
-    if typing.get_origin(kind) is typing.Union:  # Optional[X]
-        if raw.lower() in ("none", "null"):
-            return None
-        kind = next((k for k in typing.get_args(kind) if k is not type(None)), None)
-    example = default if default is not None else {int: 1, float: 0.5}.get(kind, "text")
+        raise ConfigError(f"the preset cannot be changed with --set; choose it with --preset ({', '.join(PRESETS)})")
+    kind, optional = _kind(name)
+    if optional and raw.lower() in ("none", "null"):
+        return name, None
+    booleans = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
     try:
         if kind is bool:
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if kind is int:
-            return int(raw)
-        if kind is float:
-            return float(raw)
-    except ValueError:
+            return name, booleans[raw.lower()]
+        return name, kind(raw) if kind in (int, float) else raw
+    except (KeyError, ValueError):
+        default = getattr(Config(), name)
+        example = default if default is not None else {int: 1, float: 0.5}.get(kind, "text")
         raise ConfigError(f"{name}={raw!r}: expected a value like {example!r}") from None
-    return raw
 
 
 def default_data() -> Optional[str]:

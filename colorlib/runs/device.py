@@ -1,7 +1,7 @@
 """Where computation runs: the device a run asks for, and its name for the records.
 
 The ground floor of training, evaluation and colorize alike, so that running a trained generator
-never needs the trainer. In what precision a run computes is precision.py's question.
+never needs the trainer; also the CPU threads and the precision a training uses.
 """
 from __future__ import annotations
 
@@ -34,19 +34,34 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """The GPU's name, or the CPU's model where the system says it (Linux: /proc/cpuinfo), else the
-    processor family: what run.json, the study and the benchmark record as the machine."""
+    """The GPU's name, or the CPU's model (Linux: /proc/cpuinfo), else the processor family."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name") and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    for line in _cpuinfo().splitlines():
+        if line.lower().startswith("model name") and ":" in line:
+            return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
+def _cpuinfo() -> str:
+    try:
+        return Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+
+
+def bf16_autocast(device: torch.device) -> tuple[bool, str]:
+    """(whether training on `device` runs under bf16 autocast, why): on CUDA where the GPU has bf16;
+    on a CPU only where it has bf16 arithmetic units (avx512_bf16 or amx_bf16 in /proc/cpuinfo),
+    since elsewhere oneDNN emulates bf16, slower than float32; never on other devices."""
+    if device.type == "cuda":
+        return (True, "CUDA") if torch.cuda.is_bf16_supported() else (False, "a CUDA GPU without bf16")
+    if device.type == "cpu":
+        flags = next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines()
+                      if line.startswith("flags") and ":" in line), [])
+        units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
+        return (True, f"a CPU with {units[0]}") if units else (False, "a CPU without bf16 units")
+    return False, f"bf16 autocast is used on CUDA and CPUs only, not on {device.type}"
 
 
 # How long the CPU's use is sampled to choose a thread count (threads=0): long enough to see a
