@@ -32,18 +32,18 @@ def test_resume_takes_the_resumable_fields_and_refuses_the_rest(smoke_run_copy, 
     assert run_config(smoke_run_copy, None, resume="auto")[0] == rundir.read_config(smoke_run_copy)
     assert {"epochs", "threads", "device", "data"} <= RESUMABLE_FIELDS and "lam" not in RESUMABLE_FIELDS
     for resume in (True, "auto"):  # every command that continues runs: train --resume, sweep, study, notebook 04
-        with pytest.raises(ConfigError, match=r"lam=10.0 \(the run has 100.0\).*drop --set lam"):
+        with pytest.raises(ConfigError, match=r"lam=10.0 \(the run has 100.0\).*keep lam as the run has it"):
             run_config(smoke_run_copy, smoke_config(lam=10.0), resume=resume)
-        with pytest.raises(ConfigError, match="drop --preset"):  # train --preset quick --resume
+        with pytest.raises(ConfigError, match="keep the preset as the run has it"):  # train --preset quick --resume
             run_config(smoke_run_copy, overrides={"preset": "quick"}, resume=resume)
-        with pytest.raises(ConfigError, match="preset='quick'.*drop --preset"):
+        with pytest.raises(ConfigError, match="preset='quick'.*keep the preset"):
             run_config(smoke_run_copy, make_config("quick", **{k: v for k, v in smoke_config().to_dict().items()
                                                                  if k in RESUMABLE_FIELDS}), resume=resume)
 
 
 def test_train_resume_with_another_preset_or_lam_is_one_line(smoke_run_copy, capsys):
     code, _, err = run_cli(capsys, "train", "--run-dir", smoke_run_copy, "--resume", "--set", "lam=10")
-    assert code == 2 and "drop --set lam" in one_line(err)
+    assert code == 2 and "keep lam as the run has it" in one_line(err)
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", '{"preset": "smo', '{"lr": -5}'])

@@ -30,6 +30,9 @@ class TrainingInterrupted(KeyboardInterrupt):
         super().__init__(message)
         self.signum = signum
 
+    def _render_traceback_(self) -> list[str]:  # a notebook shows the message, not a traceback
+        return [str(self)]
+
 
 class SignalInterrupt(KeyboardInterrupt):
     """SIGTERM or SIGHUP unwinding the program as Ctrl-C does."""

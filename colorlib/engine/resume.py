@@ -43,8 +43,8 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
         changed = ["preset"]
     if changed:
         differ = ", ".join(f"{k}={asked[k]!r} (the run has {getattr(saved, k)!r})" for k in changed)
-        drop = " and ".join("--preset" if k == "preset" else f"--set {k}" for k in changed)
+        keep = " and ".join("the preset" if k == "preset" else k for k in changed)
         raise ConfigError(f"cannot continue {run_dir} with {differ}: only {', '.join(sorted(RESUMABLE_FIELDS))} "
-                          f"may change; start a new run directory or drop {drop}")
+                          f"may change; start a new run directory, or keep {keep} as the run has it")
     kept = {k: v for k, v in asked.items() if k in RESUMABLE_FIELDS}
     return (config_from_dict({**saved.to_dict(), **kept}) if kept else saved), True

@@ -105,7 +105,15 @@ RANGES = {
 }
 
 
-class ConfigError(ValueError):
+class OneLineError(Exception):
+    """An error whose message says what to do: a notebook shows it as that one line, not a traceback
+    (IPython calls `_render_traceback_`), as the command line does."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"{type(self).__name__}: {self}"]
+
+
+class ConfigError(OneLineError, ValueError):
     """A configuration a user asked for that cannot run; the message says how to fix it."""
 
 

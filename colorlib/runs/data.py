@@ -19,7 +19,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from .config import DATA_ENV
+from .config import DATA_ENV, OneLineError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PACK_FORMAT = "colorlib-jpeg-pack-v1"
@@ -27,7 +27,7 @@ VAL_SEED = 20_17  # one validation split for every run and seed, so validation n
 LAYOUT = "train/<class>/*.jpg and test/<class>/*.jpg"
 
 
-class DataError(RuntimeError):
+class DataError(OneLineError, RuntimeError):
     """Data that cannot be found or read; the message names the remedy."""
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import Config, ConfigError, config_from_dict
+from .config import Config, ConfigError, OneLineError, config_from_dict
 
 try:
     import fcntl
@@ -48,7 +48,7 @@ LOCK_NAME = "train.lock"
 TEMP_PREFIX = ".tmp"  # short, so that a 250-byte file name still has a legal temporary name
 
 
-class RunDirError(RuntimeError):
+class RunDirError(OneLineError, RuntimeError):
     """A run directory or checkpoint that cannot be used; the message says what to do."""
 
 
