@@ -82,6 +82,10 @@ def test_training_and_results_notebooks_write_the_run_and_figures_asked_for(data
     *((name, {"preset": "huge"}, "ConfigError: unknown preset 'huge'") for name in TUTORIAL),
     ("04_training", {"preset": "smoke", "epochs": -1}, "ConfigError: epochs must be 0 or more, got -1"),
     ("04_training", {"preset": "smoke", "data": "/no-such-folder"}, "DataError: data source '/no-such-folder'"),
+    ("01_data", {"preset": "smoke", "n_images": -5}, "ConfigError: n_images must be a positive whole number"),
+    ("01_data", {"preset": "smoke", "n_images": "abc"}, "ConfigError: n_images must be a positive whole number"),
+    ("02_architecture", {"preset": "smoke", "generator": "runs/none"}, "ConfigError: generator='runs/none' does not"),
+    ("06_colorize_your_photos", {"render_size": "abc"}, "ConfigError: render_size must be a positive whole number"),
 ])
 def test_a_wrong_parameter_stops_at_the_cell_after_the_parameters(tmp_path, name, parameters, error):
     with pytest.raises(papermill.PapermillExecutionError) as caught:
