@@ -77,6 +77,9 @@ def workdir(tmp_path_factory, jupyter_data) -> Path:
         path.write_text(json.dumps(value))
     from matplotlib import cbook
     shutil.copyfile(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False), root / "photo.jpg")
+    shutil.copyfile(REPO / "pyproject.toml", root / "pyproject.toml")  # the notebooks take root for the repository:
+    for name in ("colorlib", "figures"):  # a run directory they name themselves lands here
+        (root / name).symlink_to(REPO / name)
     return root
 
 
@@ -378,3 +381,60 @@ def test_notebook_runs_in_jupyterlab(browser, lab, workdir, name):
     assert not noise, "JupyterLab's log says:\n" + "\n".join(noise)
     print(f"{name}: ran in {ran:.1f} s ({time.monotonic() - started:.1f} s in all)" + (f"; {done}" if done else ""))
 
+
+def _variant_of_04(workdir: Path, jupyter_data: Path, name: str, parameters: str) -> str:
+    """A copy of 04 whose parameters cell ends with `parameters`, trusted as `make setup` trusts the others."""
+    from nbformat import read, write
+    from nbformat.sign import NotebookNotary
+
+    nb = read(REPO / "notebooks" / "04_training.ipynb", as_version=4)
+    nb.cells[[i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])][0]].source += parameters
+    NotebookNotary(data_dir=str(jupyter_data)).sign(nb)
+    write(nb, workdir / "notebooks" / f"{name}.ipynb")
+    return name
+
+
+def _code_cell(driver, containing: str):
+    return next(c for c in _find(_panel(driver), ".jp-CodeCell") if containing in c.text)
+
+
+def test_04_stop_ends_run_all_and_running_the_cell_again_continues(browser, lab, workdir, jupyter_data):
+    """The stop button during training: one line, Run All ends there; the cell run again finishes the run."""
+    run_dir = workdir / "run-stopped"
+    name = _variant_of_04(workdir, jupyter_data, "04_stop", f"\nepochs = 40\nrun_dir = {str(run_dir)!r}\n")
+    _open(browser, lab, name)
+    try:
+        _menu(browser, "Run", "runmenu:run-all")
+        epochs = run_dir / "epochs.csv"
+        _wait(lambda: epochs.is_file() and len(epochs.read_text().splitlines()) > 2, RUN_TIMEOUT, "training to start")
+        _menu(browser, "Kernel", "kernelmenu:interrupt")  # the stop button's command
+        _wait(lambda: _kernel_state(lab, name) == "idle", 60, "the kernel to stop")
+        training = _code_cell(browser, "trainer.fit()")
+        _wait(lambda: "run this cell again" in training.text, 30, "the stop's message")
+        assert not _tracebacks(training) and "Traceback" not in training.text, training.text[-1500:]
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+        prompts = _prompts(browser)
+        stopped_at = [c.text for c in _find(_panel(browser), ".jp-CodeCell")].index(training.text)
+        assert all(not p.strip("[]: ") for p in prompts[stopped_at + 1:]), f"Run All went on: {prompts}"
+        _find(training, ".jp-InputPrompt")[0].click()  # select the cell, then Run > Run Selected Cell
+        _menu(browser, "Run", "notebook:run-cell")
+        _wait(lambda: json.loads((run_dir / "run.json").read_text())["status"] == "finished", RUN_TIMEOUT,
+              "the run to finish")
+        assert json.loads((run_dir / "run.json").read_text())["epochs_done"] == 40
+        assert not _console_errors(browser)
+    finally:
+        _close(browser, lab, name, workdir)
+
+
+def test_04_a_changed_parameter_trains_into_its_own_folder(browser, lab, workdir, jupyter_data):
+    """overrides = {"lam": 10.0}, as the parameters cell suggests: its own run directory, no traceback."""
+    name = _variant_of_04(workdir, jupyter_data, "04_lam", "\nrun_dir = None\noverrides = {\"lam\": 10.0}\n")
+    _open(browser, lab, name)
+    try:
+        _run_all(browser, lab, name)
+        _check_ran(name, _save(browser, workdir, name), browser)
+    finally:
+        _close(browser, lab, name, workdir)
+    run_dir = workdir / "runs" / "smoke-lam=10.0"
+    assert json.loads((run_dir / "config.json").read_text())["lam"] == 10.0
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
