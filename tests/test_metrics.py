@@ -1,5 +1,5 @@
 """The metrics against hand-computed values; the scoring path (what `colorize` writes is what is
-scored); evaluate and compare."""
+scored); evaluate."""
 from __future__ import annotations
 
 import json
@@ -131,8 +131,8 @@ def test_what_is_scored_is_what_the_command_writes(shipped, data_dir, tmp_path, 
     assert colorize.colorized_files(photos, shipped) == [colorize.colorized_files([p], shipped)[0] for p in photos]
 
 
-# ---------------------------------------------------------------- evaluate and compare
-def test_evaluate_and_compare_a_run(smoke_run_copy, small_folder, tiny_classifier, tmp_path, capsys):
+# ---------------------------------------------------------------- evaluate
+def test_evaluate_a_run_and_keep_the_full_evaluation(smoke_run_copy, small_folder, tiny_classifier, capsys):
     code, stdout, _ = run_cli(capsys, "evaluate", "--run-dir", smoke_run_copy, "--classifier", tiny_classifier[0],
                               "--data", small_folder, "--device", "cpu", "--no-progress")
     assert code == 0 and "wrote" in stdout
@@ -149,12 +149,6 @@ def test_evaluate_and_compare_a_run(smoke_run_copy, small_folder, tiny_classifie
                    "--device", "cpu", "--no-progress")[0] == 0
     assert json.loads((smoke_run_copy / "metrics.json").read_text())["scope"] == "data-cifar_small"
     assert json.loads((smoke_run_copy / "metrics-data-cifar_small-limit5.json").read_text())["data"]["images"] == 5
-    out = tmp_path / "compare"
-    assert run_cli(capsys, "compare", smoke_run_copy, "--out", out)[0] == 0
-    table = (out / "metrics.md").read_text()
-    assert "| ground truth |" in table and f"| {through} |" in table and (out / "metrics.png").stat().st_size > 10_000
-    code, _, stderr = run_cli(capsys, "compare", tmp_path, "--out", tmp_path / "c2")
-    assert code == 2 and "colorlib evaluate" in one_line(stderr)
 
 
 def test_evaluate_on_a_read_only_run_says_so_before_the_work_and_writes_to_out(smoke_run, capsys):

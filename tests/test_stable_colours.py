@@ -4,14 +4,11 @@ from __future__ import annotations
 import io
 import math
 
-import numpy as np
 import pytest
 import torch
 from matplotlib.text import Text
-from PIL import Image
 
 from colorlib.lab import stable_colours as sc
-from colorlib.lab.tutorial import SHIPPED_BASELINES
 from colorlib.runs.config import ConfigError
 
 STUDY = "figures/paper/baselines"
@@ -70,30 +67,9 @@ def test_a_study_is_read_with_its_source_and_a_folder_without_one_is_a_parameter
         sc.read_study(tmp_path, "study_dir")
 
 
-def test_the_figures_are_readable_at_full_size(study):
-    second = sc.read_study(SHIPPED_BASELINES, "all_methods_dir")
-    share = torch.tensor([0.0, 0.5, 1.0])
-    assert_readable(sc.collapse_figure(share, study, "a run"))
-    fig = sc.frontier_figure([(study, "6 epochs"), (second, "3 epochs")], [("shipped", 21.4, 22.7)],
-                             leave_out=["stable"])
-    assert_readable(fig)
-    labels = fig.axes[0].get_legend_handles_labels()[1]
-    methods = set(study["methods"]) | set(second["methods"])
-    assert len([label for label in labels if label.endswith("epochs)")]) == len(methods) - 1  # once each, not stable
-    assert "paper (6 epochs)" in labels and "pix2pix (3 epochs)" in labels
-
-
-def test_the_vividness_strip_asks_colorize_for_each_setting(monkeypatch):
-    asked = []
-
-    def fake_colorize(image, model, vividness):
-        asked.append(vividness)
-        return Image.fromarray((np.array(image.convert("RGB")) * (1 - vividness / 2)).astype(np.uint8))
-
-    monkeypatch.setattr(sc.colorize_module, "colorize", fake_colorize)
-    fig = sc.vividness_strip(torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8), model=None, levels=(0.0, 1.0))
-    assert asked == [0.0] * 3 + [1.0] * 3
-    titles = [ax.get_title(loc="left") for ax in fig.axes]
-    assert [t.split(":")[0] for t in titles] == ["gray input", "vividness 0", "vividness 1", "ground truth"]
-    assert "PSNR" not in titles[-1]  # the truth against itself would say nothing
-    assert_readable(fig)
+def test_the_collapse_figure_is_readable_at_full_size_with_and_without_a_run(study):
+    spectral = sum(r["overrides"].get("d_norm") == "spectral" for r in study["methods"].values())
+    for fig in (sc.collapse_figure(study, torch.tensor([0.0, 0.5, 1.0]), "a run"), sc.collapse_figure(study)):
+        assert_readable(fig)
+        labels = fig.axes[-1].get_legend_handles_labels()[1]
+        assert labels == ["paper's recipe", f"{spectral} methods with a spectral-norm D (max)"] and spectral > 1

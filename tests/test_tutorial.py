@@ -1,5 +1,5 @@
-"""colorlib.lab.tutorial: what the notebooks share (the repository, the run and study they show, how a
-run differs from the paper's recipe, compact figures)."""
+"""colorlib.lab.tutorial: what the notebooks share (the repository, the run they show, how a run
+differs from the paper's recipe, compact figures)."""
 from __future__ import annotations
 
 import io
@@ -11,8 +11,8 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from colorlib.lab.baselines import METHODS
-from colorlib.lab.tutorial import (REPO, SHIPPED_BASELINES, SHIPPED_RUN, baselines_report, describe_changes, find_repo,
-                                   palette_png, recipe_changes, results_run, shown, study_rows, study_title)
+from colorlib.lab.tutorial import (REPO, SHIPPED_RUN, describe_changes, find_repo, palette_png, recipe_changes,
+                                   results_run, shown)
 from colorlib.runs import rundir
 from colorlib.runs.config import make_config
 
@@ -48,23 +48,6 @@ def test_recipe_changes_name_what_each_method_changes():
     assert changes["paper"] == {} and changes["paper-adam-2e-4"] == {"lr": 2e-4, "beta1": 0.5}
     assert all(c for name, c in changes.items() if name != "paper")
     assert describe_changes({}) == "none: the paper's recipe" and "unknown" in describe_changes(None)
-
-
-def test_the_shipped_study_is_shown_until_the_reader_has_one(repo_root, tmp_path):
-    report, folder, note = baselines_report(None, "quick", repo=repo_root)
-    assert folder == repo_root / SHIPPED_BASELINES and "make baselines" in note
-    rows, truth, spreads = study_rows(report)
-    assert rows[0][0] == "gray (copied to RGB)" and len(rows) == len(report["methods"]) + 1 >= 11
-    assert 15 < dict(rows)["paper"]["psnr_dataset_db"] < 30 and spreads["paper"]["psnr_dataset_db"] > 0
-    assert 0 < truth["semantic_accuracy"] < 1 and "3 seeds" in study_title(report)
-    shipped, own = tmp_path / SHIPPED_BASELINES, tmp_path / "figures" / "quick" / "baselines"
-    shipped.mkdir(parents=True)
-    own.mkdir(parents=True)
-    shutil.copy(repo_root / SHIPPED_BASELINES / "metrics.json", shipped / "metrics.json")
-    rundir.write_json(own / "metrics.json", {"format": "something else"})  # not taken for a study
-    assert baselines_report(None, "quick", repo=tmp_path)[1] == shipped
-    shutil.copy(repo_root / SHIPPED_BASELINES / "metrics.json", own / "metrics.json")
-    assert baselines_report(None, "quick", repo=tmp_path) == (report, own, "the study in figures/quick/baselines")
 
 
 def test_figures_are_shown_as_palette_pngs_a_fraction_of_the_size():

@@ -105,15 +105,3 @@ def test_a_generator_trained_on_every_image_of_a_small_data_set_can_be_calibrate
                               "--val-size", "50")
     assert code == 0 and "calibrated:" in stdout
     assert dial.calibration_of(load_generator(path)[0]).record["validation"]["val_size"] == 50
-
-
-def test_the_frontier_sets_the_dial_beside_the_gain_alone_and_never_replaces_results(tmp_path, capsys):
-    out = tmp_path / "frontier"
-    code, stdout, _ = run_cli(capsys, "vividness-frontier", "--data", MINI_DATA, "--limit", "20", "--out", out)
-    assert code == 0 and "| V = 0 (default) |" in stdout and "| the plain output (gain 1) |" in stdout
-    report = rundir.read_json(out / "metrics.json")
-    assert report["data"]["images"] == 20 and report["gain_sweep"][0]["chroma_gain"] == 0
-    before = (out / "metrics.json").read_bytes()
-    code, _, stderr = run_cli(capsys, "vividness-frontier", "--data", MINI_DATA, "--limit", "10", "--out", out)
-    assert code == 2 and "holds an earlier frontier" in one_line(stderr)
-    assert (out / "metrics.json").read_bytes() == before

@@ -1,4 +1,4 @@
-"""Commands evaluate and compare (evaluation.py), train-classifier (classifier.py) and ship (ship.py)."""
+"""Commands evaluate (evaluation.py), train-classifier (classifier.py) and ship (ship.py)."""
 from __future__ import annotations
 
 import argparse
@@ -14,13 +14,6 @@ def cmd_evaluate(args) -> int:
     for line in summary_lines(report):
         print(line)
     print(f"wrote {report['written']}")
-    return 0
-
-
-def cmd_compare(args) -> int:
-    from ..lab.evaluation import compare_runs
-    for path in compare_runs(args.run_dirs, args.out):
-        print(path)
     return 0
 
 
@@ -76,10 +69,6 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("compare", help="a Markdown table and bar chart from several evaluated runs")
-    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, help="folder for metrics.md and metrics.png")
-    p.set_defaults(func=cmd_compare)
     register_classifier_and_ship(sub)
 
 

@@ -1,4 +1,4 @@
-"""Commands vividness-calibrate and vividness-frontier (lab/vividness.py): the colorize dial --vividness."""
+"""Command vividness-calibrate (lab/vividness.py): the colorize dial --vividness."""
 from __future__ import annotations
 
 from ._args import DATA_HELP, positive_int
@@ -7,15 +7,6 @@ from ._args import DATA_HELP, positive_int
 def cmd_calibrate(args) -> int:
     from ..lab.vividness import calibrate_file
     calibrate_file(args.checkpoint, args.out, args.data, args.limit, args.device, val_size=args.val_size)
-    return 0
-
-
-def cmd_frontier(args) -> int:
-    from ..lab.vividness import frontier, markdown_table
-    report = frontier(args.checkpoint, args.data, args.limit, args.out, args.device)
-    print(markdown_table(report))
-    for path in report.get("written", []):
-        print(f"wrote {path}")
     return 0
 
 
@@ -37,15 +28,3 @@ def register(sub) -> None:
                         "(default 5000; a run's own hold-out is always used where it has one)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
     p.set_defaults(func=cmd_calibrate)
-
-    p = sub.add_parser("vividness-frontier",
-                       help="score the --vividness dial on the test split (metrics.json, frontier.png)",
-                       description="Score the dial at V = 0, 0.25, 0.5, 0.75, 1 and its default through the colorize "
-                                   "command's own path, next to the chroma gain alone at matching colourfulness, on "
-                                   "every (10000 / limit)-th test image. Earlier results in --out are never replaced.")
-    p.add_argument("--checkpoint", default=None, help="generator.pt or run directory (default: the shipped generator)")
-    p.add_argument("--data", default=None, help=DATA_HELP)
-    p.add_argument("--limit", type=positive_int, default=1000, help="test images, evenly spaced (default 1000)")
-    p.add_argument("--out", default=None, help="a new folder for metrics.json, frontier.png and table.md")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps")
-    p.set_defaults(func=cmd_frontier)

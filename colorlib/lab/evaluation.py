@@ -1,9 +1,9 @@
-"""The `evaluate` and `compare` commands: a run's scores (metrics.py) in its metrics.json, and
-tables and charts of several runs.
+"""The `evaluate` command: a run's scores (metrics.py) in its metrics.json; and the table and chart
+that compare several evaluated runs (`compare_runs`, for the `baselines` command).
 
 `python -m colorlib evaluate --run-dir DIR [--out OTHER]` writes DIR/metrics.json; an evaluation of
 another scope (--limit, other --data) goes beside it (metrics-limit5.json, see `metrics_target`),
-so nothing is replaced. `python -m colorlib compare RUN_DIR... --out DIR`: metrics.md, metrics.png.
+so nothing is replaced.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import math
 import tempfile
 import time
 from pathlib import Path
-from typing import Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from ..runs import rundir
 from ..variants.cifar_classifier import SHIPPED_CLASSIFIER
@@ -268,18 +268,16 @@ def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
     return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
 
 
-def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = "",
-                     spreads: Optional[Mapping[str, dict]] = None):
+def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = ""):
     """Horizontal bar charts of the metrics, one bar per method in its own colour in every panel, its
-    value at the bar's end; the truth's value dashed, the gray copy's dotted; with `spreads`
-    ({method: {metric: std}}) an error bar of one standard deviation over seeds."""
+    value at the bar's end; the truth's value dashed, the gray copy's dotted."""
     from matplotlib.figure import Figure
     n = len(rows)
     fig = Figure(figsize=(14, 2 * (1.1 + 0.3 * n)), dpi=100, layout="constrained")
     axes = fig.subplots(2, 3, sharey=True)
     styles = distinct_colours(n)
     for ax, (key, label) in zip(axes.ravel(), METRIC_PANELS):
-        _metric_panel(ax, key, label, rows, truth, spreads or {}, styles)
+        _metric_panel(ax, key, label, rows, truth, styles)
     for ax in axes[:, 0]:
         ax.set_yticks(range(n), [name for name, _ in rows], fontsize=10)
     axes[0, 0].set_ylim(n - 0.5, -0.5)  # the first row on top (the y axis is shared)
@@ -289,17 +287,16 @@ def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str =
     return fig
 
 
-def _metric_panel(ax, key: str, label: str, rows, truth: dict, spreads: Mapping[str, dict], styles) -> None:
+def _metric_panel(ax, key: str, label: str, rows, truth: dict, styles) -> None:
     """One metric of `comparison_chart`: a horizontal bar per row, its value at its end."""
     values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
     ends, fmt = [], CHART_FORMATS.get(key, "{:.3g}")
-    for i, ((name, _), value, (colour, hatch)) in enumerate(zip(rows, values, styles)):
-        err = spreads.get(name, {}).get(key)
+    for i, (value, (colour, hatch)) in enumerate(zip(values, styles)):
         ax.barh(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
-                xerr=err, error_kw={"elinewidth": 1, "capsize": 2}, height=0.75)
+                height=0.75)
         if math.isfinite(value):
-            ends.append(value + (err or 0))
-            ax.text(value + (err or 0), i, " " + fmt.format(value), va="center", fontsize=9,
+            ends.append(value)
+            ax.text(value, i, " " + fmt.format(value), va="center", fontsize=9,
                     bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 0.5})
     if rows and rows[0][0] == GRAY_METHOD and math.isfinite(values[0]):
         ax.axvline(values[0], color="gray", ls=":", lw=1)

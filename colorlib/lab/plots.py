@@ -1,6 +1,6 @@
 """The paper's figures, drawn from a run directory alone (no model, no retraining): Fig. 3 the losses
 over iterations, Figs. 4-7 a sample grid after one epoch, Fig. 8 the same test images after each chosen
-epoch; and the study's frontier and collapse figures. Every function returns a matplotlib Figure built
+epoch; and a study's frontier figure. Every function returns a matplotlib Figure built
 without pyplot's global state, so batch jobs can save hundreds without leaking memory.
 """
 from __future__ import annotations
@@ -155,7 +155,7 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
     return fig
 
 
-# ---------------------------------------------------------------- the study's figures
+# ---------------------------------------------------------------- the study's frontier
 def frontier_figure(report: dict) -> Figure:
     """PSNR against colourfulness for every method of a study (mean over seeds, with spread)."""
     fig = Figure(figsize=(9, 6), layout="constrained")
@@ -175,21 +175,6 @@ def frontier_figure(report: dict) -> Figure:
     ax.set(xlabel="colourfulness (Hasler & Suesstrunk)", ylabel="PSNR over the test set (dB)",
            title=f"PSNR vs colourfulness, test split through colorize ({report['seeds']} seeds, mean ± std)")
     ax.legend(fontsize=7, ncol=2, loc="lower left")
-    return fig
-
-
-def collapse_figure(report: dict) -> Figure:
-    """Per epoch, the share of iterations in which the discriminator won outright, per method."""
-    fig = Figure(figsize=(10, 4.5), layout="constrained")
-    ax = fig.subplots()
-    for i, (name, r) in enumerate(report["methods"].items()):
-        per_epoch = r.get("collapse", {}).get("per_epoch")
-        if per_epoch:
-            ax.plot(range(1, len(per_epoch) + 1), per_epoch, marker=".", color=matplotlib.colormaps["tab20"](i % 20),
-                    label=name)
-    ax.set(xlabel="epoch", ylabel="share of iterations", ylim=(-0.02, 1.02),
-           title="Discriminator wins outright (D loss < 0.01), mean over seeds")
-    ax.legend(fontsize=7, ncol=3)
     return fig
 
 

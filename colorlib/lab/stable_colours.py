@@ -1,24 +1,19 @@
 """What notebook 08 (stable colours) draws and tabulates, from the studies and the run that ship:
-the collapse statistic, what each fix measured (mean ± spread over seeds), the PSNR-colourfulness
-frontier and test images through `colorize` at a few vividness settings. The figures are drawn to
-be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
+the collapse statistic and what each fix measured (mean ± spread over seeds). The figures are drawn
+to be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
 """
 from __future__ import annotations
 
 import math
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 from matplotlib.figure import Figure
-from PIL import Image
 
 from ..engine.trainer import D_WINS_LOSS
-from ..inference import colorize as colorize_module
 from ..runs.config import ConfigError, make_config
 from ..runs.rundir import read_json
 from .baselines import METHODS
-from .metrics import colourfulness, mse_per_image, psnr_from_mse
 from .study import STUDY_FORMAT
 from .tutorial import REPO, shown
 
@@ -47,26 +42,30 @@ def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=SMALL)
 
 
-def collapse_figure(run_share: torch.Tensor, report: dict, run_label: str) -> Figure:
-    """Left: the collapse statistic per epoch of one long run (`collapse_per_epoch`). Right: a
-    study's mean over seeds per epoch, for its paper recipe and, as one line (their maximum),
-    every method with a spectral-norm discriminator."""
-    fig = Figure(figsize=(11, 3.6), dpi=DPI, layout="constrained")
-    left, right = fig.subplots(1, 2, width_ratios=(1.6, 1))
-    epochs = torch.arange(1, len(run_share) + 1)
-    left.bar(epochs.numpy(), run_share.numpy(), width=1.0, color="tab:red")
-    left.set_ylim(0, 1.02)
-    _axes_style(left, run_label, "epoch", "share of iterations in which D wins outright")
+def collapse_figure(report: dict, run_share: Optional[torch.Tensor] = None, run_label: str = "") -> Figure:
+    """A study's collapse statistic per epoch, mean over seeds: its paper recipe and, as one line (their
+    maximum), every method with a spectral-norm discriminator. With `run_share` (`collapse_per_epoch` of
+    one long run) that run's statistic per epoch on the left."""
+    fig = Figure(figsize=(11 if run_share is not None else 6.5, 3.6), dpi=DPI, layout="constrained")
+    if run_share is not None:
+        left, right = fig.subplots(1, 2, width_ratios=(1.6, 1))
+        left.bar(torch.arange(1, len(run_share) + 1).numpy(), run_share.numpy(), width=1.0, color="tab:red")
+        left.set_ylim(0, 1.02)
+        _axes_style(left, run_label, "epoch", "share of iterations in which D wins outright")
+    else:
+        right = fig.subplots()
     per_epoch = {n: r["collapse"]["per_epoch"] for n, r in report["methods"].items() if r.get("collapse")}
     spectral = [n for n in per_epoch if report["methods"][n]["overrides"].get("d_norm") == "spectral"]
-    x = range(1, 1 + max(len(v) for v in per_epoch.values()))
     if "paper" in per_epoch:
-        right.plot(x, per_epoch["paper"], "o-", color="tab:red", label="paper's recipe")
+        paper = per_epoch["paper"]
+        right.plot(range(1, len(paper) + 1), paper, "o-", color="tab:red", label="paper's recipe")
     if spectral:
-        worst = [max(per_epoch[n][e] for n in spectral) for e in range(len(x))]
-        right.plot(x, worst, "s-", color="tab:blue", label=f"{len(spectral)} methods with a spectral-norm D (max)")
+        worst = [max(shares) for shares in zip(*(per_epoch[n] for n in spectral))]
+        right.plot(range(1, len(worst) + 1), worst, "s-", color="tab:blue",
+                   label=f"{len(spectral)} methods with a spectral-norm D (max)")
     right.set_ylim(-0.02, 1.02)
-    right.legend(fontsize=SMALL, loc="upper left")
+    if "paper" in per_epoch or spectral:
+        right.legend(fontsize=SMALL, loc="upper left")
     _axes_style(right, f"The study: mean over {report['seeds']} seeds", "epoch", "share of iterations")
     return fig
 
@@ -154,84 +153,3 @@ def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
                  f"{r['collapse']['mean']:.0%}" if r["overrides"].get("adv_weight", 1) else "no D")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-# ---------------------------------------------------------------- the frontier
-def _palette(n: int) -> list[tuple]:
-    """n colours, all different up to 20: tab20's ten dark shades first, then its ten light ones."""
-    import matplotlib
-
-    tab20 = matplotlib.colormaps["tab20"].colors
-    return [(tab20[0::2] + tab20[1::2])[i % 20] for i in range(n)]
-
-
-def _draw_method(ax, report: dict, name: str, colour, filled: bool, label: str) -> None:
-    m = report["methods"][name]["test"]["colorize"]
-    seeds = [(s["test"]["colorize"]["colourfulness"], s["test"]["colorize"]["psnr_dataset_db"])
-             for s in report["methods"][name]["seeds"] if s.get("test")]
-    ax.plot(*zip(*seeds), "o", ms=3.5, color=colour, alpha=0.55)
-    ax.errorbar(m["colourfulness"]["mean"], m["psnr_dataset_db"]["mean"], xerr=m["colourfulness"]["std"],
-                yerr=m["psnr_dataset_db"]["std"], fmt="o" if filled else "D", ms=8, capsize=2, color=colour,
-                mfc=colour if filled else "white", mew=1.6, label=f"{name} ({label})")
-
-
-def frontier_figure(studies: Sequence[tuple[dict, str]], extra: Sequence[tuple[str, float, float]] = (),
-                    leave_out: Sequence[str] = ()) -> Figure:
-    """PSNR (dataset, dB) against colourfulness on the test split through colorize, for every method
-    of each (report, label) in `studies` but those in `leave_out`: small dots for the seeds, a marker
-    with error bars for the mean ± std (filled for the first study, hollow for the others). A method
-    already drawn from an earlier study is left out of a later one. `extra`: further (label,
-    colourfulness, PSNR) points, drawn as stars. The cross: where a perfect sampler of the true
-    colours would land if the first study's best regressor were the ideal one (twice its error)."""
-    report = studies[0][0]
-    truth, gray = report["ground_truth"]["test"]["colourfulness"], report["gray"]["test"]["psnr_dataset_db"]["mean"]
-    fig = Figure(figsize=(11, 6.4), dpi=DPI, layout="constrained")
-    ax = fig.subplots()
-    ax.axvspan(0.9 * truth, 1.1 * truth, color="black", alpha=0.07, label=f"within 10% of the truth's {truth:.1f}")
-    ax.axhline(gray, color="gray", ls=":", lw=1.2, label=f"gray copy, {gray:.2f} dB")
-    drawn: list[tuple[dict, str, str, bool]] = []
-    for k, (study, label) in enumerate(studies):
-        done = {name for _, name, _, _ in drawn}
-        drawn += [(study, name, label, k == 0) for name in study["methods"] if name not in done | set(leave_out)]
-    for (study, name, label, filled), colour in zip(drawn, _palette(len(drawn))):
-        _draw_method(ax, study, name, colour, filled, label)
-    for label, x, y in extra:
-        ax.plot(x, y, "*", ms=16, color="black", label=label)
-    best = max(report["methods"].values(), key=lambda r: r["test"]["colorize"]["psnr_dataset_db"]["mean"])
-    sampler = best["test"]["colorize"]["psnr_dataset_db"]["mean"] - 10 * math.log10(2)
-    ax.plot(truth, sampler, "X", ms=12, color="black", label="perfect sampler, if the best regressor were ideal")
-    ax.legend(fontsize=SMALL, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
-    _axes_style(ax, "Fidelity against vividness: test split through colorize, each seed a dot, mean ± std",
-                "colourfulness (Hasler & Süsstrunk): more vivid to the right",
-                "PSNR over the test set (dB): closer to the true colours up")
-    return fig
-
-
-# ---------------------------------------------------------------- the vividness dial
-def colorize_images(images: torch.Tensor, model, vividness: float) -> torch.Tensor:
-    """uint8 RGB images [B, 3, H, W] -> `colorize` at `vividness` (it keeps only their luma)."""
-    outs = []
-    for image in images:
-        photo = Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
-        out = colorize_module.colorize(photo, model, vividness=vividness)
-        outs.append(torch.from_numpy(np.array(out.convert("RGB"))).permute(2, 0, 1))
-    return torch.stack(outs)
-
-
-def vividness_strip(images: torch.Tensor, model, levels: Sequence[float] = (0.0, 0.5, 1.0)) -> Figure:
-    """Rows: the gray input, its colorization at each vividness in `levels`, the truth (uint8
-    `images`); each row titled with the dataset PSNR and the mean colourfulness of its images."""
-    from .photos import gray_copy
-
-    rows = [("gray input", torch.stack([gray_copy(image) for image in images]))]
-    rows += [(f"vividness {v:g}", colorize_images(images, model, v)) for v in levels]
-    rows.append(("ground truth", images))
-    fig = Figure(figsize=(0.95 * len(images) + 0.4, 1.15 * len(rows)), dpi=DPI, layout="constrained")
-    for ax, (label, batch) in zip(fig.subplots(len(rows), 1), rows):
-        psnr = float(psnr_from_mse(mse_per_image(batch, images).mean()))
-        psnr_text = "" if batch is images else f"PSNR {psnr:.2f} dB, "
-        ax.imshow(torch.cat(list(batch), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set(xticks=[], yticks=[])
-        ax.set_title(f"{label}:  {psnr_text}colourfulness {float(colourfulness(batch).mean()):.1f}", loc="left",
-                     fontsize=TEXT, pad=3)
-    return fig

@@ -252,7 +252,8 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
 
 def write_study(figures: Path, report: dict) -> None:
     """metrics.json, metrics.md, frontier.png and collapse.png into `figures`."""
-    from .plots import collapse_figure, frontier_figure
+    from .plots import frontier_figure
+    from .stable_colours import collapse_figure
     figures.mkdir(parents=True, exist_ok=True)
     rundir.write_json(figures / "metrics.json", report)
     rundir.atomic_write_text(figures / "metrics.md", study_table(report))

@@ -1,5 +1,5 @@
 """What the tutorial notebooks share: where the repository is, paths as a reader should see them,
-which run and study a results notebook shows, compact images, how a run differs from the paper's
+which run a results notebook shows, compact images, how a run differs from the paper's
 recipe, and the library's own source to show. A notebook copied elsewhere still finds the repository.
 """
 from __future__ import annotations
@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Optional
 
 SHIPPED_RUN = "figures/paper/run"  # the full 100-epoch paper run that ships with the repository
-SHIPPED_BASELINES = "figures/paper/baselines-all-methods-3-epochs"  # every method x 3 seeds (`make gpu-study`)
 
 
 def find_repo(start: Optional[Path] = None) -> Path:
@@ -105,42 +104,6 @@ def describe_changes(changes: Optional[dict]) -> str:
     if changes is None:
         return "unknown: no method of that name in this version's colorlib/lab/baselines.py"
     return ", ".join(f"{k}={v}" for k, v in changes.items()) or "none: the paper's recipe"
-
-
-def baselines_report(figures_dir=None, preset: str = "quick", repo: Optional[Path] = None) -> tuple[dict, Path, str]:
-    """(report, folder, a line for the reader) of the study a notebook shows: the metrics.json that
-    `make baselines` wrote into `figures_dir` (default figures/<preset>/baselines), else the shipped one."""
-    from ..runs.rundir import read_json
-    from .study import STUDY_FORMAT
-
-    repo = repo or REPO
-    own = repo / (figures_dir or f"figures/{preset}/baselines")
-    report = read_json(own / "metrics.json") if (own / "metrics.json").is_file() else {}
-    if report.get("format") == STUDY_FORMAT:
-        return report, own, f"the study in {shown(own, repo)}"
-    return read_json(repo / SHIPPED_BASELINES / "metrics.json"), repo / SHIPPED_BASELINES, (
-        f"{shown(own, repo)} holds no study of your own yet, so this shows the one that ships in {SHIPPED_BASELINES}. "
-        f"For yours: `make baselines PRESET={preset}` (every method x 3 seeds), then run this again.")
-
-
-def study_rows(report: dict, split: str = "test", scored: str = "colorize"):
-    """A study's (method, {metric: mean over seeds}) rows, the gray copy first; the ground truth's
-    values; {method: {metric: std over seeds}}. `scored`: "colorize" (what users get) or "raw"."""
-    def means(entry: dict) -> dict:
-        return {k: v["mean"] for k, v in entry.items() if isinstance(v, dict) and "mean" in v}
-
-    rows = [("gray (copied to RGB)", means(report["gray"][split]))]
-    spreads = {}
-    for name, r in report["methods"].items():
-        rows.append((name, means(r[split][scored])))
-        spreads[name] = {k: v["std"] for k, v in r[split][scored].items() if isinstance(v, dict) and v.get("n", 1) > 1}
-    return rows, report["ground_truth"][split], spreads
-
-
-def study_title(report: dict, split: str = "test") -> str:
-    epochs = sorted(set(report["epochs"].values()))
-    return (f"{report[split + '_images']:,} {split} images of {report['data']}: preset {report['preset']}, "
-            f"{'/'.join(map(str, epochs))} epochs, mean ± std over {report['seeds']} seeds")
 
 
 def source(obj):

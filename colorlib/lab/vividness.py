@@ -1,7 +1,6 @@
-"""Calibrating the vividness dial (inference/vividness.py) on a validation split, and measuring it.
+"""Calibrating the vividness dial (inference/vividness.py) on a validation split.
 
     python -m colorlib vividness-calibrate colorlib/weights/generator.pt        # in place, weights untouched
-    python -m colorlib vividness-frontier --limit 1000 --out figures/paper/vividness
 
 `calibrate` walks the knobs on validation images carved from the training split (the run's own
 hold-out, never the test split): the chroma gain in steps of GAIN_STEP from 0 until the output is
@@ -9,13 +8,11 @@ more colourful than the truth and its PSNR falls, at each of TEMPERATURES for th
 V = 0 is the setting with the best PSNR, V = 1 the best one at the truth's colourfulness, and
 KNOTS knots between are linear in colourfulness, each the best-PSNR setting there (interpolated
 along each temperature's gain curve, then measured). Every score is the colorize command's own
-output (`colorize.colorized_files`), decoded. `frontier` scores the dial on the test split, next to
-the chroma gain alone at matching colourfulness (metrics.json, frontier.png, table.md).
+output (`colorize.colorized_files`), decoded.
 """
 from __future__ import annotations
 
 import io
-import platform
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -34,8 +31,6 @@ TEMPERATURES = (1.0, 0.7, 0.5, 0.38, 0.25, 0.15)  # the chroma-classes head's, t
 KNOTS = 11  # V = 0, 0.1, ..., 1
 MARGIN_DB = 0.6  # the default V's rule: at least this much above the gray copy's validation PSNR
 DEFAULT_VAL_SIZE = 5000  # the hold-out for a generator whose run had none (the paper preset's)
-FRONTIER_VIVIDNESS = (0.0, 0.25, 0.5, 0.75, 1.0)
-FRONTIER_FORMAT = "colorlib-vividness-frontier-v1"
 
 
 class Scorer:
@@ -186,123 +181,3 @@ def calibrate_file(checkpoint, out=None, data: Optional[str] = None, limit: Opti
     rundir.atomic_write_bytes(target, buf.getvalue())
     log(f"calibrated: {target} (default V = {calibration.default:g})")
     return target
-
-
-# ---------------------------------------------------------------- the frontier on the test split
-def _row(scorer: Scorer, result: dict, **extra) -> dict:
-    return {**extra, **result, "psnr_vs_gray_db": result["psnr_db"] - scorer.gray_psnr_db,
-            "colourfulness_pct": 100.0 * result["colourfulness"] / scorer.truth_colourfulness}
-
-
-def measure_frontier(model, images: torch.Tensor, fmt: str = "JPEG", log=print) -> dict:
-    """The dial at FRONTIER_VIVIDNESS and its default, the plain output (gain 1) and the chroma gain
-    alone (from 0 until past 120% of the truth's colourfulness), scored on `images`."""
-    scorer, calibration = Scorer(model, images, fmt), dial.calibration_of(model)
-    log(f"scoring the dial on {len(images):,} images")
-    rows = [_row(scorer, scorer.score(vividness=v), vividness=v, chroma_gain=dial.knobs(model, v)[0],
-                 temperature=dial.knobs(model, v)[1], default=v == calibration.default)
-            for v in sorted(set(FRONTIER_VIVIDNESS) | {calibration.default})]
-    log("scoring the chroma gain alone")
-    sweep_rows = []
-    for k in range(round(GAIN_MAX / GAIN_STEP) + 1):
-        sweep_rows.append(_row(scorer, scorer.score(chroma_gain=round(k * GAIN_STEP, 4)),
-                               chroma_gain=round(k * GAIN_STEP, 4)))
-        if sweep_rows[-1]["colourfulness_pct"] > 120:
-            break
-    for row in rows:
-        alone = _at_colourfulness(sweep_rows, row["colourfulness"])
-        row["gain_alone"] = alone and {"chroma_gain": alone["chroma_gain"], "psnr_db": alone["psnr_db"]}
-    return {"images": len(images), "format": fmt, "render_size": colorize.DEFAULT_RENDER_SIZE,
-            "gray_psnr_db": scorer.gray_psnr_db, "truth_colourfulness": scorer.truth_colourfulness,
-            "dial": rows, "plain_output": _row(scorer, scorer.score(chroma_gain=1.0), chroma_gain=1.0),
-            "gain_sweep": sweep_rows, "calibrated": calibration.calibrated, "calibration": calibration.to_dict()}
-
-
-def frontier(checkpoint=None, data: Optional[str] = None, limit: Optional[int] = 1000, out=None,
-             device: str = "cpu", log=print) -> dict:
-    """`measure_frontier` on every (10000 / limit)-th test image; written to out/metrics.json,
-    frontier.png and table.md when `out` is given (refused before any work where they exist)."""
-    from .tutorial import shown
-    names = ("metrics.json", "frontier.png", "table.md")
-    if out is not None and any((Path(out) / name).exists() for name in names):
-        raise rundir.RunDirError(f"{out} holds an earlier frontier ({', '.join(names)}); choose another --out "
-                                 f"(nothing was scored)")
-    model, cfg = colorize.load_model(checkpoint, device)
-    test = load_split(data, "test")
-    step = max(1, len(test) // limit) if limit else 1
-    images = test.images[::step][:limit]
-    report = {"format": FRONTIER_FORMAT, "generator": str(shown(Path(checkpoint or colorize.DEFAULT_CHECKPOINT))),
-              "generator_config": {"preset": cfg.preset, "epochs": cfg.epochs, "output": cfg.output},
-              "data": {"source": Path(resolve_source(data)).name, "split": "test", "every": step,
-                       "images": len(images)},
-              "device": _cpu_model(), "threads": torch.get_num_threads(), "torch": str(torch.__version__),
-              **measure_frontier(model, images, output_format_for(data), log)}
-    if out is not None:
-        out = Path(out)
-        figure = io.BytesIO()
-        frontier_figure(report).savefig(figure, format="png", dpi=120)
-        rundir.write_json(out / "metrics.json", report)
-        rundir.atomic_write_bytes(out / "frontier.png", figure.getvalue())
-        rundir.atomic_write_text(out / "table.md", markdown_table(report) + "\n")
-        report["written"] = [str(out / name) for name in names]
-    return report
-
-
-def _cpu_model() -> str:
-    """The CPU's model name as /proc/cpuinfo gives it (else what platform knows)."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
-def markdown_table(report: dict) -> str:
-    """The dial's rows and the plain output, next to the chroma gain alone at the same colourfulness."""
-    lines = [f"| setting | chroma gain{' (temperature)' if report['dial'][0]['temperature'] else ''} | "
-             f"PSNR (dB) | vs gray (dB) | colourfulness (% of truth) | gain alone at that colourfulness: gain, PSNR |",
-             "|---|---|---|---|---|---|"]
-    for row in report["dial"]:
-        alone, t = row["gain_alone"], row.get("temperature")
-        same = f"{alone['chroma_gain']:.3f}, {alone['psnr_db']:.2f}" if alone else "out of its range"
-        name = f"V = {row['vividness']:g}" + (" (default)" if row["default"] else "")
-        lines.append(f"| {name} | {row['chroma_gain']:.3f}{f' ({t:.2f})' if t else ''} | {row['psnr_db']:.2f} | "
-                     f"{row['psnr_vs_gray_db']:+.2f} | {row['colourfulness']:.1f} ({row['colourfulness_pct']:.0f}%) | "
-                     f"{same} |")
-    plain = report["plain_output"]
-    return "\n".join(lines + [
-        f"| the plain output (gain 1) | 1.000 | {plain['psnr_db']:.2f} | {plain['psnr_vs_gray_db']:+.2f} | "
-        f"{plain['colourfulness']:.1f} ({plain['colourfulness_pct']:.0f}%) | |",
-        f"| gray copy | 0 | {report['gray_psnr_db']:.2f} | 0 | 0 (0%) | |",
-        f"| truth | | | | {report['truth_colourfulness']:.1f} (100%) | |"])
-
-
-def frontier_figure(report: dict):
-    """PSNR above the gray copy against colourfulness (% of the truth's): the gain alone and the dial
-    on the test images, and the dial's knots on the validation split it was calibrated on."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(7, 4.5))
-    ax = fig.subplots()
-    gains, dial_rows = report["gain_sweep"], report["dial"]
-    ax.plot([r["colourfulness_pct"] for r in gains], [r["psnr_vs_gray_db"] for r in gains], "-", color="0.6",
-            label="chroma gain alone (test)")
-    ax.plot([r["colourfulness_pct"] for r in dial_rows], [r["psnr_vs_gray_db"] for r in dial_rows], "o-", color="C0",
-            label="the dial V (test)")
-    for r in dial_rows:
-        ax.annotate(f"V={r['vividness']:g}" + ("*" if r["default"] else ""), (r["colourfulness_pct"],
-                    r["psnr_vs_gray_db"]), fontsize=8, textcoords="offset points", xytext=(4, 4), color="C0")
-    val = report.get("calibration", {}).get("validation")
-    knots = [k for k in report.get("calibration", {}).get("knots", []) if k.get("psnr_db") is not None]
-    if val and knots:
-        ax.plot([100 * k["colourfulness"] / val["truth_colourfulness"] for k in knots],
-                [k["psnr_db"] - val["gray_psnr_db"] for k in knots], "s--", ms=3, color="C1",
-                label=f"the dial's knots, validation ({val['images']:,} images"
-                      f"{'' if val['held_out'] else ', trained on'})")
-    ax.axhline(0, color="k", lw=0.6)
-    ax.axvline(100, color="k", lw=0.6, ls=":")
-    ax.set_xlabel("colourfulness, % of the truth's")
-    ax.set_ylabel("PSNR minus the gray copy's (dB)")
-    ax.set_title(f"{report.get('generator', 'generator')}: {report['images']:,} test images, * the default", fontsize=9)
-    ax.legend(fontsize=8, loc="lower left")
-    fig.tight_layout()
-    return fig
