@@ -48,9 +48,8 @@ TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_result
 REFRESHED = ("01_data", "02_architecture", "03_losses", "04_training")  # committed with a quick run's outputs
 SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "interactive": False},
            "06_colorize_your_photos": {"interactive": False},
-           "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run",
-                             "baselines": "figures/paper/baselines-all-methods-3-epochs"},
-           "08_stable_colours": {"interactive": False}}
+           "07_evaluation": {"preset": "paper", "run_dir": "figures/paper/run"},
+           "08_stable_colours": {}}
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
