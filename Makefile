@@ -4,9 +4,11 @@
 #   make test                     the test suite (ruff, pytest, then nbval over every notebook)
 #   make test-fast                the same pytest run without the slow tests (seconds, not minutes)
 #   make test-browser             every notebook run in JupyterLab in headless Chromium (installs it if it can)
-#   make soak                     training killed and resumed 50 times, and stopped by 30 faults of the machine
-#                                 (SIGTERM, a full disk, a read-only disk), must end bitwise as if never stopped
+#   make soak                     training stopped 50 times (SIGKILL, SIGINT, SIGTERM) and by 30 refused writes (a full
+#                                 or read-only disk), each time resumed, must end bitwise as if never stopped
 # Point DATA (or $COLORLIB_DATA) at a train/<class>/*.jpg folder; unset, CIFAR-10 is downloaded.
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu make setup: PyTorch from that index (e.g. the CPU-only build)
+# when .venv is made; unset, from PyPI.
 
 PRESET ?= quick
 DATA ?= $(COLORLIB_DATA)
@@ -17,7 +19,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # the values reach the shell as environment variables, quoted there: a path with a space works, and
 # no value is ever run as a command (PRESET='smoke; touch X' is an unknown preset)
-export PRESET DATA RUN_DIR FIG_DIR
+export PRESET DATA RUN_DIR FIG_DIR TORCH_INDEX
 DATA_ARG := $(if $(DATA),--data "$$DATA",)
 
 .PHONY: setup train figures figures-from-run notebooks notebooks-shipped nbval lint test test-fast test-browser soak \
@@ -26,7 +28,7 @@ DATA_ARG := $(if $(DATA),--data "$$DATA",)
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1 $${TORCH_INDEX:+--index-url "$$TORCH_INDEX"}
 	$(PY) -m pip install -q -e ".[notebooks,test]"
 	touch $@
 
@@ -81,17 +83,19 @@ test: setup lint
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow and not browser"
 
-# fault injection at length: a tiny training killed SOAK_KILLS times (SIGKILL or SIGINT, at random
-# moments: startup, training, before the first checkpoint, inside a checkpoint's writes) and resumed
-# each time must end bitwise identical to an uninterrupted one (make test runs 8 kills)
+# fault injection at length (tests/test_interruptions.py): a tiny training stopped SOAK_KILLS times (SIGKILL,
+# SIGINT or SIGTERM at random moments: start-up, training, inside a checkpoint's writes) and SOAK_FAULTS
+# times by a refused write (a full or read-only disk), resumed each time, must end bitwise identical to an
+# uninterrupted one (make test runs 6 and 2); then a study stopped while scoring is finished by running it
+# again. DATA where given, else the CIFAR-10 subset in tests/data.
 SOAK_KILLS ?= 50
 SOAK_FAULTS ?= 30
 SOAK_SEED ?= 0
+export SOAK_KILLS SOAK_FAULTS SOAK_SEED
 soak: setup
-	@data="$$($(PY) tests/fetch_data.py "$$DATA")" || exit 1; \
-	if [ -z "$$data" ]; then echo "make soak needs CIFAR-10: DATA=folder with train/ and test/" >&2; exit 1; fi; \
-	COLORLIB_DATA="$$data" COLORLIB_FAULT_KILLS=$(SOAK_KILLS) COLORLIB_FAULT_SEED=$(SOAK_SEED) COLORLIB_ENV_FAULTS=$(SOAK_FAULTS) \
-	  $(PY) -m pytest tests/test_fault_injection.py -s -q -p no:cacheprovider
+	$(if $(DATA),COLORLIB_DATA="$$DATA") COLORLIB_FAULT_KILLS="$$SOAK_KILLS" COLORLIB_ENV_FAULTS="$$SOAK_FAULTS" \
+	  COLORLIB_FAULT_SEED="$$SOAK_SEED" $(PY) -m pytest tests/test_interruptions.py \
+	  tests/test_study.py::test_a_study_stopped_while_scoring_is_finished_by_running_it_again -s -q -p no:cacheprovider
 
 # JupyterLab in headless Chromium: every notebook opened and run with Run > Run All Cells as a reader runs
 # it (04 trains the smoke preset), then 05's epoch slider moved and a photo uploaded in 06. Installs
@@ -110,13 +114,13 @@ test-browser: setup
 
 # colorlib's trainer against a tutorial-style loop, same networks and data, one run
 bench: setup
-	$(PY) -m colorlib bench --preset paper $(DATA_ARG) --out $(FIG_DIR)/bench.json
+	$(PY) -m colorlib bench --preset paper $(DATA_ARG) --out "$$FIG_DIR/bench.json"
 
 # every baseline and ablation x 3 seeds at the preset's budget: chosen on the validation split,
 # scored on the test split (the study below, on whatever device there is); 07_evaluation shows it
 baselines: setup
-	$(PY) -m colorlib study --preset $(PRESET) --seeds 3 $(DATA_ARG) --out runs/baselines-$(PRESET) \
-	  --figures $(FIG_DIR)/baselines $(STUDY_ARGS)
+	$(PY) -m colorlib study --preset "$$PRESET" --seeds 3 $(DATA_ARG) --out "runs/baselines-$$PRESET" \
+	  --figures "$$FIG_DIR/baselines" $$STUDY_ARGS
 
 # The whole comparison on one GPU, no Jupyter needed: every method of the baselines table x 3
 # seeds, one after another, at the paper's networks and data, STUDY_EPOCHS epochs each; scored on
@@ -127,7 +131,9 @@ STUDY_FIGURES ?= figures/paper/baselines
 STUDY_PRESET ?= paper
 STUDY_ARGS ?=
 STUDY_PY := $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+# STUDY_ARGS is split into words by the shell, never run as a command
+export STUDY_EPOCHS STUDY_RUNS STUDY_FIGURES STUDY_PRESET STUDY_ARGS
 .PHONY: gpu-study
 gpu-study:
-	$(STUDY_PY) -m colorlib study --preset $(STUDY_PRESET) --seeds 3 $(DATA_ARG) --out $(STUDY_RUNS) \
-	  --figures $(STUDY_FIGURES) --set epochs=$(STUDY_EPOCHS) --no-progress $(STUDY_ARGS)
+	$(STUDY_PY) -m colorlib study --preset "$$STUDY_PRESET" --seeds 3 $(DATA_ARG) --out "$$STUDY_RUNS" \
+	  --figures "$$STUDY_FIGURES" --set "epochs=$$STUDY_EPOCHS" --no-progress $$STUDY_ARGS

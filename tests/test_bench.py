@@ -2,7 +2,10 @@
 trains; the trainer's loop follows the engine's epoch order; the command writes its JSON and never
 over an earlier result. No timing is asserted: the speed is what the command prints."""
 import json
+import os
+import re
 
+import pytest
 import torch
 
 from colorlib.engine.trainer import Trainer
@@ -70,3 +73,17 @@ def test_bench_profile_prints_the_profilers_table(small_folder, capsys):
     code, stdout, _ = run_cli(capsys, "bench", "--profile", "--preset", "smoke", "--device", "cpu",
                               "--data", small_folder, "--set", "val_size=0")
     assert code == 0 and "Self CPU" in stdout and "aten::" in stdout
+
+
+@pytest.mark.parametrize("data, message", [
+    ("nowhere", r"data source '.*nowhere' does not exist\. Point --data .*"),
+    ("empty", r"no images \(.*\) found under '.*empty': .*"),
+    (None, r"bench reads CIFAR-10 from 'data' without downloading it.*--data.*"),  # nor $COLORLIB_DATA
+])
+def test_bench_without_images_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, data, message):
+    monkeypatch.delenv("COLORLIB_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)  # no data/ folder with CIFAR-10 here
+    (tmp_path / "empty").mkdir()
+    code, _, stderr = run_cli(capsys, "bench", *(["--data", tmp_path / data] if data else []), "--device", "cpu",
+                              "--out", "bench.json")
+    assert code == 2 and re.fullmatch(f"error: {message}", one_line(stderr)) and os.listdir(tmp_path) == ["empty"]

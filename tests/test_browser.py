@@ -435,6 +435,6 @@ def test_04_a_changed_parameter_trains_into_its_own_folder(browser, lab, workdir
         _check_ran(name, _save(browser, workdir, name), browser)
     finally:
         _close(browser, lab, name, workdir)
-    run_dir = workdir / "runs" / "smoke-lam=10.0"
+    run_dir = workdir / "runs" / "smoke-lam10.0"
     assert json.loads((run_dir / "config.json").read_text())["lam"] == 10.0
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"

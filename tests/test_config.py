@@ -1,16 +1,12 @@
 """Config: presets, overrides from Python and the command line, and the errors users see."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 import pytest
 
-from colorlib.cli import main as cli_main
+from colorlib.paper.config import PRESETS
 from colorlib.runs.config import (CHOICES, FIELD_NAMES, Config, ConfigError, config_from_dict, make_config,
                                   parse_override)
-from colorlib.paper.config import PRESETS
+from conftest import one_line, run_cli
 
 
 def test_paper_preset_is_the_papers_schedule():
@@ -55,6 +51,8 @@ def test_unknown_field_lists_the_valid_ones():
     ("data=None", ("data", None)),
     ("data=some/folder", ("data", "some/folder")),
     ("g-width = 16", ("g_width", 16)),  # dashes as on a command line, spaces tolerated
+    ("d_lr=1e-4", ("d_lr", 1e-4)),  # an optional float
+    ("d_lr=none", ("d_lr", None)),
 ])
 def test_parse_override_casts_to_the_fields_type(text, expected):
     name, value = parse_override(text)
@@ -67,25 +65,11 @@ def test_parse_override_casts_to_the_fields_type(text, expected):
     ("epochs=three", "expected a value like"),
     ("epochs=1.5", "expected a value like"),
     ("amp=maybe", "expected a value like"),
-    ("learning_rate=1", "unknown config field 'learning_rate'"),
+    ("d_lr=fast", "d_lr='fast': expected a value like 0.5"),
 ])
 def test_parse_override_rejects_bad_text(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_override(text)
-
-
-@pytest.mark.parametrize("overrides, message", [
-    (dict(epochs=-1), "epochs must be 0 or more"),
-    (dict(batch_size=0), "batch_size must be at least 1"),
-    (dict(d_steps=0), "d_steps must be at least 1"),
-    (dict(train_size=10, batch_size=50), "smaller than one batch"),
-    (dict(g_depth=6), "g_depth=6"),
-    (dict(lr=0.0), "lr must be positive"),
-    (dict(lam=-1.0), "lam and adv_weight non-negative"),
-])
-def test_invalid_values_are_rejected(overrides, message):
-    with pytest.raises(ConfigError, match=message):
-        make_config("smoke", **overrides)
 
 
 @pytest.mark.parametrize("field", [name for name, allowed in CHOICES.items() if allowed])
@@ -100,6 +84,19 @@ def test_zero_epochs_is_allowed():
     assert make_config("smoke", epochs=0).epochs == 0
 
 
+def test_types_are_checked_from_python_and_saved_files():
+    with pytest.raises(ConfigError, match=r"lr='0.1' is not valid: expected a finite number"):
+        make_config("smoke", lr="0.1")
+    with pytest.raises(ConfigError, match="epochs=2.5 is not valid: expected a whole number"):
+        make_config("smoke", epochs=2.5)
+    with pytest.raises(ConfigError, match="amp='yes' is not valid: expected true or false"):
+        config_from_dict({**Config().to_dict(), "amp": "yes"})
+    with pytest.raises(ConfigError, match="device=3 is not valid"):
+        make_config("smoke", device=3)
+    assert make_config("smoke", lam=10).lam == 10  # a whole number is a fine float
+    assert make_config("smoke", device="cuda:1").device == "cuda:1"  # no GPU needed to name one
+
+
 def test_config_round_trips_through_a_dict_and_ignores_unknown_keys():
     cfg = make_config("quick", norm="fan", lam=7.5)
     saved = {**cfg.to_dict(), "field_from_a_later_version": 1}
@@ -109,35 +106,38 @@ def test_config_round_trips_through_a_dict_and_ignores_unknown_keys():
     assert config_from_dict(old).ema_decay == Config().ema_decay
 
 
-def _cli(repo_root, *args: str) -> subprocess.CompletedProcess:
-    """The real entry point, `python -m colorlib ...`, in a fresh interpreter."""
-    env = {**os.environ, "PYTHONPATH": str(repo_root)}
-    return subprocess.run([sys.executable, "-m", "colorlib", *args], capture_output=True, text=True,
-                          cwd=repo_root, env=env, timeout=120)
-
-
-@pytest.mark.slow
-def test_cli_unknown_preset_exits_2_with_the_valid_names(repo_root, tmp_path):
+@pytest.mark.parametrize("option, message", [
+    ("epochs=-1", "epochs must be 0 or more"),
+    ("batch_size=0", "batch_size must be at least 1"),
+    ("d_steps=0", "d_steps must be at least 1"),
+    ("train_size=10", "train_size=10 is smaller than one batch (50)"),
+    ("g_depth=6", "g_depth=6"),
+    ("lam=-1", "lam and adv_weight non-negative"),
+    ("preset=paper", "choose it with --preset"),
+    ("lr=nan", "lr=nan is not valid: expected a finite number"),
+    ("lr=inf", "lr=inf is not valid: expected a finite number"),
+    ("lr=-1e-3", "lr must be positive"),
+    ("lr=fast", "lr='fast': expected a value like 0.001"),
+    ("beta1=2", "beta1=2.0 is out of range: use 0 <= beta1 < 1"),
+    ("beta2=1", "beta2=1.0 is out of range"),
+    ("d_lr=0", "d_lr=0.0 is out of range: use a positive learning rate"),
+    ("d_lr=nan", "d_lr=nan is not valid: expected a finite number"),
+    ("r1_gamma=-1", "r1_gamma=-1.0 is out of range"),
+    ("label_smoothing=1", "label_smoothing=1.0 is out of range"),
+    ("ema_decay=1", "ema_decay=1.0 is out of range"),
+    ("chroma_temperature=0", "chroma_temperature=0.0 is out of range"),
+    ("val_size=-1", "val_size=-1 is out of range"),
+    ("lam=nan", "lam=nan is not valid"),
+    ("device=meta", "device='meta' is not valid; use auto, cpu, cuda, cuda:N or mps"),
+    ("device=gpu", "device='gpu' is not valid"),
+    ("device=cuda:x", "device='cuda:x' is not valid"),
+    ("--device=meta", "device='meta' is not valid"),  # the option is checked as --set is
+    ("learning_rate=1", "unknown config field 'learning_rate'; valid fields: " + ", ".join(FIELD_NAMES)),
+])
+def test_train_refuses_a_bad_setting_in_one_line_before_writing_anything(tmp_path, capsys, option, message):
     run_dir = tmp_path / "run"
-    result = _cli(repo_root, "train", "--preset", "nope", "--run-dir", str(run_dir), "--no-progress")
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: unknown preset 'nope'") and "Traceback" not in result.stderr
-    for name in PRESETS:
-        assert name in result.stderr
-    assert not run_dir.exists()  # a refused configuration leaves nothing behind
-
-
-@pytest.mark.parametrize("override", ["learning_rate=1", "lr=fast"])
-def test_cli_bad_set_exits_2_with_the_valid_fields(tmp_path, capsys, override):
-    # in-process: the same main() that `python -m colorlib` exits with, without a second interpreter
-    run_dir = tmp_path / "run"
-    assert cli_main(["train", "--preset", "smoke", "--set", override, "--run-dir", str(run_dir), "--no-progress"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ")
-    if override.startswith("learning_rate"):
-        assert "unknown config field 'learning_rate'" in err
-        for name in FIELD_NAMES:
-            assert name in err
-    else:
-        assert "lr='fast': expected a value like 0.001" in err
+    argv = [option] if option.startswith("--") else ["--set", option]
+    code, stdout, stderr = run_cli(capsys, "train", "--preset", "smoke", *argv, "--run-dir", run_dir, "--no-progress")
+    line = one_line(stderr)
+    assert code == 2 and stdout == "" and line.startswith("error: ") and message in line, line
     assert not run_dir.exists()

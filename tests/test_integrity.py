@@ -1,8 +1,9 @@
-"""Issue 19, items 4 and 5: results are never silently replaced, and damage is never loaded in silence.
+"""Results are never silently replaced, and damage is never loaded in silence:
 
-- an evaluation of another scope (--limit, other --data) is written beside metrics.json, never over it;
+- a full evaluation after a limited one moves the limited one beside it (the other way: test_metrics.py);
 - a data folder with only some of CIFAR-10's classes is scored against the classifier's classes by name;
-- a generator with NaN weights, or whose file's bytes changed (zip CRC), is refused at load, naming the file.
+- a generator with an infinite weight, or whose file's bytes changed (zip CRC), is refused at load, naming the
+  file (NaN weights and other damage: test_checkpoints.py).
 """
 from __future__ import annotations
 
@@ -51,25 +52,6 @@ def small_run(smoke_run_copy, small_folder) -> Path:
 
 
 # ---------------------------------------------------------------- (a) scope
-def test_a_limited_evaluation_is_written_beside_the_full_one(small_run, tiny_classifier, capsys):
-    clf = ("--classifier", tiny_classifier[0])
-    out, full = evaluate(capsys, small_run, *clf)
-    assert full["data"]["images"] == 20 and f"wrote {small_run / 'metrics.json'}" in out
-    kept = (small_run / "metrics.json").read_bytes()
-
-    out, limited = evaluate(capsys, small_run, *clf, "--limit", "5")
-    assert (small_run / "metrics.json").read_bytes() == kept  # before: replaced by the 5-image one, no copy
-    assert f"wrote {small_run / 'metrics-limit5.json'}" in out
-    assert limited["data"]["images"] == 5 and limited["scope"] == "limit5" and full["scope"] == "full"
-    note = [line for line in out.splitlines() if line.startswith("note:")]
-    assert note == ["note: metrics.json holds the full evaluation, which is kept; this one (limit5) is written "
-                    "beside it, to metrics-limit5.json"]
-
-    # the full one, run again, replaces only itself; the limited one stays
-    evaluate(capsys, small_run, *clf)
-    assert json.loads((small_run / "metrics-limit5.json").read_text())["data"]["images"] == 5
-
-
 def test_a_full_evaluation_after_a_limited_one_keeps_the_limited_one(small_run, tiny_classifier, capsys):
     clf = ("--classifier", tiny_classifier[0])
     evaluate(capsys, small_run, *clf, "--limit", "5")  # the first evaluation: metrics.json
@@ -99,11 +81,9 @@ def test_a_folder_of_some_classes_is_scored_by_the_classifiers_class_names(smoke
     assert report["data"]["images"] == 30 and report["scope"] == "data-catdog"
 
 
-def test_judge_labels_maps_names_and_leaves_the_rest_alone():
+def test_judge_labels_leaves_the_classifiers_own_classes_alone_and_scores_none_of_others():
     judge = SimpleNamespace(classes=["airplane", "automobile", "bird", "cat", "deer", "dog"])
     labels = torch.tensor([0, 1, 2, -1])
-    mapped, note = judge_labels(labels, ["dog", "cat", "unicorn"], judge)
-    assert mapped.tolist() == [5, 3, -1, -1] and note.endswith("not among its classes, so left out of it: unicorn")
     assert judge_labels(labels, judge.classes, judge) == (labels, None)  # the same classes: nothing to do
     assert judge_labels(labels, [], judge) == (labels, None)  # a folder without classes
     mapped, note = judge_labels(labels, ["x", "y", "z"], judge)
@@ -111,21 +91,6 @@ def test_judge_labels_maps_names_and_leaves_the_rest_alone():
 
 
 # ---------------------------------------------------------------- (c) non-finite weights
-def test_a_generator_full_of_nan_is_refused_naming_the_file(smoke_run, tmp_path, capsys):
-    ckpt = torch.load(smoke_run.run_dir / "checkpoints" / "generator.pt", weights_only=True)
-    ckpt["generator"] = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
-                         for k, v in ckpt["generator"].items()}
-    bad = tmp_path / "nan.pt"
-    torch.save(ckpt, bad)
-    with pytest.raises(RunDirError, match="holds non-finite weights"):
-        load_model(bad)
-    code, out, err = run_cli(capsys, "colorize", gray_photo(tmp_path / "a.png"), "-o", tmp_path / "out",
-                             "--checkpoint", bad, "--no-progress")
-    line = one_line(err)  # before: black photos, "colorized 1 of 1 photo(s) ...; none failed"
-    assert code == 2 and str(bad) in line and "non-finite weights (NaN or infinity)" in line, line
-    assert not (tmp_path / "out").exists()
-
-
 def test_one_infinite_weight_is_refused_but_a_float16_overflowed_variance_is_not(smoke_run, tmp_path):
     ckpt = torch.load(smoke_run.run_dir / "checkpoints" / "generator.pt", weights_only=True)
     weights = ckpt["generator"]

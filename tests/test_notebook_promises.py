@@ -98,7 +98,7 @@ def test_a_changed_parameter_trains_into_its_own_folder_and_keeps_the_first_run(
         for cell in (code[0] + "\n" + params + f"overrides = {overrides}\n", code[1], train):
             content, shown = run(kc, cell)
             assert content["status"] == "ok", shown
-    first, second = repo / "runs" / "smoke", repo / "runs" / "smoke-lam=10.0"
+    first, second = repo / "runs" / "smoke", repo / "runs" / "smoke-lam10.0"
     assert rundir.read_config(first).lam == 100.0 and rundir.read_run_info(first)["status"] == "finished"
     assert rundir.read_config(second).lam == 10.0 and rundir.read_run_info(second)["status"] == "finished"
     # a run directory chosen by hand that holds other settings: one line saying what to do

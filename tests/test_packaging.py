@@ -1,11 +1,14 @@
-"""Packaging: pyproject.toml, environment.yml and the Makefile describe the same environment, every
-third-party module colorlib imports is declared, and the committed test images stay small."""
+"""Packaging: pyproject.toml, environment.yml and the Makefile describe the same environment, the
+Makefile never runs a value as a command, every third-party module colorlib imports is declared, and
+the committed test images stay small."""
 from __future__ import annotations
 
 import ast
 import importlib
 import importlib.metadata
 import re
+import shutil
+import subprocess
 import sys
 import tomllib
 
@@ -47,6 +50,17 @@ def test_environment_yml_and_makefile_pin_what_pyproject_allows(repo_root, pypro
     makefile = (repo_root / "Makefile").read_text()
     assert all(re.search(rf"\b{n}=={re.escape(v)}\b", makefile) for n, v in PINNED.items())
     assert re.search(r"pip install .*-e \"?\.\[notebooks,test\]", makefile)
+
+
+def test_the_makefile_passes_values_quoted_never_as_commands(repo_root):
+    make = shutil.which("make") or pytest.skip("make is missing")
+    names = ("PRESET", "DATA", "RUN_DIR", "FIG_DIR", "TORCH_INDEX", "SOAK_KILLS", "STUDY_PRESET", "STUDY_RUNS",
+             "STUDY_FIGURES", "STUDY_EPOCHS", "STUDY_ARGS")
+    targets = ("setup", "train", "figures", "figures-from-run", "nbval", "soak", "bench", "baselines", "gpu-study")
+    result = subprocess.run([make, "-n", "-B", *targets, *(f"{n}=x'; touch HACKED" for n in names)], cwd=repo_root,
+                            capture_output=True, text=True, timeout=60)  # -n: the recipes are printed, not run
+    assert result.returncode == 0 and "HACKED" not in result.stdout, result.stdout + result.stderr
+    assert "tests/test_interruptions.py" in result.stdout and '--index-url "$TORCH_INDEX"' in result.stdout
 
 
 def test_console_script_points_at_a_callable(pyproject):

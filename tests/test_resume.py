@@ -41,9 +41,15 @@ def test_resume_takes_the_resumable_fields_and_refuses_the_rest(smoke_run_copy, 
                                                                  if k in RESUMABLE_FIELDS}), resume=resume)
 
 
-def test_train_resume_with_another_preset_or_lam_is_one_line(smoke_run_copy, capsys):
-    code, _, err = run_cli(capsys, "train", "--run-dir", smoke_run_copy, "--resume", "--set", "lam=10")
-    assert code == 2 and "keep lam as the run has it" in one_line(err)
+def test_train_resume_with_another_preset_or_lam_is_one_line_and_changes_nothing(smoke_run_copy, capsys):
+    files = {p: p.read_bytes() for p in smoke_run_copy.rglob("*") if p.is_file()}
+    for change, keep in ((["--preset", "quick"], "the preset"), (["--set", "lam=10"], "lam")):
+        code, _, err = run_cli(capsys, "train", *change, "--resume", "--run-dir", smoke_run_copy, "--no-progress")
+        assert code == 2 and f"keep {keep} as the run has it" in one_line(err)
+    assert {p: p.read_bytes() for p in smoke_run_copy.rglob("*") if p.is_file()} == files
+    code, _, err = run_cli(capsys, "train", "--preset", "smoke", "--resume", "--run-dir", smoke_run_copy,
+                           "--no-progress")  # its own preset is no change
+    assert code == 0, err
 
 
 @pytest.mark.parametrize("text", ["[1, 2]", '{"preset": "smo', '{"lr": -5}'])

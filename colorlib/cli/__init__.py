@@ -4,16 +4,15 @@
     python -m colorlib figures --run-dir runs/quick --out figures/quick
     python -m colorlib pack --data PATH --out cifar10.pt
     python -m colorlib evaluate --run-dir runs/quick
-    python -m colorlib compare runs/a runs/b --out DIR
     python -m colorlib train-classifier --out FILE.pt
     python -m colorlib ship RUN_DIR --dry-run
     python -m colorlib baselines --preset quick --out DIR
     python -m colorlib colorize PHOTOS... -o OUTDIR
     python -m colorlib vividness-calibrate GENERATOR.pt
-    python -m colorlib vividness-frontier --out DIR
     python -m colorlib sweep PLAN.json
     python -m colorlib study --preset paper --seeds 3
     python -m colorlib bench --preset paper
+    python -m colorlib --version
 
 Exit status: 0 success, 1 partial failure (some of the work failed or the machine stopped the
 command after some of it was saved: the message says what is kept), 2 bad input or a refusal by the
@@ -24,12 +23,14 @@ iteration boundary).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
 import warnings
 
 # only light modules here: the command line starts without importing PyTorch
+from .. import __version__
 from ..engine import interrupts
 from . import colorize, evaluate, experiments, train, vividness
 from ._environment import SHOWN, one_line_warning, os_error_line, say, silence_stdout
@@ -66,9 +67,20 @@ def exit_status(exc: BaseException):
     return None
 
 
+class Versions(argparse.Action):
+    """--version: colorlib's and PyTorch's (PyTorch imported only when asked)."""
+
+    def __call__(self, parser, *_):
+        import torch
+        with contextlib.suppress(BrokenPipeError):  # `| head -0` ends it quietly, as it does --help
+            print(f"colorlib {__version__}, torch {torch.__version__}")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m colorlib", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action=Versions, nargs=0, help="show colorlib's and PyTorch's versions")
     sub = parser.add_subparsers(dest="command", required=True)
     for group in (train, colorize, vividness, evaluate, experiments):  # the order of `--help`
         group.register(sub)

@@ -22,7 +22,7 @@ def positive_int(text: str) -> int:
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """--preset, --data, --epochs, --device, --seed and --set: a run's configuration (`config_overrides`)."""
-    p.add_argument("--preset", default="quick", help=f"run size: {', '.join(PRESETS)} (default quick)")
+    p.add_argument("--preset", help=f"run size: {', '.join(PRESETS)} (default quick; with --resume: the run's)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--epochs", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")

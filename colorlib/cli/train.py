@@ -14,12 +14,14 @@ def cmd_train(args) -> int:
     from ..engine.trainer import train
     from ..lab.validation import validator_for
     overrides = config_overrides(args)
-    run_dir = args.run_dir or f"runs/{args.preset}"
+    run_dir = args.run_dir or f"runs/{args.preset or 'quick'}"
     if args.accept_change and not args.resume:
         raise ConfigError("--accept-change is for --resume: a new run has nothing to change")
+    if args.resume and args.preset:  # a preset given must be the run's own (resume.run_config refuses another)
+        overrides["preset"] = args.preset
     try:  # a resumed run keeps its own config, with only what was asked for changed
         cfg = run_config(run_dir, overrides=overrides, resume=True)[0] if args.resume else \
-            make_config(args.preset, **overrides)
+            make_config(args.preset or "quick", **overrides)
         out = train(cfg, run_dir, resume=args.resume, progress=not args.no_progress, epoch_lines=args.no_progress,
                     validator=validator_for, accept_changes=args.accept_change)
     except OSError as exc:  # the machine stopped it (disk full, ...): the last checkpoint is kept
@@ -65,7 +67,7 @@ def files_in(out: Path) -> dict[str, tuple[int, int]]:
 def cmd_pack(args) -> int:
     from ..runs.data import pack_folder
     counts = pack_folder(args.data, args.out)
-    print(f"packed {counts} images into {args.out}")
+    print(f"packed {', '.join(f'{n} {split}' for split, n in counts.items())} images into {args.out}")
     return 0
 
 
