@@ -53,7 +53,7 @@ figures: setup
 notebooks: setup
 	$(PY) notebooks/pipeline.py --preset quick $(DATA_ARG) --run-dir runs/quick --figures-dir figures/quick --refresh-notebooks
 
-# 05-08 committed with the outputs of what ships: the paper run, the generator, the baselines tables
+# 05-08 committed with the outputs of what ships: the paper run, the generator, the studies (no training)
 notebooks-shipped: setup
 	$(if $(DATA),COLORLIB_DATA="$$DATA") $(PY) notebooks/pipeline.py --refresh-shipped
 
@@ -117,7 +117,7 @@ bench: setup
 	$(PY) -m colorlib bench --preset paper $(DATA_ARG) --out "$$FIG_DIR/bench.json"
 
 # every baseline and ablation x 3 seeds at the preset's budget: chosen on the validation split,
-# scored on the test split (the study below, on whatever device there is); 07_evaluation shows it
+# scored on the test split (the study below, on whatever device there is); 08_stable_colours reads it
 baselines: setup
 	$(PY) -m colorlib study --preset "$$PRESET" --seeds 3 $(DATA_ARG) --out "runs/baselines-$$PRESET" \
 	  --figures "$$FIG_DIR/baselines" $$STUDY_ARGS
