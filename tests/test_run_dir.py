@@ -41,7 +41,7 @@ def test_a_damaged_table_is_rebuilt_from_last_pt(smoke_run, smoke_run_copy, name
         path.unlink()
     else:
         path.write_bytes(good[:len(good) // 2] if how == "truncated" else good.replace(b",", b";", 3))
-    with pytest.warns(rundir.RunDirRepaired, match=name):
+    with pytest.warns(rundir.RunDirWarning, match=name):
         (rundir.read_history if name == "history.csv" else rundir.read_epochs)(smoke_run_copy)
     assert path.read_bytes() == good
 

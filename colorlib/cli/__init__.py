@@ -6,7 +6,6 @@
     python -m colorlib evaluate --run-dir runs/quick
     python -m colorlib train-classifier --out FILE.pt
     python -m colorlib ship RUN_DIR --dry-run
-    python -m colorlib baselines --preset quick --out DIR
     python -m colorlib colorize PHOTOS... -o OUTDIR
     python -m colorlib vividness-calibrate GENERATOR.pt
     python -m colorlib sweep PLAN.json

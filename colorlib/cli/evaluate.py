@@ -7,13 +7,11 @@ from ._args import positive_int
 
 
 def cmd_evaluate(args) -> int:
-    from ..lab.evaluation import evaluate_run, summary_lines
+    from ..lab.evaluation import evaluate_run, markdown_table
     report = evaluate_run(args.run_dir, args.classifier, args.data, args.limit, args.device, args.batch_size,
                           args.inception_weights, progress=not args.no_progress, generator=args.generator,
                           name=args.name, out=args.out)
-    for line in summary_lines(report):
-        print(line)
-    print(f"wrote {report['written']}")
+    print(markdown_table([report]) + f"\nwrote {report['written']}")
     return 0
 
 
@@ -46,11 +44,9 @@ def widths(text: str) -> tuple[int, ...]:
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="score a run's generator on the test split (writes RUN/metrics.json)",
-                       description="Score a run's generator on the test split, raw and through colorize (the "
-                                   "files the colorize command writes). The full evaluation on the run's own "
-                                   "data goes to RUN/metrics.json; one of another scope (--limit, other --data) "
-                                   "never replaces it: it is written beside it (metrics-limit5.json, "
-                                   "metrics-data-NAME.json), and a line says so.")
+                       description="Score a run's generator on the test split, raw and through colorize. An "
+                                   "evaluation of another scope (--limit, other --data) is written beside "
+                                   "RUN/metrics.json (metrics-limit5.json, metrics-data-NAME.json), never over it.")
     p.add_argument("--run-dir", required=True)
     p.add_argument("--classifier", help="classifier checkpoint for semantic accuracy and feature FD "
                                         "(default: the one shipped in colorlib/weights)")
@@ -69,31 +65,24 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
-    register_classifier_and_ship(sub)
-
-
-def register_classifier_and_ship(sub) -> None:
-    p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy",
-                       description="Train the small CNN used to score colorizations (semantic accuracy, "
-                                   "feature distance) and save it for `evaluate --classifier`.")
+    p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy")
     p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
     p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt (never replaced)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--epochs", type=positive_int, default=20)
+    p.add_argument("--batch-size", type=positive_int, default=512)
     p.add_argument("--lr", type=float, default=0.4, help="peak learning rate of the one-cycle schedule")
     p.add_argument("--widths", type=widths, default=(64, 256, 256), help="channels of the 3 blocks (64,256,256)")
-    p.add_argument("--train-size", type=int, help="random subset of the training split (for quick tests)")
-    p.add_argument("--test-size", type=int, help="random subset of the test split (for quick tests)")
+    p.add_argument("--train-size", type=positive_int, help="random subset of the training split (for quick tests)")
+    p.add_argument("--test-size", type=positive_int, help="random subset of the test split (for quick tests)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_train_classifier)
 
     p = sub.add_parser("ship", help="make a generator colorize's default, only if it beats the current one",
-                       description="Score a candidate and the current default generator on the validation "
-                                   "split (through colorize) and on the sample photos; write the candidate "
-                                   "as the default only when it is no worse on any measure and better on one "
-                                   "(ship.py). The file it replaces is kept, never overwritten: generator.previous.pt, "
-                                   "later ones generator.previous-2.pt, ...")
+                       description="Score a candidate and the default generator on the validation split and "
+                                   "the sample photos; write the candidate only when it is no worse on any measure "
+                                   "and better on one. The file it replaces is kept as generator.previous.pt "
+                                   "(later generator.previous-2.pt, ...).")
     p.add_argument("candidate", help="a run directory (its best.pt, else generator.pt) or a checkpoint file")
     p.add_argument("--data", help="data folder or pack with the training images (default: the candidate's data, "
                                   "else $COLORLIB_DATA, else download CIFAR-10)")

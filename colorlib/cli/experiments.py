@@ -1,4 +1,4 @@
-"""Commands baselines (baselines.py), sweep and study (study.py), bench (bench.py)."""
+"""Commands sweep and study (study.py), bench (bench.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,15 +6,6 @@ from pathlib import Path
 from ..paper.config import PRESETS
 from ..runs.config import ConfigError
 from ._args import DATA_HELP, add_accept_change_arg, add_many_runs_args, add_set_arg, positive_int, set_overrides
-
-
-def cmd_baselines(args) -> int:
-    from ..lab.baselines import run_baselines
-    written = run_baselines(args.preset, args.out, args.data, args.methods, args.figures, args.classifier,
-                            args.limit, args.device, not args.no_progress, args.accept_change)
-    for path in written:
-        print(path)
-    return 0
 
 
 def cmd_sweep(args) -> int:
@@ -90,19 +81,6 @@ def cmd_bench(args) -> int:
 
 def register(sub) -> None:
     from ..lab.baselines import METHODS
-    p = sub.add_parser("baselines", help="every baseline and ablation, one seed each (study: several seeds)")
-    p.add_argument("--preset", default="quick", help=f"the budget every method gets: {', '.join(PRESETS)}")
-    p.add_argument("--data", help=DATA_HELP)
-    p.add_argument("--out", required=True, help="folder for one run directory per method")
-    p.add_argument("--figures", help="where the table and chart go (default: --out)")
-    p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
-    p.add_argument("--classifier", help="classifier checkpoint (default: the one that ships)")
-    p.add_argument("--limit", type=int, help="score a seeded subset of the test split")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-progress", action="store_true")
-    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
-    p.set_defaults(func=cmd_baselines)
-
     p = sub.add_parser("sweep", help="train many runs, one after another (methods x seeds)",
                        description="Train methods x seeds into OUT/<method>/seed<k>. Give a plan file "
                                    "(JSON, see colorlib.lab.study.load_plan) or --baselines.")

@@ -13,7 +13,7 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
 
     resume=False: a new run of `cfg` (with `overrides`); a folder holding a run, or files of one, is
     refused, nothing overwritten. resume=True: the run in `run_dir` continues under its config.json;
-    `cfg` and `overrides` (every command that continues runs: train --resume, sweep, study, baselines,
+    `cfg` and `overrides` (every command that continues runs: train --resume, sweep, study,
     notebook 04) may differ from it only in RESUMABLE_FIELDS (how long, where, how fast), which
     they change; any other difference, the preset included, is a ConfigError naming it.
     resume="auto": resume=True where `run_dir` holds a run, else resume=False."""

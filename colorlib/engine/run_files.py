@@ -23,20 +23,12 @@ from ..paper.data import to_uint8
 from ..runs import rundir
 from ..runs.config import Config, ConfigError
 from ..runs.device import device_name
+from ..variants.cifar_classifier import shape_mismatch
 
 # the losses of one iteration, in the order of history.csv's columns after (iteration, epoch)
 LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
 # the columns of epochs.csv: one row per epoch
 EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
-CHANGES = ("data", "precision")  # what a resume may be asked to accept
-
-
-def accepted(changes) -> frozenset:
-    changes = frozenset([changes] if isinstance(changes, str) else changes or ())
-    if changes - set(CHANGES):
-        raise ConfigError(f"unknown change(s) to accept: {', '.join(sorted(changes - set(CHANGES)))}; "
-                          f"choose from {', '.join(CHANGES)}")
-    return changes
 
 
 def checkpoint_to_resume(run_dir: Path, cfg: Config) -> Optional[dict]:
@@ -58,12 +50,10 @@ def check_fits(cfg: Config, ckpt: dict, path: Path) -> None:
         warnings.simplefilter("ignore")  # FAN loads its fixed network's weights into meta tensors: a no-op
         nets = {"generator": variants.build_generator(cfg), "discriminator": variants.build_discriminator(cfg)}
     for name, net in nets.items():
-        want = {k: tuple(v.shape) for k, v in net.state_dict().items()}
-        have = {k: tuple(v.shape) for k, v in ckpt[name].items() if isinstance(v, torch.Tensor)}
-        if want != have:
-            wrong = sorted(set(want) ^ set(have) or {k for k in want if want[k] != have[k]})
+        problem = shape_mismatch(net.state_dict(), ckpt[name])
+        if problem:
             raise rundir.RunDirError(f"{path} does not fit the {name} its run's config.json describes "
-                                     f"({', '.join(wrong[:3])}); restore both from a copy or start a new run")
+                                     f"({problem}); restore both from a copy or start a new run")
 
 
 def check_unchanged(t, ckpt: dict) -> None:

@@ -32,9 +32,6 @@ from .resume import run_config
 from .run_files import EPOCH_COLUMNS, LOSS_NAMES
 from .settings import TorchSettings
 
-__all__ = ["D_WINS_LOSS", "EPOCH_COLUMNS", "LOSS_NAMES", "Trainer", "TrainingDiverged", "TrainingInterrupted",
-           "run_config", "signal_of", "train"]
-
 # "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
 # right answer with ~99.5% confidence on both real and generated pairs, and G's adversarial
 # gradient vanishes. The share of such iterations per epoch is the collapse statistic.
@@ -72,7 +69,7 @@ class Trainer:
                  epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=(),
                  data_cache: Optional[dict] = None):
         self.run_dir, self.progress, self.epoch_lines = Path(run_dir), progress, epoch_lines
-        self.accept_changes = run_files.accepted(accept_changes)
+        self.accept_changes = frozenset(accept_changes)  # of "data", "precision": see run_files.check_unchanged
         self.data_cache = {} if data_cache is None else data_cache  # decoded data, shared by trainers
         self.settings, self.lock = TorchSettings(), rundir.RunLock(self.run_dir)
         self.lock.acquire()

@@ -27,9 +27,6 @@ def load_generator(path=None, device: str | torch.device = "cpu"):
     """(generator in eval mode, Config) from a generator.pt, last.pt, best.pt or a run directory;
     None: the generator that ships with colorlib. It carries the file's vividness calibration."""
     path = Path(DEFAULT_CHECKPOINT if path is None else path)
-    if not path.exists():
-        raise rundir.RunDirError(f"checkpoint {str(path)!r} does not exist; pass a generator.pt written by "
-                                 f"`python -m colorlib train` (RUN/checkpoints/generator.pt) or its run directory")
     if path.is_dir():
         path = run_checkpoint(path, ("generator.pt", "last.pt"))
     return generator_from_checkpoint(rundir.load_checkpoint(path), path, device)
@@ -59,7 +56,9 @@ def generator_from_checkpoint(ckpt: dict, path, device: str | torch.device = "cp
     refuse_non_finite(weights, path)
     G = build_generator(cfg)
     G.load_state_dict(weights)
-    vividness.attach(G, vividness.from_checkpoint(ckpt, path))
+    stored = ckpt.get(vividness.CHECKPOINT_KEY)  # its dial's calibration, carried by the loaded generator
+    calibration = None if stored is None else vividness.from_dict(stored, f"checkpoint {str(path)!r}")
+    setattr(G, vividness.ATTRIBUTE, calibration)
     return G.to(device).eval(), cfg
 
 

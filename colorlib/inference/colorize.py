@@ -32,6 +32,7 @@ from . import vividness as dial
 from .checkpoints import DEFAULT_CHECKPOINT, load_model  # noqa: F401  (colorize's API: the generator)
 from ..paper.data import luma
 from ..runs.config import ConfigError
+from ..runs.rundir import first_line
 from ..variants.color import CHROMA_TO_RGB, rgb_to_ycbcr
 
 METHODS = ("chroma", "naive")
@@ -130,6 +131,8 @@ def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
             photo = gray_from_pil(ImageOps.exif_transpose(img))
             photo.frames = 1 if img.format == "MPO" else getattr(img, "n_frames", 1)  # (the upright copy has one)
             return photo
+    except ImageReadError:
+        raise
     except FileNotFoundError:
         raise ImageReadError("no such file") from None
     except PermissionError:
@@ -137,11 +140,8 @@ def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
     except UnidentifiedImageError:
         raise ImageReadError("not an image that Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's errors for bad data
-        if isinstance(exc, ImageReadError):
-            raise
-        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ImageReadError(f"the image data is damaged or incomplete (Pillow: {detail}); copy it again "
-                             f"from its source") from None
+        raise ImageReadError(f"the image data is damaged or incomplete (Pillow: {first_line(exc)}); copy it "
+                             f"again from its source") from None
     except MemoryError:
         raise ImageReadError("not enough memory to decode this image") from None
     finally:

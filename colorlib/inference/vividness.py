@@ -72,15 +72,11 @@ UNCALIBRATED = Calibration((Knot(0.0, 0.75), Knot(1.0, 1.25)), default=0.5, cali
 
 def check_vividness(value) -> float:
     """`value` as a float in [0, 1], else a ConfigError saying what the dial takes."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        v = math.nan
+    v = _number(value)
     if isinstance(value, bool) or not (0.0 <= v <= 1.0):  # (NaN fails both comparisons)
         raise ConfigError(f"vividness={value!r} must be a number from 0 (the safest colours) to 1 (as "
                           f"colourful as real photos), e.g. --vividness 0.5")
     return v
-
 
 
 def check_knobs(chroma_gain: Optional[float], temperature: Optional[float]) -> None:
@@ -119,18 +115,6 @@ def from_dict(stored, where: str = "the calibration") -> Calibration:
                           f"with `python -m colorlib vividness-calibrate`") from None
     record = {k: v for k, v in stored.items() if k not in ("knots", "default", "format")}
     return Calibration(knots, default, True, record)
-
-
-def from_checkpoint(ckpt: dict, path) -> Optional[Calibration]:
-    """The calibration a generator file holds (None: it has none); RunDirError where it is damaged."""
-    stored = ckpt.get(CHECKPOINT_KEY)
-    return None if stored is None else from_dict(stored, f"checkpoint {str(path)!r}")
-
-
-def attach(model, calibration: Optional[Calibration]):
-    """Give a loaded generator its calibration (None: none, the default mapping); returns the model."""
-    setattr(model, ATTRIBUTE, calibration)
-    return model
 
 
 def calibration_of(model) -> Calibration:

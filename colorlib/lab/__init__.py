@@ -1,2 +1,2 @@
 """The lab: evaluation (metrics, validation, real photos, the judge classifier's training) and
-experiments (baselines, packed studies, the benchmark, figures, shipping a generator)."""
+experiments (the methods table, studies and sweeps, the benchmark, figures, shipping a generator)."""

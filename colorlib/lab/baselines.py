@@ -1,11 +1,6 @@
-"""Baselines and ablations (METHODS), trained at one budget and scored side by side.
+"""Baselines and ablations (METHODS), trained and scored side by side by `study` (study.py):
 
     python -m colorlib study --preset quick --seeds 3          (make baselines: the tables of the repo)
-    python -m colorlib baselines --preset quick --out runs/baselines-one-seed
-
-`study` (study.py) trains every method with several seeds, chooses on the validation split and
-reports the test split with mean and spread: the repository's tables come from it. `baselines`
-is the quick look: one seed per method, each scored with `evaluate` into a `compare` table.
 
 Every method is the chosen preset with a few fields changed. The paper leaves three choices open,
 and each gets its own row: the cosine of eq. (4) over the whole image vs per pixel, a
@@ -13,12 +8,6 @@ single-logit discriminator vs PatchGAN, and "Adam with default parameters" (lr 1
 GAN-usual lr 2e-4, beta1 0.5.
 """
 from __future__ import annotations
-
-from pathlib import Path
-from typing import Optional, Sequence
-
-from ..runs import rundir
-from ..runs.config import make_config
 
 GAN_ADAM = dict(lr=2e-4, beta1=0.5)
 # the chroma-only generator with a spectral-norm D, GAN Adam: the best variant of the first table
@@ -58,35 +47,3 @@ METHODS: dict[str, dict] = {
     "classes": CLASSES,  # chroma classes + GAN
     "classes-no-gan": dict(CLASSES, adv_weight=0.0),  # Zhang et al. alone
 }
-
-
-def run_baselines(preset: str, out, data: Optional[str] = None, methods: Optional[Sequence[str]] = None,
-                  figures: Optional[str] = None, classifier: Optional[str] = None,
-                  limit: Optional[int] = None, device: str = "auto", progress: bool = True,
-                  accept_changes=()) -> list[Path]:
-    """Train (or finish) every method's run in OUT/<method>, evaluate each, write the comparison.
-    A run already there continues, one finished and scored is left as it is; any of them asking
-    for other maths than it holds is refused (the engine's rule) before anything trains."""
-    from ..engine.resume import run_config
-    from ..engine.trainer import train
-    from .evaluation import compare_runs, evaluate_run
-    from .validation import validator_for
-    names = list(methods or METHODS)
-    unknown = [m for m in names if m not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; known: {', '.join(METHODS)}")
-    out, cfgs = Path(out), {name: make_config(preset, data=data, device=device, **METHODS[name]) for name in names}
-    for name in names:
-        if rundir.is_run_dir(out / name):
-            run_config(out / name, cfgs[name], resume=True)  # a ConfigError where the maths differ
-    for name in names:
-        run_dir = out / name
-        done = rundir.is_run_dir(run_dir) and rundir.read_run_info(run_dir).get("status") == "finished"
-        if not done:
-            print(f"== {name}: training ({', '.join(f'{k}={v}' for k, v in METHODS[name].items()) or 'as the paper'})")
-            train(cfgs[name], run_dir, resume="auto", progress=progress, epoch_lines=not progress,
-                  validator=validator_for, accept_changes=accept_changes)
-        if not done or not (run_dir / "metrics.json").exists():
-            print(f"== {name}: evaluating")
-            evaluate_run(run_dir, classifier, data, limit, device=device, progress=progress)
-    return compare_runs([str(out / name) for name in names], figures or out)

@@ -73,8 +73,6 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
     from ..runs.config import ConfigError
     from ..runs.data import DataError, load_split
     from ..runs.device import pick_device
-    if epochs < 1:
-        raise ConfigError(f"epochs must be at least 1, got {epochs}")
     if Path(out).exists():
         raise ConfigError(f"{out} exists: a classifier checkpoint is never replaced; choose another --out")
     dev, started = pick_device(device), time.time()

@@ -1,5 +1,4 @@
-"""The `evaluate` command: a run's scores (metrics.py) in its metrics.json; and the table and chart
-that compare several evaluated runs (`compare_runs`, for the `baselines` command).
+"""The `evaluate` command: a run's scores (metrics.py) in its metrics.json, and the table of them.
 
 `python -m colorlib evaluate --run-dir DIR [--out OTHER]` writes DIR/metrics.json; an evaluation of
 another scope (--limit, other --data) goes beside it (metrics-limit5.json, see `metrics_target`),
@@ -7,7 +6,6 @@ so nothing is replaced.
 """
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -18,7 +16,6 @@ from ..variants.cifar_classifier import SHIPPED_CLASSIFIER
 from .metrics import GRAY_METHOD, NAZERI_THRESHOLD, PSNR_CAP_DB, evaluate_generator
 
 METRICS_FORMAT = "colorlib-metrics-v1"
-DEFAULT_CLASSIFIER = SHIPPED_CLASSIFIER
 FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
 FULL_SCOPE = "full"
 TABLE_COLUMNS = (  # key, header, format: fidelity first over the whole set, then per image without the cap
@@ -31,10 +28,6 @@ TABLE_COLUMNS = (  # key, header, format: fidelity first over the whole set, the
     ("semantic_accuracy", "Semantic acc.", "{:.2%}"),
     ("feature_fd", "Classifier-feature FD", "{:.2f}"),
 )
-CHART_FORMATS = {key: fmt for key, _, fmt in TABLE_COLUMNS}
-METRIC_PANELS = (("psnr_dataset_db", "PSNR dataset (dB)"), ("psnr_colour_mean_db", "PSNR per image* (dB)"),
-                 ("colourfulness", "Colourfulness"), ("pixel_accuracy", "Pixel accuracy"),
-                 ("semantic_accuracy", "Semantic accuracy"), ("feature_fd", "Classifier-feature FD"))
 
 
 # ---------------------------------------------------------------- where an evaluation is written
@@ -72,15 +65,13 @@ def metrics_target(folder: Path, scope: str) -> tuple[Path, Optional[Path], Opti
     held = (_metrics_or_none(main) or {}).get("scope")
     if held == scope:
         return main, None, None
-    what = ("the full evaluation" if held == FULL_SCOPE else f"an evaluation of scope {held}" if held
-            else "an evaluation of unknown scope")
     if scope == FULL_SCOPE:
         aside = folder / scoped_name(held)
-        return main, aside, f"note: metrics.json held {what}; it is kept as {aside.name}, and metrics.json now " \
-                            f"holds the full one"
+        return main, aside, f"note: metrics.json held an evaluation of scope {held}; it is kept as {aside.name}, " \
+                            f"and metrics.json now holds the full one"
     beside = folder / scoped_name(scope)
-    return beside, None, (f"note: metrics.json holds {what}, which is kept; this one ({scope}) is written "
-                          f"beside it, to {beside.name}")
+    return beside, None, f"note: metrics.json holds the evaluation of scope {held}, which is kept; this one is " \
+                         f"written beside it, to {beside.name}"
 
 
 def writable_folder(folder: Path) -> Path:
@@ -98,7 +89,7 @@ def writable_folder(folder: Path) -> Path:
 def _classifier_for_evaluation(classifier_path, device, log):
     """(classifier or None, what the report says of it): the one named, else the shipped one."""
     from ..variants.cifar_classifier import load_classifier
-    path = Path(classifier_path) if classifier_path else DEFAULT_CLASSIFIER
+    path = Path(classifier_path) if classifier_path else SHIPPED_CLASSIFIER
     if path.exists() or classifier_path:
         clf = load_classifier(path, device)
         return clf, {"file": path.name, "test_accuracy_at_training": clf.test_accuracy}
@@ -208,35 +199,15 @@ def _why_versus_gray(delta: float, ours: dict, report: dict, paper_epochs: int) 
             f"the epochs in which D won outright, where colours collapse.")
 
 
-# ---------------------------------------------------------------- compare
 def _fmt(value, fmt: str) -> str:
     return "n/a" if value is None else fmt.format(value)
 
 
-def read_metrics(run_dir) -> dict:
-    path = Path(run_dir) / "metrics.json"
-    if not path.exists():
-        raise rundir.RunDirError(f"{path} does not exist: run `python -m colorlib evaluate --run-dir {run_dir}` first")
-    report = rundir.read_json(path)
-    if not isinstance(report, dict) or report.get("format") != METRICS_FORMAT:
-        raise rundir.RunDirError(f"{path} is not a colorlib metrics file")
-    return report
-
-
-def comparison_rows(reports: Sequence[dict]) -> tuple[list[tuple[str, dict]], dict]:
-    """(method name, metrics) rows: the gray copy once, then each run's rows (raw and through
-    colorize), named by the report's label; and the ground truth."""
-    rows = [(GRAY_METHOD, reports[0]["methods"][GRAY_METHOD])] if GRAY_METHOD in reports[0]["methods"] else []
-    for rep in reports:
-        label = rep.get("label", rep["method"])
-        rows += [(label + name[len(rep["method"]):] if name.startswith(rep["method"]) else name, scores)
-                 for name, scores in rep["methods"].items() if name != GRAY_METHOD]
-    return rows, reports[0]["ground_truth"]
-
-
 def markdown_table(reports: Sequence[dict]) -> str:
-    rows, truth = comparison_rows(reports)
-    data = reports[0]["data"]
+    """The reports' scores as a Markdown table: the gray copy once, then each run's rows."""
+    rows = [(GRAY_METHOD, reports[0]["methods"][GRAY_METHOD])] if GRAY_METHOD in reports[0]["methods"] else []
+    rows += [row for rep in reports for row in rep["methods"].items() if row[0] != GRAY_METHOD]
+    data, truth = reports[0]["data"], reports[0]["ground_truth"]
     counts = {m.get("gray_truths_left_out") for _, m in rows} - {None}
     left_out = (f"the {counts.pop()} test images whose truth is exactly gray" if len(counts) == 1
                 else "the test images whose truth is exactly gray")
@@ -253,88 +224,9 @@ def markdown_table(reports: Sequence[dict]) -> str:
            "ssim": "1", "colourfulness_gap_pct": "0", "pixel_accuracy": "100%", "feature_fd": "0"}
     lines.append("| ground truth | " + " | ".join(own[k] for k, _, _ in TABLE_COLUMNS) + " |")
     lines += [f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f in TABLE_COLUMNS) + " |" for name, m in rows]
-    runs = [f"- {rep.get('label', rep['method'])}: preset {rep['run']['preset']}, {rep['run']['epochs_done']} epochs, "
+    runs = [f"- {rep['method']}: preset {rep['run']['preset']}, {rep['run']['epochs_done']} epochs, "
             f"content loss {rep['run']['config']['content_loss']}, lambda {rep['run']['config']['lam']}, "
             f"adversarial weight {rep['run']['config']['adv_weight']}, norm {rep['run']['config']['norm']}"
             for rep in reports]
     return "\n".join(lines + ["", "Runs:"] + runs) + "\n"
 
-
-def distinct_colours(n: int) -> list[tuple[tuple, Optional[str]]]:
-    """n different (colour, hatch) pairs: tab20's ten dark shades, its ten light ones, then with hatches."""
-    from matplotlib import colormaps
-    palette = colormaps["tab20"].colors[0::2] + colormaps["tab20"].colors[1::2]
-    hatches = (None, "//", "..", "xx", "\\\\", "oo")
-    return [(palette[i % 20], hatches[(i // 20) % len(hatches)]) for i in range(n)]
-
-
-def comparison_chart(rows: Sequence[tuple[str, dict]], truth: dict, title: str = ""):
-    """Horizontal bar charts of the metrics, one bar per method in its own colour in every panel, its
-    value at the bar's end; the truth's value dashed, the gray copy's dotted."""
-    from matplotlib.figure import Figure
-    n = len(rows)
-    fig = Figure(figsize=(14, 2 * (1.1 + 0.3 * n)), dpi=100, layout="constrained")
-    axes = fig.subplots(2, 3, sharey=True)
-    styles = distinct_colours(n)
-    for ax, (key, label) in zip(axes.ravel(), METRIC_PANELS):
-        _metric_panel(ax, key, label, rows, truth, styles)
-    for ax in axes[:, 0]:
-        ax.set_yticks(range(n), [name for name, _ in rows], fontsize=10)
-    axes[0, 0].set_ylim(n - 0.5, -0.5)  # the first row on top (the y axis is shared)
-    lines = ("dotted: the gray copy's value" if rows and rows[0][0] == GRAY_METHOD else "") + \
-        ("; dashed: the ground truth's" if any(truth.get(k) is not None for k, _ in METRIC_PANELS) else "")
-    fig.suptitle("\n".join(t for t in (title, lines.strip("; ")) if t), fontsize=12)
-    return fig
-
-
-def _metric_panel(ax, key: str, label: str, rows, truth: dict, styles) -> None:
-    """One metric of `comparison_chart`: a horizontal bar per row, its value at its end."""
-    values = [m.get(key) if m.get(key) is not None else float("nan") for _, m in rows]
-    ends, fmt = [], CHART_FORMATS.get(key, "{:.3g}")
-    for i, (value, (colour, hatch)) in enumerate(zip(values, styles)):
-        ax.barh(i, value, color=colour, hatch=hatch, edgecolor="black" if hatch else colour, linewidth=0.5,
-                height=0.75)
-        if math.isfinite(value):
-            ends.append(value)
-            ax.text(value, i, " " + fmt.format(value), va="center", fontsize=9,
-                    bbox={"facecolor": "white", "alpha": 0.8, "linewidth": 0, "pad": 0.5})
-    if rows and rows[0][0] == GRAY_METHOD and math.isfinite(values[0]):
-        ax.axvline(values[0], color="gray", ls=":", lw=1)
-    reference = ""
-    if truth.get(key) is not None:  # where the ground truth has a value, it is the target
-        ax.axvline(truth[key], color="black", ls="--", lw=1)
-        reference = f", truth {fmt.format(truth[key])}"
-        ends.append(truth[key])
-    ax.set_xlim(0, 1.25 * max(ends) if ends else 1)
-    ax.set_title(label + reference, fontsize=11)
-    ax.tick_params(axis="x", labelsize=9)
-    ax.grid(axis="x", alpha=0.3)
-
-
-def compare_runs(run_dirs: Sequence[str], out) -> list[Path]:
-    """Write OUT/metrics.md and OUT/metrics.png comparing the runs' metrics.json files."""
-    reports = [read_metrics(d) for d in run_dirs]
-    names = [Path(d).name for d in run_dirs]
-    for d, rep in zip(run_dirs, reports):  # rows are named by folder, by path where names repeat
-        rep["label"] = Path(d).name if names.count(Path(d).name) == 1 else str(d)
-        if (rep["data"]["source"], rep["data"]["images"]) != (reports[0]["data"]["source"],
-                                                              reports[0]["data"]["images"]):
-            raise rundir.RunDirError(f"{d} was evaluated on {rep['data']['images']} images of {rep['data']['source']}, "
-                                     f"the first run on {reports[0]['data']['images']} of "
-                                     f"{reports[0]['data']['source']}: evaluate every run on the same data and --limit")
-    out = writable_folder(Path(out))
-    rundir.atomic_write_text(out / "metrics.md", markdown_table(reports))
-    rows, truth = comparison_rows(reports)
-    data = reports[0]["data"]
-    chart = comparison_chart(rows, truth, f"Colorization metrics on {data['images']} test images of {data['source']}")
-    chart.savefig(out / "metrics.png", dpi=120)
-    return [out / "metrics.md", out / "metrics.png"]
-
-
-def summary_lines(report: dict) -> list[str]:
-    """An evaluation report in a few lines: the ground truth, then each method."""
-    truth = report["ground_truth"]
-    lines = [f"{report['data']['images']} test images; ground truth colourfulness {truth['colourfulness']:.1f}, "
-             f"classifier accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}"]
-    return lines + [f"  {name}: " + ", ".join(f"{h} {_fmt(m.get(k), f)}" for k, h, f in TABLE_COLUMNS)
-                    for name, m in report["methods"].items()]

@@ -16,7 +16,7 @@ Every metric compares 8-bit RGB images [B, 3, H, W] (uint8), the images a user w
   features; NOT comparable with Inception FID (`--inception-weights` adds that with torch-fidelity).
 
 "Through colorize" scores are the files the `colorize` command writes (`colorize_method`), decoded.
-Reports, files and tables of `evaluate` and `compare`: evaluation.py.
+Reports and tables of `evaluate`: evaluation.py.
 """
 from __future__ import annotations
 
@@ -218,14 +218,13 @@ def generator_method(G: nn.Module) -> Method:
 
 
 def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
-                    fmt: str = "JPEG", **how) -> list[bytes]:
+                    fmt: str = "JPEG") -> list[bytes]:
     """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W]): each
     read as the command reads a photo (its 8-bit BT.601 luma), then `colorize.colorized_files`, at
-    its default render size, into `fmt`; `how`: the dial (vividness=) or its knobs."""
+    its default render size, into `fmt`."""
     from ..inference import colorize
     photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in images.cpu()]
-    return colorize.colorized_files(photos, G, render_size or colorize.DEFAULT_RENDER_SIZE, [fmt] * len(photos),
-                                    **how)
+    return colorize.colorized_files(photos, G, render_size or colorize.DEFAULT_RENDER_SIZE, [fmt] * len(photos))
 
 
 def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
@@ -326,8 +325,8 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
 
 def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
                        limit: Optional[int] = None, batch_size: int = 500, device="cpu", name: str = "generator",
-                       include_gray: bool = True, inception_weights: Optional[str] = None,
-                       progress: bool = False, through_colorize: bool = False) -> dict:
+                       inception_weights: Optional[str] = None, progress: bool = False,
+                       through_colorize: bool = False) -> dict:
     """Generator `G` scored on the test split of `data` (a seeded random subset of `limit` images)
     next to the gray copy, and with through_colorize what the `colorize` command writes for those
     images, as "<name> through colorize". The data's classes are matched to the classifier's by name."""
@@ -335,8 +334,7 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
     from ..runs.data import load_split
     test = load_split(data, "test", limit, seed=0)
     labels, classes_note = judge_labels(test.labels, test.classes, classifier)
-    methods: dict[str, Method] = {GRAY_METHOD: gray_baseline} if include_gray else {}
-    methods[name] = generator_method(G.to(device))
+    methods: dict[str, Method] = {GRAY_METHOD: gray_baseline, name: generator_method(G.to(device))}
     fmt = output_format_for(data)
     if through_colorize:
         methods[f"{name} through colorize"] = colorize_method(G, DEFAULT_RENDER_SIZE, fmt)

@@ -49,20 +49,12 @@ def _photo_files() -> list[tuple[str, Path]]:
     return files + [(name, folder / file) for name, file in SKIMAGE_PHOTOS]
 
 
-def sample_photos(max_side: Optional[int] = MAX_SIDE, names: Optional[Sequence[str]] = None
-                  ) -> list[tuple[str, torch.Tensor]]:
+def sample_photos(max_side: Optional[int] = MAX_SIDE) -> list[tuple[str, torch.Tensor]]:
     """(name, uint8 RGB [3, H, W]) of the colour photos that ship with matplotlib and scikit-image,
-    shrunk (Lanczos) to at most `max_side` pixels on the long side (None: full size); `names`: only
-    these, in this order. A bundled file that is missing or has no colour is skipped with a line."""
-    files = _photo_files()
-    if names is not None:
-        found = dict(files)
-        if set(names) - found.keys():
-            raise ValueError(f"unknown or unavailable photo(s) {sorted(set(names) - found.keys())}; available: "
-                             f"{', '.join(found)}")
-        files = [(n, found[n]) for n in names]
+    shrunk (Lanczos) to at most `max_side` pixels on the long side (None: full size). A bundled file
+    that is missing or has no colour is skipped with a line."""
     photos = []
-    for name, path in files:
+    for name, path in _photo_files():
         if not path.is_file():
             print(f"note: sample photo {name} is left out: {path} is not installed", file=sys.stderr)
             continue
@@ -88,18 +80,18 @@ def gray_copy(rgb: torch.Tensor) -> torch.Tensor:
     return photo_luma(rgb).mul(255).round_().to(torch.uint8).expand(3, -1, -1).contiguous()
 
 
-def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, method: str = "chroma",
-                    chroma_gain: float = 1.0, photos: Optional[Sequence[tuple[str, torch.Tensor]]] = None,
-                    max_side: Optional[int] = MAX_SIDE, threads: Optional[int] = 1) -> dict:
+def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chroma_gain: float = 1.0,
+                    photos: Optional[Sequence[tuple[str, torch.Tensor]]] = None,
+                    max_side: Optional[int] = MAX_SIDE) -> dict:
     """Each photo's gray copy colorized at each render size and scored against the photo.
 
     model: a generator, a checkpoint path, or None for the shipped one. photos: (name, uint8 RGB)
     pairs (default `sample_photos(max_side)`). Per photo and render size: PSNR of the colorization
     and of the gray copy, whether it beats gray, the share of colourfulness kept; per render size
-    their aggregates and the seconds taken. threads: PyTorch's CPU threads meanwhile (restored; the
-    inputs are small, so one is as fast as several on an idle machine, many times faster on a busy one)."""
+    their aggregates and the seconds taken. On one CPU thread meanwhile: the inputs are small, so one
+    is as fast as several on an idle machine, many times faster on a busy one."""
     started, previous = time.perf_counter(), torch.get_num_threads()
-    torch.set_num_threads(threads or previous)
+    torch.set_num_threads(1)
     try:
         if model is None or isinstance(model, (str, Path)):
             model = colorize.load_model(model)[0]
@@ -111,9 +103,9 @@ def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, meth
                  "gray_psnr_db": psnr(gray_copy(rgb)[None], rgb[None]).item()} for name, rgb in photos]
         if any(p["colourfulness"] <= 0 for p in info):
             raise ValueError("a photo has no colour; leave it out")
-        report = {"method": method, "chroma_gain": chroma_gain, "max_side": max_side,
+        report = {"chroma_gain": chroma_gain, "max_side": max_side,
                   "render_sizes": list(render_sizes), "photos": info,
-                  "results": {size: _at_render_size(model, size, method, chroma_gain, photos, info)
+                  "results": {size: _at_render_size(model, size, chroma_gain, photos, info)
                               for size in render_sizes}}
     finally:
         torch.set_num_threads(previous)
@@ -121,11 +113,11 @@ def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, meth
     return report
 
 
-def _at_render_size(model, render_size: int, method: str, chroma_gain: float, photos, info) -> dict:
+def _at_render_size(model, render_size: int, chroma_gain: float, photos, info) -> dict:
     start, rows = time.perf_counter(), []
     for (name, rgb), base in zip(photos, info):
-        files = colorize.colorized_files([colorize.GrayPhoto(photo_luma(rgb))], model, render_size, ["PNG"], method,
-                                         None if method == "naive" else chroma_gain)
+        files = colorize.colorized_files([colorize.GrayPhoto(photo_luma(rgb))], model, render_size, ["PNG"],
+                                         chroma_gain=chroma_gain)
         out = decode_outputs(files)
         value, colour = psnr(out, rgb[None]).item(), colourfulness(out).item()
         rows.append({"name": name, "psnr_db": value, "gray_psnr_db": base["gray_psnr_db"],
@@ -151,8 +143,8 @@ def photo_table(report: dict) -> str:
     photos, sizes = report["photos"], report["render_sizes"]
     side = f"at most {report['max_side']} px on the long side" if report.get("max_side") else "full size"
     took = f" {report['seconds']:.1f} s in all." if "seconds" in report else ""
-    lines = [f"{len(photos)} photos ({side}): {', '.join(p['name'] for p in photos)}. Method "
-             f"{report['method']}, chroma gain {report['chroma_gain']:g}; scored against the original like "
+    lines = [f"{len(photos)} photos ({side}): {', '.join(p['name'] for p in photos)}. Chroma "
+             f"gain {report['chroma_gain']:g}; scored against the original like "
              f"the CIFAR-10 test. Best render size by share beating gray, then colourfulness kept: "
              f"{best_render_size(report)}.{took}", "",
              "| Render size | Beats gray | Colourfulness kept (mean) | PSNR mean (dB) | Gray PSNR mean (dB) "

@@ -1,20 +1,15 @@
 """Shipping a generator as `colorize`'s default: only when it beats the one that ships now.
 
-    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH --dry-run   # compare, decide
-    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH             # ... and ship if it wins
+    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH [--dry-run]
 
-The candidate (a run's best.pt, else generator.pt or last.pt; or a checkpoint file) and the current
-default are scored alike, never on the test split: on the candidate's validation split through
-`colorize` (dataset PSNR, distance to the truth's colourfulness, semantic accuracy, feature FD) and
-on the sample photos (photos.py: the share beating the gray copy, the colourfulness kept). A measure
-decides only where neither generator trained on its images: the photos always; the validation split
-when the default's run held it out too (the splits are nested, drawn with one seed). The shipped
-generator trained on all 50,000 training images, so against it only the photos decide. The
-candidate must also beat the gray copy's validation PSNR, then be no worse on any deciding measure
-and better on one. Only a winner is written, after everything else is done (float16 weights, its
-config, provenance, this comparison, its test scores and its calibrated dial); the file it replaces
-is kept, never overwritten: as generator.previous.pt the first time, generator.previous-2.pt, ...
-after that, so the original default is never lost.
+The candidate (a run's best.pt, else generator.pt or last.pt; or a file) and the current default
+are scored alike, never on the test split: on the validation split through `colorize` and on the
+sample photos (photos.py). A measure decides only where neither generator trained on its images:
+the photos always, the validation split when the default's run held it out too (the shipped
+generator trained on all 50,000 images, so against it only the photos decide). The candidate must
+beat the gray copy's validation PSNR, be no worse on any deciding measure and better on one. Only
+a winner is written, after everything else is computed; the file it replaces is kept as
+generator.previous.pt (later generator.previous-2.pt, ...), so the original is never lost.
 """
 from __future__ import annotations
 

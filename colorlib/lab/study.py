@@ -3,19 +3,12 @@
     python -m colorlib sweep PLAN.json                                 (a plan file: see load_plan)
     python -m colorlib study --preset quick --seeds 3 --out runs/study --figures figures/quick/baselines
 
-Runs are trained one after another into OUT/<method>/seed<k>, each an ordinary run directory. A
-run already there continues with the configuration asked for, and a finished one is left as it
-is; one whose maths differ from what is asked (`--set lam=10` over a run of lam=100) is refused
-before anything trains (engine/resume.py's rule). A stopped sweep or study is therefore finished
-by running the same command again.
-
-The study then scores each run's `best.pt` (its epoch of lowest validation feature distance;
-generator.pt where it has none) on the validation and the test split, raw and as `colorize`
-delivers it (the input's exact luma with the network's chroma). Each seed's scores are kept in
-its scores.json (a rerun scoring the same images reuses them); per method, the mean and sample
-std over seeds go to metrics.json and metrics.md, with frontier.png and collapse.png. The choice,
-on the validation split only, by a rule fixed before any run: the lowest mean validation feature
-distance among the methods whose mean validation PSNR (through colorize) beats the gray copy's.
+Runs are trained one after another into OUT/<method>/seed<k>; the same command continues a stopped
+sweep or study, and one asking for other maths than a run there holds is refused before anything
+trains (engine/resume.py). The study scores each run's best.pt (else generator.pt) on the
+validation and test splits, raw and through `colorize` (kept in its scores.json), and writes per
+method the mean and sample std over seeds (metrics.json, metrics.md, frontier.png, collapse.png).
+It chooses on the validation split only, by a rule fixed before any run (SELECTION_RULE).
 """
 from __future__ import annotations
 
@@ -75,7 +68,9 @@ def load_plan(path) -> dict:
         methods = dict(zip(methods, methods))
     plan = {"seeds": [0], "preset": "quick", "set": {}, **plan, "methods": {}}
     for name, value in methods.items():
-        check_run_name(name, where)
+        if name in ("", ".", "..") or any(c in name for c in "/\\\0"):  # the folder OUT/<method>: inside OUT
+            raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (its runs go in "
+                              f"OUT/<method>/seed<k>)")
         if isinstance(value, str):
             value = baselines_methods([value])[value]
         if not isinstance(value, dict):
@@ -90,13 +85,6 @@ def load_plan(path) -> dict:
     return plan
 
 
-def check_run_name(name, where: str = "a sweep") -> None:
-    """A method's name becomes the folder OUT/<method>: one plain name, so nothing is written outside OUT."""
-    if not isinstance(name, str) or name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (its runs go in "
-                          f"OUT/<method>/seed<k>)")
-
-
 # ---------------------------------------------------------------- training
 def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out, common: dict,
                progress: bool = True, log=print, accept_changes=()) -> dict[str, str]:
@@ -106,7 +94,6 @@ def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out,
     accept_changes: the Trainer's. Returns {run dir: why it failed}."""
     runs = []
     for name, overrides in methods.items():
-        check_run_name(name)
         for seed in seeds:
             run_dir = Path(out) / name / f"seed{seed}"
             cfg = make_config(preset, **{**common, **overrides, "seed": seed})
@@ -173,7 +160,7 @@ def collapse_summary(run_dirs: Sequence[Path]) -> dict:
 
 
 def choose(methods: dict, gray: dict) -> Optional[str]:
-    """The selection rule (module docstring), on validation scores only."""
+    """SELECTION_RULE, on validation scores only."""
     gray_psnr = gray["val"]["psnr_dataset_db"]["mean"]
     eligible = {m: r["val"]["colorize"] for m, r in methods.items()
                 if r["val"]["colorize"].get("psnr_dataset_db", {}).get("mean", -math.inf) > gray_psnr

@@ -53,11 +53,7 @@ class RunDirError(OneLineError, RuntimeError):
 
 
 class RunDirWarning(UserWarning):
-    """Part of a run directory is damaged and was left out; the message names the file."""
-
-
-class RunDirRepaired(UserWarning):
-    """A damaged or missing table was rebuilt from the run's checkpoint; nothing is lost."""
+    """Part of a run directory is damaged: left out, or rebuilt from last.pt; the message names the file."""
 
 
 def first_line(exc: BaseException, limit: int = 200) -> str:
@@ -67,8 +63,7 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 # ---------------------------------------------------------------- atomic writes
 def atomic_write_bytes(path, data: bytes) -> None:
     """`data` into `path` through a temporary file in the same folder and os.replace: all or nothing."""
-    path = Path(path)
-    tmp = None
+    path, tmp = Path(path), None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX)
@@ -193,9 +188,9 @@ def _parse_table(path: Path, columns) -> tuple[list[str], list[list[float]]]:
     return header, rows
 
 
-def _read_table(run_dir, name: str, columns, count_key: str, repair: bool):
+def _read_table(run_dir, name: str, columns, count_key: str):
     """(header, rows) of history.csv or epochs.csv; one that is damaged, shorter than run.json counts, or
-    missing beside a last.pt is rebuilt from last.pt (RunDirRepaired). None: no table and none expected."""
+    missing beside a last.pt is rebuilt from last.pt (RunDirWarning). None: no table and none expected."""
     run_dir = Path(run_dir)
     path, last = run_dir / name, run_dir / "checkpoints" / "last.pt"
     try:
@@ -213,7 +208,7 @@ def _read_table(run_dir, name: str, columns, count_key: str, repair: bool):
         return header, rows
     except (ValueError, UnicodeDecodeError, RunDirError) as exc:
         damaged = f"{path} is damaged ({first_line(exc)})"
-    if not repair or not last.exists():
+    if not last.exists():
         raise RunDirError(f"{damaged}; restore it from a copy or train the run again")
     ckpt = load_checkpoint(last, (CHECKPOINT_FORMAT,))
     if name == "history.csv":
@@ -224,24 +219,24 @@ def _read_table(run_dir, name: str, columns, count_key: str, repair: bool):
         _write_table(path, header, rows, 2 if name == "history.csv" else 1)
     except OSError:  # a read-only copy of a run: the rows are still used
         damaged += " (read-only: not rewritten)"
-    warnings.warn(f"{damaged}; rebuilt from {last}", RunDirRepaired, stacklevel=3)
+    warnings.warn(f"{damaged}; rebuilt from {last}", RunDirWarning, stacklevel=3)
     return header, rows
 
 
-def read_history(run_dir, repair: bool = True) -> dict[str, torch.Tensor]:
+def read_history(run_dir) -> dict[str, torch.Tensor]:
     """The history as one 1-D float64 tensor per column (empty for a run with no iterations)."""
-    table = _read_table(run_dir, "history.csv", HISTORY_COLUMNS, "history_rows", repair)
+    table = _read_table(run_dir, "history.csv", HISTORY_COLUMNS, "history_rows")
     data = torch.tensor(table[1] if table else [], dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS))
     return {c: data[:, i] for i, c in enumerate(HISTORY_COLUMNS)}
 
 
-def history_tensor(run_dir, repair: bool = True) -> torch.Tensor:
-    return torch.stack(list(read_history(run_dir, repair).values()), dim=1).float()
+def history_tensor(run_dir) -> torch.Tensor:
+    return torch.stack(list(read_history(run_dir).values()), dim=1).float()
 
 
-def read_epochs(run_dir, repair: bool = True) -> dict[str, torch.Tensor]:
+def read_epochs(run_dir) -> dict[str, torch.Tensor]:
     """epochs.csv as one 1-D tensor per column ({} where there is none)."""
-    table = _read_table(run_dir, "epochs.csv", None, "epochs_done", repair)
+    table = _read_table(run_dir, "epochs.csv", None, "epochs_done")
     if table is None:
         return {}
     header, rows = table
@@ -257,15 +252,15 @@ def save_strip(path, images: torch.Tensor) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_strip(path, image_size: int = 32) -> torch.Tensor:
+def load_strip(path) -> torch.Tensor:
     try:
         with Image.open(path) as png:
             img = torch.from_numpy(np.array(png.convert("RGB"))).permute(2, 0, 1)
     except (OSError, SyntaxError, ValueError) as exc:
         raise RunDirError(f"sample image {path} is damaged or unreadable ({first_line(exc)})") from None
-    if img.shape[2] % image_size:
-        raise RunDirError(f"sample image {path} is not a strip of {image_size}-pixel images")
-    return torch.stack(img.split(image_size, dim=2))
+    if img.shape[2] % 32:
+        raise RunDirError(f"sample image {path} is not a strip of 32-pixel images")
+    return torch.stack(img.split(32, dim=2))
 
 
 def sample_epochs(run_dir) -> list[int]:
@@ -343,12 +338,10 @@ def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERAT
     ckpt = load_weights_file(path, formats, "checkpoint", remedy)
     for name, kind in CHECKPOINT_PARTS[ckpt["format"]].items():
         part = ckpt.get(name)
-        if name not in ckpt or not isinstance(part, kind) or isinstance(part, bool):
-            why = f"is damaged: its {name!r} is a {type(part).__name__}, not a {kind.__name__}" if name in ckpt \
-                else f"is incomplete: it has no {name!r}"
-            raise RunDirError(f"checkpoint {str(path)!r} {why}. {remedy}")
-    if not all(isinstance(v, torch.Tensor) for v in ckpt["generator"].values()):
-        raise RunDirError(f"checkpoint {str(path)!r}: its 'generator' holds values that are not tensors. {remedy}")
+        if not isinstance(part, kind) or isinstance(part, bool) or (
+                name == "generator" and not all(isinstance(v, torch.Tensor) for v in part.values())):
+            raise RunDirError(f"checkpoint {str(path)!r} is damaged: its {name!r} is missing or not a "
+                              f"{kind.__name__}{' of tensors' if name == 'generator' else ''}. {remedy}")
     try:
         config_from_dict(ckpt["config"])
     except ValueError as exc:  # ConfigError
