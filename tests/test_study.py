@@ -83,3 +83,16 @@ def test_a_study_stopped_while_scoring_is_finished_by_running_it_again(data_dir,
     assert all(again["methods"][m]["test"] == report["methods"][m]["test"] for m in report["methods"])
     assert all((figures / f).stat().st_mtime_ns > t for f, t in drawn.items())
     assert (runs / "paper" / "seed0" / "checkpoints" / "last.pt").stat().st_mtime_ns == last
+
+
+@pytest.mark.slow
+def test_a_study_of_a_plan_scores_the_plans_own_methods(data_dir, tmp_path, capsys):
+    plan, figures = tmp_path / "plan.json", tmp_path / "figures"
+    plan.write_text(json.dumps({"preset": "smoke", "seeds": [0], "out": str(tmp_path / "runs"), "set": {"epochs": 1},
+                                "methods": {"lam-10": {"lam": 10.0}}}))
+    assert run_cli(capsys, "study", plan, "--figures", figures, "--data", data_dir, "--device", "cpu",
+                   "--test-limit", 60, "--no-progress")[0] == 0
+    report = json.loads((figures / "metrics.json").read_text())
+    assert list(report["methods"]) == ["lam-10"] and report["methods"]["lam-10"]["overrides"] == {"lam": 10.0}
+    assert report["preset"] == "smoke" and report["seeds"] == 1
+    assert rundir.read_config(tmp_path / "runs" / "lam-10" / "seed0").lam == 10.0

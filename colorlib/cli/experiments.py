@@ -26,10 +26,15 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_study(args) -> int:
-    from ..lab.study import run_study
-    many_runs(args.out, lambda: run_study(args.preset, args.out, args.figures, args.seeds, args.methods, args.data,
-                                          args.device, set_overrides(args.set), progress=not args.no_progress,
-                                          test_limit=args.test_limit, accept_changes=args.accept_change))
+    from ..lab.study import load_plan, run_study
+    if args.plan and args.methods:
+        raise ConfigError("give a plan file or --methods, not both")
+    plan = load_plan(args.plan) if args.plan else {"methods": args.methods, "set": {}}
+    preset, seeds = plan.get("preset", args.preset), plan.get("seeds", args.seeds)
+    out = plan.get("out", args.out)
+    many_runs(out, lambda: run_study(preset, out, args.figures, seeds, plan["methods"], args.data, args.device,
+                                     {**plan["set"], **set_overrides(args.set)}, progress=not args.no_progress,
+                                     test_limit=args.test_limit, accept_changes=args.accept_change))
     return 0
 
 
@@ -97,6 +102,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
     p = sub.add_parser("study", help="every method x seeds trained, scored and aggregated")
+    p.add_argument("plan", nargs="?", help="a plan file (JSON, as for sweep): its methods, seeds, preset and out "
+                                           "instead of the baselines table's")
     p.add_argument("--preset", default="paper", help=f"budget for every run: {', '.join(PRESETS)}")
     p.add_argument("--seeds", type=positive_int, default=3)
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")

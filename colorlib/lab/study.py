@@ -168,8 +168,8 @@ def choose(methods: dict, gray: dict) -> Optional[str]:
     return min(eligible, key=lambda m: eligible[m]["feature_fd"]["mean"]) if eligible else None
 
 
-def _score_method(name: str, seeds: Sequence[int], out: Path, splits: dict, classifier, device, failed: dict,
-                  log) -> Optional[dict]:
+def _score_method(name: str, overrides: dict, seeds: Sequence[int], out: Path, splits: dict, classifier, device,
+                  failed: dict, log) -> Optional[dict]:
     """A method's entry in the report: scores aggregated over its seeds that have a generator, collapse, each seed's."""
     per_seed, dirs = [], []
     for seed in seeds:
@@ -182,7 +182,7 @@ def _score_method(name: str, seeds: Sequence[int], out: Path, splits: dict, clas
         dirs.append(run_dir)
     if not per_seed:
         return None
-    r = {"overrides": METHODS.get(name, {}), "collapse": collapse_summary(dirs), "seeds": per_seed,
+    r = {"overrides": overrides, "collapse": collapse_summary(dirs), "seeds": per_seed,
          **{split: {v: aggregate([s[split][v] for s in per_seed]) for v in ("raw", "colorize")}
             for split in ("val", "test")}}
     log(f"   {name}: val FD {r['val']['colorize'].get('feature_fd', {}).get('mean', math.nan):.2f}, "
@@ -203,18 +203,21 @@ def _score_gray(splits: dict, classifier, device) -> tuple[dict, dict]:
 
 
 # ---------------------------------------------------------------- the study
-def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Sequence[str]] = None,
+def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods: Sequence[str] | dict | None = None,
               data: Optional[str] = None, device: str = "auto", overrides: Optional[dict] = None,
               progress: bool = True, test_limit: Optional[int] = None, log=print, accept_changes=()) -> dict:
     """The whole study of the module docstring; writes metrics.json, metrics.md and the figures
-    into `figures` and returns the report. Run again, it trains what is left and scores again."""
+    into `figures` and returns the report. Run again, it trains what is left and scores again.
+    methods: names of the baselines table, or {name: config overrides} (a plan's); seeds: a count or a list."""
     from ..runs.data import load_split
     from ..runs.device import device_name, pick_device
     from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
-    chosen_methods, started, dev = baselines_methods(methods), time.perf_counter(), pick_device(device)
+    chosen_methods = methods if isinstance(methods, dict) else baselines_methods(methods)
+    seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
+    started, dev = time.perf_counter(), pick_device(device)
     common, out = {"data": data, "device": str(dev), **(overrides or {})}, Path(out)
-    log(f"== study: {len(chosen_methods)} methods x {seeds} seeds, preset {preset}, on {device_name(dev)}")
-    failed = train_runs(chosen_methods, range(seeds), preset, out, common, progress, log, accept_changes)
+    log(f"== study: {len(chosen_methods)} methods x {len(seeds)} seeds, preset {preset}, on {device_name(dev)}")
+    failed = train_runs(chosen_methods, seeds, preset, out, common, progress, log, accept_changes)
 
     log("== scoring")
     cfg = make_config(preset, **common)
@@ -223,9 +226,9 @@ def run_study(preset: str, out, figures, seeds: int = 3, methods: Optional[Seque
     classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
     gray, truth = _score_gray(splits, classifier, dev)
     results = {name: r for name in chosen_methods
-               if (r := _score_method(name, range(seeds), out, splits, classifier, dev, failed, log))}
+               if (r := _score_method(name, chosen_methods[name], seeds, out, splits, classifier, dev, failed, log))}
     chosen = choose(results, gray)
-    report = {"format": STUDY_FORMAT, "preset": preset, "seeds": seeds, "methods": results, "gray": gray,
+    report = {"format": STUDY_FORMAT, "preset": preset, "seeds": len(seeds), "methods": results, "gray": gray,
               "ground_truth": truth, "chosen": chosen, "selection_rule": SELECTION_RULE,
               "epochs": {name: r["seeds"][0]["epochs_done"] for name, r in results.items()},
               "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
