@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paper.config import PRESETS
-from ..runs.config import ConfigError
+from ..runs.config import ConfigError, refuse_existing
 from ._args import DATA_HELP, add_accept_change_arg, add_many_runs_args, add_set_arg, positive_int, set_overrides
 
 
@@ -64,8 +64,8 @@ def cmd_bench(args) -> int:
     from ..runs import rundir
     from ..runs.config import make_config
     from ..runs.data import DataError, resolve_source
-    if args.out and Path(args.out).exists():  # before minutes of timing: earlier results are never replaced
-        raise ConfigError(f"{args.out} already exists; bench never replaces earlier results: choose another --out")
+    if args.out:  # before minutes of timing: earlier results are never replaced
+        refuse_existing(args.out)
     cfg = make_config(args.preset, data=args.data, device=args.device, train_size=args.train_size,
                       **set_overrides(args.set))
     if resolve_source(cfg.data) == "cifar10" and not (Path(cfg.data_root) / "cifar-10-batches-py").is_dir():

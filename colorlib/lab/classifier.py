@@ -70,11 +70,10 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      test_size: Optional[int] = None, device: str = "auto", seed: int = 0, log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`
     (refused, before any work, where a file is)."""
-    from ..runs.config import ConfigError
+    from ..runs.config import refuse_existing
     from ..runs.data import DataError, load_split
     from ..runs.device import pick_device
-    if Path(out).exists():
-        raise ConfigError(f"{out} exists: a classifier checkpoint is never replaced; choose another --out")
+    refuse_existing(out)
     dev, started = pick_device(device), time.time()
     torch.manual_seed(seed)
     train, test = load_split(data, "train", train_size, seed), load_split(data, "test", test_size, seed)

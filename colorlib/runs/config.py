@@ -117,6 +117,14 @@ class ConfigError(OneLineError, ValueError):
     """A configuration a user asked for that cannot run; the message says how to fix it."""
 
 
+def refuse_existing(path, option: str = "--out") -> None:
+    """The one rule for a file a command is asked to write (pack, bench, train-classifier): one that is
+    there, or a link, is never replaced, and the command stops before any work."""
+    if os.path.lexists(path):
+        raise ConfigError(f"{path} already exists: colorlib never replaces a file that is there; choose another "
+                          f"{option}, or delete it first")
+
+
 def _kind(name: str):
     """(the field's declared type, whether it may be None)."""
     kind = typing.get_type_hints(Config)[name]

@@ -19,7 +19,7 @@ import torch
 import torchvision
 from PIL import Image
 
-from .config import DATA_ENV, OneLineError
+from .config import DATA_ENV, OneLineError, refuse_existing
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PACK_FORMAT = "colorlib-jpeg-pack-v1"
@@ -170,8 +170,7 @@ def pack_folder(folder: str, out: str) -> dict:
     path, out = Path(folder), Path(out)
     if not path.is_dir():
         raise DataError(f"{folder!r} is not a folder")
-    if out.exists() or out.is_symlink():
-        raise DataError(f"{str(out)!r} already exists: choose another --out, or delete it first")
+    refuse_existing(out)
     pack = {"format": PACK_FORMAT}
     for split in ("train", "test"):
         files, labels, pack["classes"] = _folder_files(path, split)
