@@ -14,8 +14,9 @@ from ..engine.trainer import D_WINS_LOSS
 from ..runs.config import ConfigError, make_config
 from ..runs.rundir import read_json
 from .baselines import METHODS
-from .study import STUDY_FORMAT
 from .tutorial import REPO, shown
+
+STUDY_FORMAT = "colorlib-study-v1"  # metrics.json of a study (study.py writes it; notebook 08 reads it)
 
 DPI = 100
 TEXT = 10  # pt: titles, axis labels, annotations

@@ -27,11 +27,11 @@ from ..engine.trainer import Trainer, TrainingDiverged
 from ..runs import rundir
 from ..runs.config import ConfigError, make_config
 from .baselines import METHODS
+from .stable_colours import STUDY_FORMAT, collapse_figure
 from .validation import validator_for
 
 SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "colourfulness",
           "colourfulness_gap_pct", "pixel_accuracy", "semantic_accuracy", "feature_fd")
-STUDY_FORMAT = "colorlib-study-v1"  # metrics.json of a study; read by notebooks 07 and 08
 SELECTION_RULE = ("lowest mean validation feature FD (through colorize) among methods whose mean validation "
                   "dataset PSNR beats the gray copy's")
 
@@ -243,7 +243,6 @@ def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods
 def write_study(figures: Path, report: dict) -> None:
     """metrics.json, metrics.md, frontier.png and collapse.png into `figures`."""
     from .plots import frontier_figure
-    from .stable_colours import collapse_figure
     figures.mkdir(parents=True, exist_ok=True)
     rundir.write_json(figures / "metrics.json", report)
     rundir.atomic_write_text(figures / "metrics.md", study_table(report))
