@@ -408,11 +408,14 @@ def test_04_stop_ends_run_all_and_running_the_cell_again_continues(browser, lab,
         epochs = run_dir / "epochs.csv"
         _wait(lambda: epochs.is_file() and len(epochs.read_text().splitlines()) > 2, RUN_TIMEOUT, "training to start")
         _menu(browser, "Kernel", "kernelmenu:interrupt")  # the stop button's command
-        _wait(lambda: _kernel_state(lab, name) == "idle", 60, "the kernel to stop")
+        status = lambda: json.loads((run_dir / "run.json").read_text())["status"]  # noqa: E731
+        _wait(lambda: status() == "interrupted", 60, "the run to be saved where it stopped")
         training = _code_cell(browser, "trainer.fit()")
-        _wait(lambda: "run this cell again" in training.text, 30, "the stop's message")
+        shown = lambda: [o.text for o in _find(training, ".jp-OutputArea-output") if "saved in" in o.text]  # noqa: E731
+        _wait(shown, 30, "the stop's one line")
+        _wait(lambda: _kernel_state(lab, name) == "idle", 60, "the kernel to stop")
+        assert "run this cell again to continue" in shown()[0] and len(shown()[0].splitlines()) == 1, shown()
         assert not _tracebacks(training) and "Traceback" not in training.text, training.text[-1500:]
-        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
         prompts = _prompts(browser)
         stopped_at = [c.text for c in _find(_panel(browser), ".jp-CodeCell")].index(training.text)
         assert all(not p.strip("[]: ") for p in prompts[stopped_at + 1:]), f"Run All went on: {prompts}"
