@@ -214,7 +214,3 @@ def parse_override(text: str) -> tuple[str, Any]:
         default = getattr(Config(), name)
         example = default if default is not None else {int: 1, float: 0.5}.get(kind, "text")
         raise ConfigError(f"{name}={raw!r}: expected a value like {example!r}") from None
-
-
-def default_data() -> Optional[str]:
-    return os.environ.get(DATA_ENV) or None
