@@ -44,6 +44,9 @@ TRAINING_NOTEBOOK = "04_training"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 # CurveZMQ keys for every kernel (ipykernel warns at each start over plain TCP); as jupyter_config.json
 KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}})
+# jupyter_client interrupts a kernel before shutting it down; an idle kernel then logs "KeyboardInterrupt
+# caught in kernel" to our stderr, a second line after the stop's one. Cell errors reach us through papermill.
+KERNEL_ARGS = ["--IPKernelApp.log_level=CRITICAL"]
 TUTORIAL = ("01_data", "02_architecture", "03_losses", "04_training", "05_results")  # 05 writes the figures
 REFRESHED = ("01_data", "02_architecture", "03_losses", "04_training")  # committed with a quick run's outputs
 SHIPPED = {"05_results": {"preset": "paper", "run_dir": "figures/paper/run", "interactive": False},
@@ -138,7 +141,8 @@ def execute(path: Path, out: Path, parameters: dict) -> float:
     started = time.perf_counter()
     try:
         papermill.execute_notebook(str(path), str(out), {k: v for k, v in parameters.items() if k in declared},
-                                   kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False, km=km)
+                                   kernel_name="python3", cwd=str(NOTEBOOK_DIR), progress_bar=False, km=km,
+                                   extra_arguments=KERNEL_ARGS)
     except KeyboardInterrupt:
         if km.has_kernel:
             run_sync(interrupt)(km)
