@@ -55,7 +55,7 @@ def test_psnr_is_capped_known_and_of_the_datasets_mse():
     assert psnr(one, target[:1]).item() == pytest.approx(10 * math.log10(255 ** 2 * 3072))
     scores = MethodScores()
     scores.update(pred, target, with_ssim=False)
-    result = scores.result(truth_colourfulness=1.0, with_labels=False)
+    result = scores.result(truth_colourfulness=1.0)
     assert result["psnr_mean_db"] == pytest.approx((10 * math.log10(255 ** 2) + 10 * math.log10(255 ** 2 / 100)) / 2)
     assert result["psnr_dataset_db"] == pytest.approx(10 * math.log10(255 ** 2 / 50.5))
     assert psnr_from_mse(torch.tensor(0.0)).item() == PSNR_CAP_DB

@@ -10,7 +10,7 @@ import torch
 from colorlib.inference import vividness as dial
 from colorlib.inference.colorize import DEFAULT_CHECKPOINT, load_model
 from colorlib.lab import metrics, ship as shipping
-from colorlib.lab.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship, verdict
+from colorlib.lab.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship
 from colorlib.runs import rundir
 from colorlib.runs.rundir import RunDirError
 
@@ -23,10 +23,10 @@ def _scores(**changes) -> dict:
 
 def test_beating_means_no_worse_on_any_deciding_measure_and_better_on_one():
     default = _scores()
-    assert verdict(_scores(val_feature_fd=1.2), default)[0]
-    assert not verdict(_scores(), default)[0]  # the same everywhere: nothing to gain
-    beats, rows = verdict(_scores(val_psnr_dataset_db=24.0, photos_colour_missing=0.5), default)
-    assert not beats and [r["measure"] for r in rows] == [key for key, _, _ in MEASURES]
+    assert decide(_scores(val_feature_fd=1.2), default, gray_val_psnr=22.2)[0]
+    assert not decide(_scores(), default, gray_val_psnr=22.2)[0]  # the same everywhere: nothing to gain
+    beats, rows, _ = decide(_scores(val_psnr_dataset_db=24.0, photos_colour_missing=0.5), default, 22.2)
+    assert not beats and [r["measure"] for r in rows] == [m[0] for m in MEASURES]
     # against a default trained on the validation images, only the photos decide; never below the gray copy
     candidate = _scores(photos_beat_gray=0.8)
     trained_on = _scores(val_psnr_dataset_db=26.4)

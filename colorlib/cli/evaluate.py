@@ -24,22 +24,17 @@ def cmd_train_classifier(args) -> int:
 
 
 def cmd_ship(args) -> int:
-    from ..inference.checkpoints import DEFAULT_CHECKPOINT
     from ..lab.ship import ship
-    ship(args.candidate, args.data, out=args.out or DEFAULT_CHECKPOINT, against=args.against or DEFAULT_CHECKPOINT,
-         dry_run=args.dry_run, device=args.device, val_limit=args.val_limit, test_limit=args.test_limit)
+    ship(args.candidate, args.data, args.out, args.against, args.dry_run, args.device, args.val_limit, args.test_limit)
     return 0
 
 
 def widths(text: str) -> tuple[int, ...]:
     """argparse type of --widths: three positive integers, comma-separated."""
-    try:
-        values = tuple(int(w) for w in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--widths must be comma-separated integers, got {text!r}") from None
-    if len(values) != 3 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"--widths needs three positive integers (32->16->8->4), got {text!r}")
-    return values
+    values = text.split(",")
+    if len(values) != 3 or not all(v.strip().isdigit() and int(v) > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"--widths needs three positive integers, comma-separated, got {text!r}")
+    return tuple(map(int, values))
 
 
 def register(sub) -> None:

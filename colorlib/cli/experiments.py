@@ -1,6 +1,7 @@
 """Commands sweep and study (study.py), bench (bench.py)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from ..paper.config import PRESETS
@@ -58,8 +59,6 @@ def many_runs(out, work):
 
 
 def cmd_bench(args) -> int:
-    import json
-
     from ..lab.bench import format_table, run_benchmark, run_profile
     from ..runs import rundir
     from ..runs.config import make_config
@@ -78,7 +77,6 @@ def cmd_bench(args) -> int:
         result = run_benchmark(cfg, args.iters)
         print(format_table(result))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         rundir.atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0

@@ -3,22 +3,21 @@
     python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--out bench.json]
     python -m colorlib bench --profile [--preset paper]
 
-Both loops train the same networks (the preset's, from the same seed) on the same images with
-the same batch size, and both run the paper's one training algorithm,
-`colorlib.paper.step.training_iteration`: the ratio measures the engine around it, nothing
-else. The tutorial loop: a DataLoader over a TensorDataset of the uint8 images (seeded shuffle,
-drop_last), each batch made float32 on the CPU and moved to the device, plain modules, plain
-Adam. The trainer: `colorlib.Trainer` as `train` runs it, its batches picked by index from the
-images it holds on the device (paper.data.epoch_order).
+Both loops train the same networks (the preset's, from the same seed) on the same images and
+batch size with the paper's one training algorithm, `paper.step.training_iteration`: the ratio
+measures the engine around it, nothing else. The tutorial loop: a seeded DataLoader over a
+TensorDataset of the uint8 images, each batch made float32 on the CPU and moved to the device,
+plain Adam. The trainer: `colorlib.Trainer` as `train` runs it, its batches picked by index from
+the images it holds on the device (paper.data.epoch_order).
 
-They are timed in rounds, one loop after the other, the order alternating (on a CPU one
-iteration a round, on a GPU a few long rounds), so that other work on the machine slows both
-alike; images/s are the median round's, the speed-up the median of the rounds' ratios. Both run
-at the thread count the trainer set. `--profile` prints torch.profiler's table of where a few
-training iterations of the trainer go.
+They are timed in rounds, the order alternating (on a CPU one iteration a round, on a GPU a few
+long rounds), so that other work on the machine slows both alike; images/s are the median round's,
+the speed-up the median of the rounds' ratios, at the thread count the trainer set. `--profile`
+prints torch.profiler's table of where a few of the trainer's iterations go.
 """
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import time
@@ -43,9 +42,8 @@ def _sync(device: torch.device) -> None:
 
 
 def tutorial_step(cfg, images: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
-    """The tutorial's loop over `images` (uint8, CPU), set up; each call runs one training
-    iteration and returns its losses. The networks are built from cfg.seed as the trainer builds
-    them, the caller's random numbers left as they were."""
+    """The tutorial's loop over `images` (uint8, CPU); each call runs one training iteration and
+    returns its losses. The networks are built from cfg.seed as the trainer builds them."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(cfg.seed)
         G, D = variants.build_generator(cfg), variants.build_discriminator(cfg)
@@ -57,15 +55,10 @@ def tutorial_step(cfg, images: torch.Tensor, device: torch.device) -> Callable[[
     objective, d_steps = variants.build_objective(cfg, G), variants.discriminator_steps(cfg)
     loader = DataLoader(TensorDataset(images), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                         generator=torch.Generator().manual_seed(cfg.seed))
-    batches = iter(())
+    batches = (batch for _ in itertools.count() for (batch,) in loader)  # every epoch a new order
 
     def step() -> torch.Tensor:
-        nonlocal batches
-        batch = next(batches, None)
-        if batch is None:  # a new epoch: a new order
-            batches = iter(loader)
-            batch = next(batches)
-        gray, rgb = to_model_range(batch[0])
+        gray, rgb = to_model_range(next(batches))
         return training_iteration(G, D, g_opt, d_opt, gray.to(device), rgb.to(device), objective, d_steps)
 
     return step
@@ -74,23 +67,14 @@ def tutorial_step(cfg, images: torch.Tensor, device: torch.device) -> Callable[[
 def trainer_step(trainer: Trainer) -> Callable[[], torch.Tensor]:
     """colorlib's trainer on the images it holds, in the epoch order `fit` uses; each call one iteration."""
     n, batch, seed = trainer.images.shape[0], trainer.cfg.batch_size, trainer.cfg.seed
-    per_epoch, count = n // batch, 0
-    order = None
-
-    def step() -> torch.Tensor:
-        nonlocal count, order
-        epoch, it = divmod(count, per_epoch)
-        if it == 0:
-            order = epoch_order(n, epoch, seed, trainer.device)
-        count += 1
-        return trainer.train_step(order[it * batch:(it + 1) * batch])
-
-    return step
+    orders = (epoch_order(n, epoch, seed, trainer.device) for epoch in itertools.count())
+    batches = (order[it * batch:(it + 1) * batch] for order in orders for it in range(n // batch))
+    return lambda: trainer.train_step(next(batches))
 
 
 def training_flops(cfg, images: torch.Tensor) -> int:
-    """FLOPs of one training iteration on the batch `images` (uint8), as FlopCounterMode counts
-    them on the CPU in float32 (2 a multiply-add; backward passes included)."""
+    """FLOPs of one training iteration on the batch `images` (uint8) as FlopCounterMode counts them
+    on the CPU in float32 (backward passes included)."""
     from torch.utils.flop_counter import FlopCounterMode
     step = tutorial_step(cfg, images, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
@@ -157,8 +141,8 @@ def format_table(r: dict) -> str:
 
 
 def run_profile(cfg, iterations: int = 3, top: int = 15) -> tuple[str, list[dict]]:
-    """torch.profiler over `iterations` of the trainer's iterations (after two unprofiled ones):
-    its key_averages table, and the `top` operators by self time as rows."""
+    """torch.profiler over `iterations` of the trainer's (after two unprofiled): its key_averages
+    table, and the `top` operators by self time as rows."""
     from torch.profiler import ProfilerActivity, profile
     with tempfile.TemporaryDirectory(prefix="colorlib-profile-") as work, \
             Trainer(cfg, Path(work) / "run", progress=False) as trainer:
@@ -170,7 +154,6 @@ def run_profile(cfg, iterations: int = 3, top: int = 15) -> tuple[str, list[dict
                 step()
             _sync(trainer.device)
     key = "self_device_time_total" if cuda else "self_cpu_time_total"
-    events = sorted(prof.key_averages(), key=lambda e: -getattr(e, key))[:top]
     rows = [{"op": e.key, "calls": e.count, "ms_per_iteration": round(getattr(e, key) / iterations / 1e3, 3)}
-            for e in events]
+            for e in sorted(prof.key_averages(), key=lambda e: -getattr(e, key))[:top]]
     return prof.key_averages().table(sort_by=key, row_limit=top), rows

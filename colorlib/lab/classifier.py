@@ -10,7 +10,6 @@ widths 64/256/256 (~2 M parameters) it passes 90% on the CIFAR-10 test set in un
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
@@ -30,36 +29,31 @@ class ClassifierDiverged(RuntimeError):
 
 # ---------------------------------------------------------------- augmentation
 def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """Per-image random translation (reflect padding) and horizontal flip, as one batched gather.
-
-    images: uint8 or float [B, C, H, W] -> float [B, C, H, W] in [0, 1].
-    """
+    """Per-image random translation (reflect padding) and horizontal flip, as one batched gather:
+    uint8 or float [B, C, H, W] -> float in [0, 1]."""
     x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
-    b, c, h, w = x.shape
-    dev = x.device
+    (b, c, h, w), dev = x.shape, x.device
     padded = F.pad(x, (pad, pad, pad, pad), mode="reflect")
     dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
     dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator).to(dev)
     flip = torch.rand(b, generator=generator).to(dev) < 0.5
     rows = dy[:, None] + torch.arange(h, device=dev)  # [B, H]
     cols = dx[:, None] + torch.arange(w, device=dev)  # [B, W]
-    # flipping is reading the chosen columns right to left
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    bi = torch.arange(b, device=dev)[:, None, None, None]
-    ci = torch.arange(c, device=dev)[None, :, None, None]
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # flipping is reading the columns right to left
+    bi, ci = torch.arange(b, device=dev)[:, None, None, None], torch.arange(c, device=dev)[None, :, None, None]
     return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy on uint8 / [0, 1] float images, batched (bf16 autocast on CUDA)."""
-    was_training, device = model.training, next(model.parameters()).device
+    was_training, device, right = model.training, next(model.parameters()).device, 0
     model.eval()
-    cuda, right = device.type == "cuda", 0
+    cuda = device.type == "cuda"
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, memory_format=torch.channels_last if cuda else
                                                   torch.preserve_format)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             right += (model(x).argmax(1).cpu() == labels[start:start + batch_size].cpu()).sum().item()
     model.train(was_training)
     return right / len(images)
@@ -69,7 +63,7 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
                      widths: Sequence[int] = DEFAULT_WIDTHS, train_size: Optional[int] = None,
                      test_size: Optional[int] = None, device: str = "auto", seed: int = 0, log=print) -> dict:
     """Train the classifier on the `train` split, report test accuracy per epoch, save to `out`
-    (refused, before any work, where a file is)."""
+    (refused before any work where a file is)."""
     from ..runs.config import refuse_existing
     from ..runs.data import DataError, load_split
     from ..runs.device import pick_device
@@ -118,7 +112,6 @@ def train_classifier(data: Optional[str], out, epochs: int = 20, batch_size: int
 
 def _train_epoch(model: nn.Module, opt, sched, images: torch.Tensor, labels: torch.Tensor, bs: int, steps: int,
                  gen: torch.Generator) -> float:
-    """One epoch over a fresh random order of augmented batches; the mean training loss."""
     cuda = images.device.type == "cuda"
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.2)
     model.train()
@@ -127,7 +120,7 @@ def _train_epoch(model: nn.Module, opt, sched, images: torch.Tensor, labels: tor
     for step in range(steps):
         idx = order[step * bs:(step + 1) * bs]
         x = random_crop_flip(images[idx], generator=gen)
-        with torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext():
+        with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=cuda):
             loss = loss_fn(model(x.contiguous(memory_format=torch.channels_last) if cuda else x), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -18,15 +18,16 @@ from .metrics import GRAY_METHOD, NAZERI_THRESHOLD, PSNR_CAP_DB, evaluate_genera
 METRICS_FORMAT = "colorlib-metrics-v1"
 FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
 FULL_SCOPE = "full"
-TABLE_COLUMNS = (  # key, header, format: fidelity first over the whole set, then per image without the cap
-    ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}"),
-    ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"),
-    ("ssim", "SSIM", "{:.4f}"),
-    ("colourfulness", "Colourfulness", "{:.1f}"),
-    ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}"),
-    ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}"),
-    ("semantic_accuracy", "Semantic acc.", "{:.2%}"),
-    ("feature_fd", "Classifier-feature FD", "{:.2f}"),
+# key, header, format, the ground truth's cell (None: its own value): fidelity over the whole set first
+TABLE_COLUMNS = (
+    ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}", "-"),
+    ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}", "-"),
+    ("ssim", "SSIM", "{:.4f}", "1"),
+    ("colourfulness", "Colourfulness", "{:.1f}", None),
+    ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}", "0"),
+    ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}", "100%"),
+    ("semantic_accuracy", "Semantic acc.", "{:.2%}", None),
+    ("feature_fd", "Classifier-feature FD", "{:.2f}", "0"),
 )
 
 
@@ -49,10 +50,10 @@ def scoped_name(scope: Optional[str]) -> str:
 
 def _metrics_or_none(path: Path) -> Optional[dict]:
     try:
-        report = rundir.read_json(path) if path.is_file() else None
-    except (rundir.RunDirError, ValueError, OSError):
+        report = rundir.read_json(path)  # a JSON object, else RunDirError
+    except (rundir.RunDirError, OSError):
         return None
-    return report if isinstance(report, dict) and report.get("format") == METRICS_FORMAT else None
+    return report if report.get("format") == METRICS_FORMAT else None
 
 
 def metrics_target(folder: Path, scope: str) -> tuple[Path, Optional[Path], Optional[str]]:
@@ -86,18 +87,6 @@ def writable_folder(folder: Path) -> Path:
 
 
 # ---------------------------------------------------------------- evaluate
-def _classifier_for_evaluation(classifier_path, device, log):
-    """(classifier or None, what the report says of it): the one named, else the shipped one."""
-    from ..variants.cifar_classifier import load_classifier
-    path = Path(classifier_path) if classifier_path else SHIPPED_CLASSIFIER
-    if path.exists() or classifier_path:
-        clf = load_classifier(path, device)
-        return clf, {"file": path.name, "test_accuracy_at_training": clf.test_accuracy}
-    log(f"note: no classifier at {path}; semantic accuracy and feature FD are skipped "
-        f"(train one with `python -m colorlib train-classifier --out {path}`)")
-    return None, None
-
-
 def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
                  device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
                  progress: bool = True, log=print, generator=None, name: Optional[str] = None, out=None) -> dict:
@@ -106,13 +95,14 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
     `metrics_target`). The returned report has "written", the file it went to."""
     from ..inference.checkpoints import load_generator
     from ..runs.device import pick_device
+    from ..variants.cifar_classifier import load_classifier
     run_dir, dev = Path(run_dir), pick_device(device)
     G, cfg = load_generator(generator or run_dir, dev)
     folder = writable_folder(Path(out) if out is not None else run_dir)  # before the work, not after it
-    clf, clf_info = _classifier_for_evaluation(classifier_path, dev, log)
+    classifier_path = Path(classifier_path or SHIPPED_CLASSIFIER)  # the judge: the named one, else the shipped
+    clf = load_classifier(classifier_path, dev)
     started, name = time.time(), name or run_dir.name
-    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name=name,
-                                inception_weights=inception_weights, progress=progress, through_colorize=True)
+    result = evaluate_generator(G, data or cfg.data, clf, limit, batch_size, dev, name, inception_weights, progress)
     if result["data"].get("classes_note"):
         log(result["data"]["classes_note"])
     info = rundir.read_run_info(run_dir) if (run_dir / "run.json").exists() else {}
@@ -121,7 +111,8 @@ def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limi
     report = {"format": METRICS_FORMAT, "method": name, "generator": Path(generator).name if generator else None,
               "run": {"name": run_dir.name, "preset": cfg.preset, "epochs_done": info.get("epochs_done"),
                       "config": config},
-              "classifier": clf_info, "feature_fd_label": FD_LABEL, "psnr_cap_db": PSNR_CAP_DB,
+              "classifier": {"file": classifier_path.name, "test_accuracy_at_training": clf.test_accuracy},
+              "feature_fd_label": FD_LABEL, "psnr_cap_db": PSNR_CAP_DB,
               "pixel_accuracy_threshold": NAZERI_THRESHOLD, "device": str(dev),
               "seconds": round(time.time() - started, 1), "scope": evaluation_scope(limit, data, cfg.data), **result}
     target, aside, note = metrics_target(folder, report["scope"])
@@ -218,15 +209,13 @@ def markdown_table(reports: Sequence[dict]) -> str:
              f"matches them exactly, and the capped PSNR would reward that. \"through colorize\": the "
              f"files the `colorize` command writes for these images (the network's chroma on the input's "
              f"exact luma, at its default render size), scored.", "",
-             "| Method | " + " | ".join(h for _, h, _ in TABLE_COLUMNS) + " |", "|---|" + "---:|" * len(TABLE_COLUMNS)]
-    own = {"colourfulness": _fmt(truth["colourfulness"], "{:.1f}"), "semantic_accuracy":
-           _fmt(truth["semantic_accuracy"], "{:.2%}"), "psnr_colour_mean_db": "-", "psnr_dataset_db": "-",
-           "ssim": "1", "colourfulness_gap_pct": "0", "pixel_accuracy": "100%", "feature_fd": "0"}
-    lines.append("| ground truth | " + " | ".join(own[k] for k, _, _ in TABLE_COLUMNS) + " |")
-    lines += [f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f in TABLE_COLUMNS) + " |" for name, m in rows]
+             "| Method | " + " | ".join(c[1] for c in TABLE_COLUMNS) + " |", "|---|" + "---:|" * len(TABLE_COLUMNS),
+             "| ground truth | " + " | ".join(_fmt(truth[k], f) if own is None else own
+                                            for k, _, f, own in TABLE_COLUMNS) + " |"]
+    lines += [f"| {name} | " + " | ".join(_fmt(m.get(k), f) for k, _, f, _ in TABLE_COLUMNS) + " |"
+              for name, m in rows]
     runs = [f"- {rep['method']}: preset {rep['run']['preset']}, {rep['run']['epochs_done']} epochs, "
             f"content loss {rep['run']['config']['content_loss']}, lambda {rep['run']['config']['lam']}, "
             f"adversarial weight {rep['run']['config']['adv_weight']}, norm {rep['run']['config']['norm']}"
             for rep in reports]
     return "\n".join(lines + ["", "Runs:"] + runs) + "\n"
-

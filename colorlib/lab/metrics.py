@@ -16,7 +16,6 @@ Every metric compares 8-bit RGB images [B, 3, H, W] (uint8), the images a user w
   features; NOT comparable with Inception FID (`--inception-weights` adds that with torch-fidelity).
 
 "Through colorize" scores are the files the `colorize` command writes (`colorize_method`), decoded.
-Reports and tables of `evaluate`: evaluation.py.
 """
 from __future__ import annotations
 
@@ -43,16 +42,16 @@ class MetricsError(RuntimeError):
     """Inputs the metrics cannot use; the message says what to do."""
 
 
-def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
-    if pred.shape != target.shape or pred.dim() != 4 or pred.shape[1] != 3:
-        raise MetricsError(f"expected two RGB batches [B, 3, H, W] of the same shape, got "
-                           f"{tuple(pred.shape)} and {tuple(target.shape)}")
+def _check_rgb(*batches: torch.Tensor) -> None:
+    if any(b.dim() != 4 or b.shape[1] != 3 or b.shape != batches[0].shape for b in batches):
+        raise MetricsError(f"expected RGB batches [B, 3, H, W] of the same shape, got "
+                           f"{' and '.join(str(tuple(b.shape)) for b in batches)}")
 
 
 # ---------------------------------------------------------------- the measures
 def mse_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image on the 0..255 scale, float64 [B]."""
-    _check_pair(pred, target)
+    _check_rgb(pred, target)
     return (pred.double() - target.double()).square().flatten(1).mean(1)
 
 
@@ -69,15 +68,14 @@ def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-image SSIM of 8-bit RGB images (torchmetrics' Gaussian-window SSIM), float64 [B]."""
     from torchmetrics.functional.image import structural_similarity_index_measure
-    _check_pair(pred, target)
+    _check_rgb(pred, target)
     return structural_similarity_index_measure(pred.float(), target.float(), data_range=255.0,
                                                reduction="none").double()
 
 
 def colourfulness(images: torch.Tensor) -> torch.Tensor:
     """Hasler & Suesstrunk (2003) colourfulness of each RGB image on the 0..255 scale, float64 [B]."""
-    if images.dim() != 4 or images.shape[1] != 3:
-        raise MetricsError(f"expected RGB images [B, 3, H, W], got {tuple(images.shape)}")
+    _check_rgb(images)
     r, g, b = images.double().flatten(2).unbind(1)
     rg, yb = r - g, 0.5 * (r + g) - b
     sigma = (rg.var(1, unbiased=False) + yb.var(1, unbiased=False)).sqrt()
@@ -100,27 +98,25 @@ def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = NAZERI_THRESHOLD) -> torch.Tensor:
     """Per image, the share of pixels whose rounded Lab values are all within `threshold` of each
     channel's range of the truth (Nazeri et al. 2018), float64 [B]."""
-    _check_pair(pred, target)
+    _check_rgb(pred, target)
     diff = (srgb_to_lab(pred).round() - srgb_to_lab(target).round()).abs()
     limits = torch.tensor(LAB_RANGES, dtype=torch.float64, device=diff.device).view(1, 3, 1, 1) * threshold
     return (diff <= limits + 1e-9).all(dim=1).flatten(1).double().mean(1)  # 1e-9: 2.2 * 2 is 4.4000000000000004
 
 
-class PrecomputedFeatures(nn.Module):
-    """A pass-through "feature extractor" for torchmetrics: the classifier's features are computed
-    once per image and shared by accuracy and FD."""
-
-    def __init__(self, num_features: int):
-        super().__init__()
-        self.num_features = num_features
+class _PrecomputedFeatures(nn.Module):
+    """torchmetrics' "feature extractor", a pass-through: the classifier's features are computed once
+    per image and shared by accuracy and FD."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features.double()
 
 
-def feature_distance_metric(classifier: nn.Module, **options):
+def feature_distance_metric(classifier: nn.Module):
     from torchmetrics.image.fid import FrechetInceptionDistance
-    return FrechetInceptionDistance(feature=PrecomputedFeatures(classifier.feature_dim), normalize=False, **options)
+    features = _PrecomputedFeatures()
+    features.num_features = classifier.feature_dim
+    return FrechetInceptionDistance(feature=features, normalize=False)
 
 
 def inception_fid_metric(weights_path: str):
@@ -172,7 +168,7 @@ class MethodScores:
             self.fid.update(truth, real=True)
             self.fid.update(pred, real=False)
 
-    def result(self, truth_colourfulness: float, with_labels: bool) -> dict:
+    def result(self, truth_colourfulness: float) -> dict:
         n, colour = max(self.n, 1), self.sums["colourfulness"] / max(self.n, 1)
         out = {
             "images": self.n,
@@ -187,8 +183,7 @@ class MethodScores:
             "colourfulness_gap_pct": 100.0 * (colour - truth_colourfulness) / truth_colourfulness
             if truth_colourfulness > 0 else None,
             "pixel_accuracy": self.sums["pixel_accuracy"] / n,
-            "semantic_accuracy": self.sums["correct"] / self.labelled
-            if self.classifier is not None and with_labels and self.labelled else None,
+            "semantic_accuracy": self.sums["correct"] / self.labelled if self.labelled else None,
             "feature_fd": _finite(self.fd.compute().item()) if self.fd is not None and self.n > 1 else None,
         }
         if self.fid is not None and self.n > 1:
@@ -213,8 +208,7 @@ def gray_baseline(gray: torch.Tensor) -> torch.Tensor:
 
 def generator_method(G: nn.Module) -> Method:
     """The network's own output, as trained (for the paper's RGB generator, luma included)."""
-    G.eval()
-    return lambda gray: G(gray)
+    return G.eval()
 
 
 def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
@@ -229,10 +223,8 @@ def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[in
 
 def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
     """Output files decoded with Pillow as a viewer would: uint8 RGB [B, 3, H, W] (one size)."""
-    def decoded(data: bytes) -> torch.Tensor:
-        with Image.open(io.BytesIO(data)) as img:
-            return torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
-    return torch.stack([decoded(f) for f in files])
+    rgb = [np.array(Image.open(io.BytesIO(data)).convert("RGB")) for data in files]  # in memory: nothing to close
+    return torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image in rgb])
 
 
 def colorize_method(G: nn.Module, render_size: Optional[int] = None, fmt: str = "JPEG") -> Method:
@@ -267,13 +259,13 @@ def judge_labels(labels: Optional[torch.Tensor], classes: Sequence[str], classif
     index = torch.tensor([judge.index(c) if c in judge else -1 for c in classes] + [-1])
     mapped = index[torch.where(labels >= 0, labels, len(classes))]  # -1 (no class) stays -1
     known, unknown = [c for c in classes if c in judge], [c for c in classes if c not in judge]
-    head = f"note: the data's {len(classes)} classes are matched by name to the classifier's {len(judge)}"
+    note = f"note: the data's {len(classes)} classes are matched by name to the classifier's {len(judge)}: "
     if not known:
-        return mapped, f"{head}: none of them ({', '.join(classes)}) is among its classes; semantic accuracy is " \
-                       f"not scored"
-    tail = f"; not among its classes, so left out of it: {', '.join(unknown)}" if unknown else ""
-    return mapped, (f"{head}: semantic accuracy is scored on the {int((mapped >= 0).sum())} of {len(labels)} "
-                    f"images of {', '.join(known)}{tail}")
+        return mapped, f"{note}none of them ({', '.join(classes)}) is among its classes; semantic accuracy is not " \
+                       "scored"
+    note += f"semantic accuracy is scored on the {int((mapped >= 0).sum())} of {len(labels)} images of "
+    return mapped, note + ", ".join(known) + (f"; not among its classes, so left out of it: {', '.join(unknown)}"
+                                              if unknown else "")
 
 
 @torch.no_grad()
@@ -285,13 +277,10 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
     from tqdm.auto import tqdm
 
     from ..paper.data import to_model_range, to_uint8
-    if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3 or not len(images):
-        raise MetricsError(f"expected uint8 RGB images [N, 3, H, W], got {images.dtype} {tuple(images.shape)}")
     n_classes = len(getattr(classifier, "classes", None) or [])
     if labels is not None and n_classes and bool((labels >= n_classes).any()):
         raise MetricsError(f"labels up to {int(labels.max())} for a classifier of {n_classes} classes: the data's "
                            f"labels are damaged, or not matched to its classes (judge_labels)")
-    with_labels = labels is not None and bool((labels >= 0).any())
     device = torch.device(device)
     classifier = classifier.to(device).eval() if classifier is not None else None
     scores = {name: MethodScores(classifier, inception_weights, device) for name in methods}
@@ -301,7 +290,7 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
                disable=not progress)
     for start in range(0, len(images), batch_size):
         truth = images[start:start + batch_size].to(device)
-        y = labels[start:start + batch_size].to(device) if with_labels else None
+        y = labels[start:start + batch_size].to(device) if labels is not None else None
         truth_colour += colourfulness(truth).sum().item()
         truth_features = classifier.features(truth) if classifier is not None else None
         if y is not None and classifier is not None:
@@ -317,32 +306,28 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
     bar.close()
     truth_mean = truth_colour / len(images)
     return {"ground_truth": {"images": len(images), "colourfulness": truth_mean,
-                             "semantic_accuracy": truth_correct / labelled if classifier is not None and labelled
-                             else None},
-            "methods": {name: s.result(truth_mean, with_labels) | ({} if with_ssim else {"ssim": None})
+                             "semantic_accuracy": truth_correct / labelled if labelled else None},
+            "methods": {name: s.result(truth_mean) | ({} if with_ssim else {"ssim": None})
                         for name, s in scores.items()}}
 
 
 def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
                        limit: Optional[int] = None, batch_size: int = 500, device="cpu", name: str = "generator",
-                       inception_weights: Optional[str] = None, progress: bool = False,
-                       through_colorize: bool = False) -> dict:
+                       inception_weights: Optional[str] = None, progress: bool = False) -> dict:
     """Generator `G` scored on the test split of `data` (a seeded random subset of `limit` images)
-    next to the gray copy, and with through_colorize what the `colorize` command writes for those
-    images, as "<name> through colorize". The data's classes are matched to the classifier's by name."""
+    next to the gray copy, raw and as what the `colorize` command writes for those images ("<name>
+    through colorize"). The data's classes are matched to the classifier's by name."""
     from ..inference.colorize import DEFAULT_RENDER_SIZE
     from ..runs.data import load_split
     test = load_split(data, "test", limit, seed=0)
     labels, classes_note = judge_labels(test.labels, test.classes, classifier)
-    methods: dict[str, Method] = {GRAY_METHOD: gray_baseline, name: generator_method(G.to(device))}
     fmt = output_format_for(data)
-    if through_colorize:
-        methods[f"{name} through colorize"] = colorize_method(G, DEFAULT_RENDER_SIZE, fmt)
+    methods = {GRAY_METHOD: gray_baseline, name: generator_method(G.to(device)),
+               f"{name} through colorize": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}
     result = evaluate_methods(methods, test.images, labels, classifier, batch_size, device, inception_weights, progress)
     result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
     if classes_note:
         result["data"]["classes_note"] = classes_note
-    if through_colorize:
-        result["through_colorize"] = {"render_size": DEFAULT_RENDER_SIZE, "format": fmt,
-                                      "path": "colorize.colorized_files, the colorize command's own"}
+    result["through_colorize"] = {"render_size": DEFAULT_RENDER_SIZE, "format": fmt,
+                                  "path": "colorize.colorized_files, the colorize command's own"}
     return result

@@ -7,10 +7,7 @@ extra (scikit-image), the photos inside its wheel, read from the package folder 
 gray pictures are left out. Each photo is colorized by the colorize command's own path
 (`colorize.colorized_files`, as the PNG it writes for a PNG input) and scored by per-image PSNR
 against the original, beside the gray copy's (the luma the model sees, in R, G and B), and by the
-share of its colourfulness kept.
-
-    from colorlib.lab.photos import evaluate_photos, photo_table
-    print(photo_table(evaluate_photos()))
+share of its colourfulness kept: `print(photo_table(evaluate_photos()))`.
 """
 from __future__ import annotations
 
@@ -36,7 +33,6 @@ SKIMAGE_PHOTOS = (("astronaut", "astronaut.png"), ("chelsea", "chelsea.png"), ("
 
 
 def _photo_files() -> list[tuple[str, Path]]:
-    """(name, path) of every photo this installation has, in a fixed order."""
     from matplotlib import cbook
     files = [("grace_hopper", Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))]
     try:
@@ -81,21 +77,18 @@ def gray_copy(rgb: torch.Tensor) -> torch.Tensor:
 
 
 def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chroma_gain: float = 1.0,
-                    photos: Optional[Sequence[tuple[str, torch.Tensor]]] = None,
-                    max_side: Optional[int] = MAX_SIDE) -> dict:
-    """Each photo's gray copy colorized at each render size and scored against the photo.
-
-    model: a generator, a checkpoint path, or None for the shipped one. photos: (name, uint8 RGB)
-    pairs (default `sample_photos(max_side)`). Per photo and render size: PSNR of the colorization
-    and of the gray copy, whether it beats gray, the share of colourfulness kept; per render size
-    their aggregates and the seconds taken. On one CPU thread meanwhile: the inputs are small, so one
-    is as fast as several on an idle machine, many times faster on a busy one."""
+                    photos: Optional[Sequence[tuple[str, torch.Tensor]]] = None) -> dict:
+    """Each photo's gray copy colorized at each render size and scored against the photo: per photo
+    and render size, PSNR beside the gray copy's and the share of colourfulness kept; per render size
+    their means. model: a generator, a checkpoint path, or None for the shipped one; photos: (name,
+    uint8 RGB) pairs, default `sample_photos()`. On one CPU thread: the inputs are small, so
+    one is as fast as several on an idle machine, many times faster on a busy one."""
     started, previous = time.perf_counter(), torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         if model is None or isinstance(model, (str, Path)):
             model = colorize.load_model(model)[0]
-        photos = sample_photos(max_side) if photos is None else photos
+        photos = sample_photos() if photos is None else photos
         if not photos:
             raise ValueError("no photos to evaluate")
         info = [{"name": name, "height": rgb.shape[1], "width": rgb.shape[2],
@@ -103,8 +96,7 @@ def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chro
                  "gray_psnr_db": psnr(gray_copy(rgb)[None], rgb[None]).item()} for name, rgb in photos]
         if any(p["colourfulness"] <= 0 for p in info):
             raise ValueError("a photo has no colour; leave it out")
-        report = {"chroma_gain": chroma_gain, "max_side": max_side,
-                  "render_sizes": list(render_sizes), "photos": info,
+        report = {"chroma_gain": chroma_gain, "max_side": MAX_SIDE, "render_sizes": list(render_sizes), "photos": info,
                   "results": {size: _at_render_size(model, size, chroma_gain, photos, info)
                               for size in render_sizes}}
     finally:
@@ -123,29 +115,25 @@ def _at_render_size(model, render_size: int, chroma_gain: float, photos, info) -
         rows.append({"name": name, "psnr_db": value, "gray_psnr_db": base["gray_psnr_db"],
                      "psnr_gain_db": value - base["gray_psnr_db"], "beats_gray": value > base["gray_psnr_db"],
                      "colourfulness": colour, "colourfulness_kept": colour / base["colourfulness"]})
-    n = len(rows)
-    mean = {key: sum(r[key] for r in rows) / n for key in ("beats_gray", "colourfulness_kept", "psnr_db",
-                                                          "gray_psnr_db", "psnr_gain_db")}
-    return {"per_photo": rows, "aggregate": {
-        "photos": n, "beats_gray_share": mean["beats_gray"], "colourfulness_kept_mean": mean["colourfulness_kept"],
-        "psnr_mean_db": mean["psnr_db"], "gray_psnr_mean_db": mean["gray_psnr_db"],
-        "psnr_gain_mean_db": mean["psnr_gain_db"], "seconds": time.perf_counter() - start}}
+    aggregate = {"photos": len(rows), **{name: sum(r[key] for r in rows) / len(rows) for name, key in (
+        ("beats_gray_share", "beats_gray"), ("colourfulness_kept_mean", "colourfulness_kept"),
+        ("psnr_mean_db", "psnr_db"), ("gray_psnr_mean_db", "gray_psnr_db"), ("psnr_gain_mean_db", "psnr_gain_db"))}}
+    return {"per_photo": rows, "aggregate": {**aggregate, "seconds": time.perf_counter() - start}}
 
 
 def best_render_size(report: dict) -> int:
     """The render size beating the gray copy on the most photos; ties: the one keeping more colourfulness."""
-    return max(report["results"], key=lambda s: (report["results"][s]["aggregate"]["beats_gray_share"],
-                                                 report["results"][s]["aggregate"]["colourfulness_kept_mean"]))
+    aggregate = {size: result["aggregate"] for size, result in report["results"].items()}
+    return max(aggregate, key=lambda s: (aggregate[s]["beats_gray_share"], aggregate[s]["colourfulness_kept_mean"]))
 
 
 def photo_table(report: dict) -> str:
     """`evaluate_photos`' report as Markdown: a row per render size, then a row per photo."""
     photos, sizes = report["photos"], report["render_sizes"]
-    side = f"at most {report['max_side']} px on the long side" if report.get("max_side") else "full size"
     took = f" {report['seconds']:.1f} s in all." if "seconds" in report else ""
-    lines = [f"{len(photos)} photos ({side}): {', '.join(p['name'] for p in photos)}. Chroma "
-             f"gain {report['chroma_gain']:g}; scored against the original like "
-             f"the CIFAR-10 test. Best render size by share beating gray, then colourfulness kept: "
+    lines = [f"{len(photos)} photos (at most {report['max_side']} px on the long side): "
+             f"{', '.join(p['name'] for p in photos)}. Chroma gain {report['chroma_gain']:g}; scored against the "
+             f"original like the CIFAR-10 test. Best render size by share beating gray, then colourfulness kept: "
              f"{best_render_size(report)}.{took}", "",
              "| Render size | Beats gray | Colourfulness kept (mean) | PSNR mean (dB) | Gray PSNR mean (dB) "
              "| PSNR - gray (dB) | Seconds |", "|---:|---:|---:|---:|---:|---:|---:|"]

@@ -14,6 +14,7 @@ generator.previous.pt (later generator.previous-2.pt, ...), so the original is n
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import time
 from pathlib import Path
@@ -27,14 +28,14 @@ from ..runs import rundir
 from ..runs.rundir import RunDirError
 from .vividness import DEFAULT_VAL_SIZE, calibrate
 
-# (key, label, "higher" or "lower" is better)
+# (key, label, "higher" or "lower" is better, format in the comparison table)
 MEASURES = (
-    ("val_psnr_dataset_db", "validation PSNR, dataset (dB)", "higher"),
-    ("val_colourfulness_gap", "validation colourfulness, distance to the truth's", "lower"),
-    ("val_semantic_accuracy", "validation semantic accuracy", "higher"),
-    ("val_feature_fd", "validation classifier-feature FD", "lower"),
-    ("photos_beat_gray", "photos beating the gray copy (share)", "higher"),
-    ("photos_colour_missing", "photos: colourfulness missing or added (|1 - kept|)", "lower"),
+    ("val_psnr_dataset_db", "validation PSNR, dataset (dB)", "higher", "{:.2f}"),
+    ("val_colourfulness_gap", "validation colourfulness, distance to the truth's", "lower", "{:.2f}"),
+    ("val_semantic_accuracy", "validation semantic accuracy", "higher", "{:.3f}"),
+    ("val_feature_fd", "validation classifier-feature FD", "lower", "{:.2f}"),
+    ("photos_beat_gray", "photos beating the gray copy (share)", "higher", "{:.3f}"),
+    ("photos_colour_missing", "photos: colourfulness missing or added (|1 - kept|)", "lower", "{:.3f}"),
 )
 PHOTO_MEASURES = ("photos_beat_gray", "photos_colour_missing")
 
@@ -49,7 +50,7 @@ def candidate_file(path) -> Path:
     return path
 
 
-def score(G: torch.nn.Module, val, classifier, device, photos=None, fmt: str = "JPEG") -> dict:
+def score(G: torch.nn.Module, val, classifier, device, photos, fmt: str) -> dict:
     """The measures of MEASURES for generator G, and the scores they come from."""
     from .metrics import colorize_method, evaluate_methods, judge_labels
     from .photos import evaluate_photos
@@ -57,8 +58,7 @@ def score(G: torch.nn.Module, val, classifier, device, photos=None, fmt: str = "
     scores = evaluate_methods({"G": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}, val.images, labels, classifier,
                               device=device)
     m, truth = scores["methods"]["G"], scores["ground_truth"]
-    agg = evaluate_photos(G.cpu(), render_sizes=(DEFAULT_RENDER_SIZE,), photos=photos)["results"][
-        DEFAULT_RENDER_SIZE]["aggregate"]
+    agg = evaluate_photos(G.cpu(), [DEFAULT_RENDER_SIZE], photos=photos)["results"][DEFAULT_RENDER_SIZE]["aggregate"]
     G.to(device)
     return {"val_psnr_dataset_db": m["psnr_dataset_db"],
             "val_colourfulness_gap": abs(m["colourfulness"] - truth["colourfulness"]),
@@ -69,49 +69,44 @@ def score(G: torch.nn.Module, val, classifier, device, photos=None, fmt: str = "
             "photos": {"render_size": DEFAULT_RENDER_SIZE, **agg}}
 
 
-def verdict(candidate: dict, default: dict, deciding=None) -> tuple[bool, list[dict]]:
-    """(candidate beats default, a row per measure: which is better, whether it decides)."""
-    deciding = set(deciding or (key for key, _, _ in MEASURES))
+def decide(candidate: dict, default: dict, gray_val_psnr: float, validation_decides: bool = True):
+    """(beats, a row per measure: which is better and whether it decides, candidate beats gray): the
+    photos always decide, the validation measures only when `validation_decides`; and the candidate
+    must beat the gray copy's validation PSNR."""
     rows = []
-    for key, label, better in MEASURES:
+    for key, label, better, _ in MEASURES:
         gain = (candidate[key] - default[key]) * (1 if better == "higher" else -1)
         rows.append({"measure": key, "label": label, "candidate": candidate[key], "default": default[key],
-                     "decides": key in deciding, "verdict": "better" if gain > 0 else "worse" if gain < 0 else "same"})
+                     "decides": validation_decides or key in PHOTO_MEASURES,
+                     "verdict": "better" if gain > 0 else "worse" if gain < 0 else "same"})
     deciders = [r["verdict"] for r in rows if r["decides"]]
-    return "worse" not in deciders and "better" in deciders, rows
-
-
-def decide(candidate: dict, default: dict, gray_val_psnr: float, validation_decides: bool):
-    """(beats, rows, candidate beats gray): the photos always decide, the validation measures only
-    when `validation_decides`; and the candidate must beat the gray copy's validation PSNR."""
-    better, rows = verdict(candidate, default, None if validation_decides else PHOTO_MEASURES)
     above_gray = candidate["val_psnr_dataset_db"] > gray_val_psnr
-    return better and above_gray, rows, above_gray
+    return "worse" not in deciders and "better" in deciders and above_gray, rows, above_gray
 
 
 def comparison_table(report: dict) -> str:
     lines = ["| measure | candidate | default | candidate is | decides |", "|---|---:|---:|---|---|"]
-    for r in report["rows"]:
-        fmt = "{:.3f}" if "share" in r["label"] or "accuracy" in r["label"] or "|1 -" in r["label"] else "{:.2f}"
+    for r, (_, _, _, fmt) in zip(report["rows"], MEASURES):
         lines.append(f"| {r['label']} | {fmt.format(r['candidate'])} | {fmt.format(r['default'])} | {r['verdict']} "
                      f"| {'yes' if r['decides'] else 'no'} |")
+    beats = "beats it" if report["candidate_beats_gray"] else "does not beat it"
     return "\n".join(lines + ["", f"validation PSNR of the gray copy: {report['gray_val_psnr_dataset_db']:.2f} dB; "
-                              f"the candidate's {report['scores']['candidate']['val_psnr_dataset_db']:.2f} dB ("
-                              f"{'beats it' if report['candidate_beats_gray'] else 'does not beat it'})"]) + "\n"
+                              f"the candidate's {report['scores']['candidate']['val_psnr_dataset_db']:.2f} dB "
+                              f"({beats})"]) + "\n"
 
 
-def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=DEFAULT_CHECKPOINT,
-         dry_run: bool = False, device: str = "auto", val_limit: Optional[int] = None,
-         test_limit: Optional[int] = None, log=print) -> dict:
-    """Score `candidate` against `against` (see the module docstring); when it wins and not dry_run,
-    write it to `out`. Returns both scores, the rows, the decision and the file written (or None)."""
+def ship(candidate, data: Optional[str] = None, out=None, against=None, dry_run: bool = False, device: str = "auto",
+         val_limit: Optional[int] = None, test_limit: Optional[int] = None, log=print) -> dict:
+    """Score `candidate` against `against` (see the module docstring); when it wins and not dry_run, write it
+    to `out` (both default to colorize's default). Returns the scores, rows, decision and file written."""
     from ..runs.data import load_split
     from ..runs.device import pick_device
     from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
     from .metrics import GRAY_METHOD, evaluate_methods, gray_baseline, output_format_for
     from .photos import sample_photos
 
-    dev, path, against, out = pick_device(device), candidate_file(candidate), Path(against), Path(out)
+    dev, path = pick_device(device), candidate_file(candidate)
+    against, out = Path(against or DEFAULT_CHECKPOINT), Path(out or DEFAULT_CHECKPOINT)
     if not against.is_file():
         raise RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
     if out.exists() and out.resolve() != against.resolve():
@@ -126,22 +121,21 @@ def ship(candidate, data: Optional[str] = None, out=DEFAULT_CHECKPOINT, against=
     classifier, photos, started = load_classifier(SHIPPED_CLASSIFIER, dev), sample_photos(), time.time()
     log(f"scoring {path} and {against} on {len(val):,} validation images and {len(photos)} photos ...")
     fmt = output_format_for(data or cfg.data)
-    scores = {"candidate": score(G, val, classifier, dev, photos, fmt), "default": score(D, val, classifier, dev,
-                                                                                          photos, fmt)}
-    gray = evaluate_methods({GRAY_METHOD: gray_baseline}, val.images, device=dev)["methods"][GRAY_METHOD]
+    scores = {name: score(net, val, classifier, dev, photos, fmt) for name, net in (("candidate", G), ("default", D))}
+    gray_psnr = evaluate_methods({GRAY_METHOD: gray_baseline}, val.images)["methods"][GRAY_METHOD]["psnr_dataset_db"]
     fair = held_out > 0 and default_held_out >= val_size  # neither generator trained on those images
-    beats, rows, above_gray = decide(scores["candidate"], scores["default"], gray["psnr_dataset_db"], fair)
+    beats, rows, above_gray = decide(scores["candidate"], scores["default"], gray_psnr, fair)
     why_not = None if fair else (f"the default's run held out {default_held_out:,} training images, the candidate's "
                                  f"{held_out:,}, and its validation split has {val_size:,}: one of them trained on "
                                  f"those images, so the validation measures are shown but do not decide")
     report = {"candidate": str(path), "default": str(against), "beats_default": beats, "rows": rows,
               "validation_decides": fair, "why_validation_does_not_decide": why_not,
-              "gray_val_psnr_dataset_db": gray["psnr_dataset_db"], "candidate_beats_gray": above_gray,
+              "gray_val_psnr_dataset_db": gray_psnr, "candidate_beats_gray": above_gray,
               "scores": scores, "seconds": round(time.time() - started, 1), "written": None}
     log(comparison_table(report) + (f"note: {why_not}" if why_not else ""))
     if not beats:
-        why = ("it does not beat the gray copy on its validation split" if not above_gray else
-               "it is worse on a deciding measure, or better on none")
+        why = "it is worse on a deciding measure, or better on none" if above_gray else \
+            "it does not beat the gray copy on its validation split"
         log(f"the candidate does not beat the default ({why}): {against} stays the default")
     elif dry_run:
         log("the candidate beats the default (dry run: nothing written)")
@@ -158,8 +152,7 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
     from ..inference.vividness import CHECKPOINT_KEY
     from .metrics import evaluate_generator
     log("scoring the winner on the test split for the record ...")
-    test = evaluate_generator(G, data or cfg.data, classifier, limit=test_limit, device=device, name="generator",
-                              through_colorize=True)
+    test = evaluate_generator(G, data or cfg.data, classifier, limit=test_limit, device=device)
     run = path.parent.parent  # RUN/checkpoints/<file>
     weights = {k: _float16(v) for k, v in G.state_dict().items()}
     shipped = copy.deepcopy(G)
@@ -171,11 +164,8 @@ def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, dat
         "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
         CHECKPOINT_KEY: calibrate(shipped.eval(), cfg.to_dict(), data or cfg.data, log=log).to_dict()})
     if out.exists():
-        previous = out.with_name(out.stem + ".previous.pt")
-        k = 1
-        while previous.exists():
-            k += 1
-            previous = out.with_name(f"{out.stem}.previous-{k}.pt")
+        names = (out.with_name(f"{out.stem}.previous{'' if k == 1 else f'-{k}'}.pt") for k in itertools.count(1))
+        previous = next(name for name in names if not name.exists())
         rundir.atomic_write_bytes(previous, out.read_bytes())
         log(f"the generator it replaces: {previous}")
     rundir.atomic_save(payload, out)

@@ -1,11 +1,10 @@
 """Scoring on the validation split during training: what `best.pt` and every choice rest on.
 
 The validation split is a fixed hold-out of the training images (`Config.val_size`, drawn with
-`data.VAL_SEED`, the same for every run), so choosing a checkpoint or a recipe by it never
-looks at the test split. After every epoch the trainer scores its generator (the EMA one when
-kept) on it: dataset-level PSNR, colourfulness and the classifier-feature Frechet distance
-(see metrics.py). `best.pt` is the epoch with the lowest feature distance: the one score that
-punishes both washed-out and wrong colours, where PSNR alone rewards gray.
+`data.VAL_SEED`), so choosing a checkpoint or a recipe by it never looks at the test split. After
+every epoch the trainer scores its generator (the EMA one when kept) on it: dataset PSNR,
+colourfulness and the classifier-feature FD (metrics.py). `best.pt` is the epoch with the lowest
+FD: the one score that punishes both washed-out and wrong colours, where PSNR alone rewards gray.
 """
 from __future__ import annotations
 

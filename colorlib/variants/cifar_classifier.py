@@ -1,18 +1,13 @@
 """The judge's network: a small fixed CIFAR-10 classifier, and loading its trained weights.
 
-Two users: the lab (colorlib.lab.classifier trains it; semantic accuracy and the feature distance
-are scored with it) and feature-aware normalization (colorlib.variants.norms), whose fixed
-features are this network's first layers. Its training lives in the lab; only the network and
-its file format live here, so that a generator built with FAN needs no evaluation code.
+The lab trains it (lab/classifier.py) and scores semantic accuracy and the feature distance with
+it; feature-aware normalization (variants/norms.py) uses its first layers. Only the network and its
+file format live here, so that a generator built with FAN needs no evaluation code.
 
-The network is a small VGG/ResNet-9-style CNN in the spirit of the fast CIFAR-10 training
-recipes (DAWNBench ResNet-9, airbench): a stem convolution, then three groups of
-conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU halving the resolution 32 -> 16 -> 8 -> 4,
-a global max-pool and a linear layer. With widths 64/256/256 it has about 2 M parameters.
-
-Interface: the module takes RGB batches [B, 3, H, W] either as uint8 in [0, 255] or as float
-in [0, 1], and normalises them itself, so callers never need to know its statistics. A
-colorizer's [-1, 1] output goes in as `(x + 1) / 2`.
+A small VGG/ResNet-9-style CNN after the fast CIFAR-10 recipes (DAWNBench ResNet-9, airbench): a
+stem convolution, three groups of conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (32 -> 16
+-> 8 -> 4), a global max-pool and a linear layer; about 2 M parameters with widths 64/256/256. It
+takes RGB [B, 3, H, W] as uint8 in [0, 255] or float in [0, 1] and normalises it itself.
 """
 from __future__ import annotations
 
@@ -63,8 +58,6 @@ class CifarClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        if images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(images.shape)}")
         x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
         return (x - self.mean) / self.std
 
