@@ -12,24 +12,20 @@ def cmd_colorize(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("colorize", help="colorize your own photos (files or folders) at full resolution",
-                       description="Colorize photos of any size with a trained generator: the photo's own "
-                                   "full-resolution luminance is kept and only its colour is predicted. "
-                                   "Outputs never overwrite inputs and are written atomically. Exit status: 0 "
-                                   "all colorized, 1 some photos failed, 2 nothing was done, 130 "
-                                   "interrupted (a rerun skips the photos already done).")
+                       description="Colorize photos of any size, keeping their own luminance. Outputs never "
+                                   "overwrite inputs and are written atomically. Exit status: 0 all colorized, "
+                                   "1 some failed, 2 nothing done, 130 interrupted (a rerun skips those done).")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, or folders searched recursively")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR",
                    help="folder for the colorized photos (created if needed; JPEG in, JPEG out; else PNG)")
     p.add_argument("--checkpoint", default=None,
                    help="generator.pt or run directory (default: the generator shipped with colorlib)")
     p.add_argument("--render-size", type=int, default=64,
-                   help="short side of the working resolution the generator sees (default 64, measured best on "
-                        "sample photos; 32 is its training size; a multiple of 2**(g_depth+1), at most 2048); "
-                        "never above the photo's own size")
+                   help="short side of what the generator sees (default 64, best on sample photos; a multiple of "
+                        "2**(g_depth+1), at most 2048); never above the photo's own")
     p.add_argument("--vividness", default=None, metavar="V",
-                   help="how colourful, from 0 (the safest colours: the best PSNR on the generator's validation "
-                        "split) to 1 (as colourful as real photos); default: the one stored with the generator "
-                        "(`python -m colorlib vividness-calibrate`; docs/photos.md)")
+                   help="how colourful, from 0 (the safest colours: the best validation PSNR) to 1 (as colourful "
+                        "as real photos); default: the one stored with the generator (docs/photos.md)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or mps for the generator")
     p.add_argument("--overwrite", action="store_true", help="replace outputs that already exist")
     p.add_argument("--max-pixels", type=int, default=None, metavar="N",

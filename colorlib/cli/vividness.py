@@ -12,12 +12,10 @@ def cmd_calibrate(args) -> int:
 
 def register(sub) -> None:
     p = sub.add_parser("vividness-calibrate", help="calibrate a generator's --vividness dial on its validation split",
-                       description="Walk the generator's knobs (chroma gain; temperature for the chroma-classes "
-                                   "head) on validation images carved from the training split, never the test "
-                                   "split, and store the dial (V = 0: best PSNR, V = 1: the truth's colourfulness, "
-                                   "linear in colourfulness between, each at its best PSNR) and its default in the "
-                                   "generator file. Its weights and every other part stay as they are; the file "
-                                   "is checked, then written atomically.")
+                       description="Walk the generator's knobs on validation images carved from the training "
+                                   "split and store the dial (V = 0: best PSNR, V = 1: the truth's colourfulness) "
+                                   "in the generator file; everything else in it is kept, checked, and the file "
+                                   "written atomically.")
     p.add_argument("checkpoint", metavar="GENERATOR",
                    help="a generator.pt, or a run directory (its checkpoints/generator.pt)")
     p.add_argument("--out", default=None, help="write a new file instead (default: calibrate GENERATOR in place)")

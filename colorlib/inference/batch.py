@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from tqdm import tqdm
+
 from . import colorize as cz, vividness as dial
 from ..runs import rundir
 from ..runs.config import ConfigError
@@ -66,7 +68,7 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tupl
     """The photos named by `inputs` (files, or folders searched recursively, symlinked folders not
     followed), each once, and (input, problem) for what names nothing usable or cannot be read. An
     output folder inside an input folder is left out, so a rerun does not colorize the outputs."""
-    jobs, problems, seen = [], [], set()
+    jobs, problems = {}, []  # jobs by resolved source: a photo named twice is done once
     out_resolved = out_dir.resolve()
     for name in inputs:
         path, before, pairs = Path(name), len(problems), []
@@ -89,10 +91,8 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tupl
         else:
             problems.append((name, "no such file or folder, or permission denied on the way to it (ls -ld)"))
         for source, relative in pairs:
-            if source.resolve() not in seen:
-                seen.add(source.resolve())
-                jobs.append(Job(source, relative))
-    return jobs, problems
+            jobs.setdefault(source.resolve(), Job(source, relative))
+    return list(jobs.values()), problems
 
 
 def _check_batch(jobs: list[Job], out_dir: Path, checkpoint, render_size: int, device: str):
@@ -110,8 +110,7 @@ def _check_batch(jobs: list[Job], out_dir: Path, checkpoint, render_size: int, d
     cz.render_shape(32, 32, render_size, cz.size_multiple(model))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):
-            pass
+        tempfile.TemporaryFile(dir=out_dir).close()
     except OSError as exc:
         raise OutputFolderError(f"cannot write to the output folder {out_dir} ({exc.strerror or exc}); choose "
                                 f"a folder you can write to with -o") from None
@@ -123,7 +122,6 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
                    progress: bool = True, vividness: Optional[float] = None) -> ColorizeSummary:
     """Colorize the photos named by `inputs` into `out_dir` (see the module docstring). max_pixels:
     the decompression-bomb limit (None: Pillow's; 0: none). vividness: the dial (None: the default)."""
-    from tqdm import tqdm
     if max_pixels is not None and max_pixels < 0:
         raise ConfigError(f"--max-pixels {max_pixels}: give a number of pixels, or 0 for no limit")
     vividness = None if vividness is None else dial.check_vividness(vividness)
@@ -159,8 +157,9 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
 
 def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels, vividness, claimed: dict,
                   result: ColorizeSummary) -> None:
-    """One photo colorized and written atomically, or skipped when its output exists and not overwrite."""
-    from tqdm import tqdm
+    """One photo colorized and written atomically, or skipped when its output exists and not overwrite;
+    a note for a photo already in colour (once a batch; counted), with several frames, or worked at a
+    smaller size than asked, to bound memory (see `render_shape`)."""
     target, _ = job.target(result.out_dir)
     if claimed.setdefault(target, job) is not job:
         raise cz.ImageReadError(f"its output {target} would be the output of {claimed[target].source} too; "
@@ -171,31 +170,23 @@ def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels
         return
     photo = cz.read_photo(job.source, max_pixels)
     target, fmt = job.target(result.out_dir, photo.alpha is not None)  # transparency needs PNG
-    for note in _notes(job, photo, model, render_size, result):
-        tqdm.write(f"note: {note}", file=sys.stderr)
+    notes = []
+    if photo.was_color and result.colour_inputs == 0:
+        notes.append("is already in colour: colour photos are converted to gray first and get new colours (this "
+                     "note is not repeated; the summary counts them)")
+    result.colour_inputs += int(photo.was_color)
+    if photo.frames > 1:
+        notes.append(f"has {photo.frames} frames (an animation or a multi-page file); only the first is colorized")
+    asked, shape = (f(*photo.luma.shape, render_size, cz.size_multiple(model))
+                    for f in (cz.requested_shape, cz.render_shape))
+    if shape != asked:
+        notes.append(f"({photo.size[0]}x{photo.size[1]}) is worked at {shape[1]}x{shape[0]} pixels instead of "
+                     f"{asked[1]}x{asked[0]}, to keep memory bounded (at most {cz.MAX_RENDER_PIXELS / 1e6:.1f} "
+                     f"megapixels, sides up to {cz.MAX_RENDER_SIDE})")
+    for note in notes:
+        tqdm.write(f"note: {job.source} {note}", file=sys.stderr)
     data = cz.colorized_files([photo], model, render_size, [fmt], vividness=vividness)[0]  # the scorers' path too
     if target.exists() and not overwrite:  # (a PNG for a JPEG with transparency)
         raise cz.ImageReadError(f"its output {target} exists; pass --overwrite to replace it")
     rundir.atomic_write_bytes(target, data)
     result.done += 1
-
-
-def _notes(job: Job, photo: cz.GrayPhoto, model, render_size: int, result: ColorizeSummary) -> list[str]:
-    """Lines for a photo already in colour (once a batch; counted), with several frames, or worked
-    at a smaller size than asked, to bound memory (see `render_shape`)."""
-    notes = []
-    if photo.was_color:
-        if result.colour_inputs == 0:
-            notes.append(f"{job.source} is already in colour: colour photos are converted to gray first and get "
-                         f"new colours (this note is not repeated; the summary counts them)")
-        result.colour_inputs += 1
-    if photo.frames > 1:
-        notes.append(f"{job.source} has {photo.frames} frames (an animation or a multi-page file); only the first "
-                     f"is colorized")
-    asked = cz.requested_shape(*photo.luma.shape, render_size, cz.size_multiple(model))
-    shape = cz.render_shape(*photo.luma.shape, render_size, cz.size_multiple(model))
-    if shape != asked:
-        notes.append(f"{job.source} ({photo.size[0]}x{photo.size[1]}) is worked at {shape[1]}x{shape[0]} pixels "
-                     f"instead of {asked[1]}x{asked[0]}, to keep memory bounded (at most "
-                     f"{cz.MAX_RENDER_PIXELS / 1e6:.1f} megapixels, sides up to {cz.MAX_RENDER_SIDE})")
-    return notes

@@ -8,6 +8,7 @@ write black photos, so it is refused too.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from pathlib import Path
 
@@ -66,14 +67,8 @@ def refuse_non_finite(weights: dict, path) -> None:
     """RunDirError when a floating-point tensor holds NaN, or infinity anywhere but in a batch norm's
     running variance: float16 makes +inf of a variance above 65,504 (the shipped generator has three
     such channels), and batch norm then maps that channel to its bias, a finite output."""
-    bad = []
-    for name, value in weights.items():
-        if value.is_floating_point():
-            wrong = ~value.isfinite()
-            if name.endswith("running_var"):
-                wrong &= value != float("inf")
-            if bool(wrong.any()):
-                bad.append(name)
+    bad = [name for name, value in weights.items() if value.is_floating_point()
+           and not bool((value.isfinite() | ((value == math.inf) & name.endswith("running_var"))).all())]
     if bad:
         raise rundir.RunDirError(f"checkpoint {str(path)!r} holds non-finite weights (NaN or infinity) in {len(bad)} "
                                  f"of {len(weights)} tensors, first {bad[0]!r}: the run diverged; use another "

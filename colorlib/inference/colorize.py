@@ -1,17 +1,11 @@
 """Colorize real photos of any size: keep the photo's own luminance, predict only its colour.
 
-The generator was trained on 32x32 images; the detail of a large photo is in its luminance, which
-the photo already has. As in Zhang et al. (2016) and DeOldify, we take the photo's BT.601 luma at
-full resolution (the gray the generator was trained on), shrink it to a working resolution
-(`render_size` on the short side, never above the photo's own), let the generator colour that,
-keep only the prediction's chroma (YCbCr), enlarge it (colour varies slowly) and put it back on
-the untouched full-resolution luma. Y is unchanged along the line from a colour to its gray, so an
-out-of-gamut colour is pulled into [0, 1] by shrinking its chroma, never by changing the luma
-(CIE Lab's L is not the model's luma, and clipping Lab changes lightness).
-
-How colourful, is one dial, `vividness` (vividness.py). Files and folders: batch.py.
-
-    python -m colorlib colorize old_photos/ -o colorized/ [--vividness 0.5]
+The generator was trained on 32x32 images; the detail of a large photo is in its luminance. As in
+Zhang et al. (2016) and DeOldify, the photo's BT.601 luma is shrunk to a working resolution
+(`render_size` on the short side, never above the photo's own), the generator colours that, and
+its chroma (YCbCr), enlarged (colour varies slowly), is put back on the untouched full-resolution
+luma. An out-of-gamut colour is pulled into [0, 1] by shrinking its chroma, never by changing the
+luma (clipping CIE Lab would change lightness). How colourful: the `vividness` dial (vividness.py).
 """
 from __future__ import annotations
 
@@ -114,23 +108,15 @@ def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
     every way a file can be unusable is an ImageReadError saying what is wrong. Images of more than
     `max_pixels` (None: Pillow's PIL.Image.MAX_IMAGE_PIXELS; 0: no limit) are refused before decoding."""
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        opened, empty = io.BytesIO(source), len(source) == 0
-    else:
-        opened = Path(source)
-        empty = opened.is_file() and opened.stat().st_size == 0
-    if empty:
-        raise ImageReadError("the file is empty (0 bytes)")
+    opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
     pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the check is ours, below
     try:
         with Image.open(opened) as img:
             if limit and img.width * img.height > limit:
                 raise ImageReadError(f"too many pixels: {img.width}x{img.height} is over the limit of {limit:,} "
                                      f"(a decompression bomb?); if you trust the file, raise it with --max-pixels")
-            img.load()  # decode now: a truncated file fails here, not half-way
-            photo = gray_from_pil(ImageOps.exif_transpose(img))
-            photo.frames = 1 if img.format == "MPO" else getattr(img, "n_frames", 1)  # (the upright copy has one)
-            return photo
+            ImageOps.exif_transpose(img, in_place=True)  # decodes now: a truncated file fails here, not half-way
+            return gray_from_pil(img)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -138,7 +124,8 @@ def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
     except PermissionError:
         raise ImageReadError("permission denied: you may not read this file; check its permissions (ls -l)") from None
     except UnidentifiedImageError:
-        raise ImageReadError("not an image that Pillow can read") from None
+        empty = (len(source) if isinstance(opened, io.BytesIO) else opened.stat().st_size) == 0
+        raise ImageReadError("the file is empty (0 bytes)" if empty else "not an image that Pillow can read") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # Pillow's errors for bad data
         raise ImageReadError(f"the image data is damaged or incomplete (Pillow: {first_line(exc)}); copy it "
                              f"again from its source") from None
@@ -189,11 +176,9 @@ def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = D
     ([B, 3, h, w] for lumas of one size [B, H, W]); temperature: the classes head's, for this call."""
     batch = luma if luma.dim() == 3 else luma[None]
     shape = render_shape(*batch.shape[-2:], render_size, size_multiple(model))
-    small = batch[:, None]
-    if tuple(small.shape[-2:]) != shape:
-        small = F.interpolate(small, size=shape, mode="bilinear", antialias=True, align_corners=False)
-    was_training, head = model.training, model.output if temperature is not None else None
-    own = head.temperature if head is not None else None
+    small = _resize(batch[:, None], shape, "bilinear")
+    head = model.output if temperature is not None else None
+    was_training, own = model.training, getattr(head, "temperature", None)
     model.eval()  # batch norm with its running statistics, whatever mode the caller left it in
     try:
         if head is not None:
@@ -207,9 +192,11 @@ def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = D
     return out if luma.dim() == 3 else out[0]
 
 
-def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bicubic: at 30-100x magnification bilinear leaves visible diamond-shaped facets."""
-    return x if tuple(x.shape[-2:]) == size else F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> torch.Tensor:
+    """Shrinking: antialiased bilinear; enlarging: bicubic (at 30-100x bilinear leaves diamond-shaped facets)."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode=mode, antialias=mode == "bilinear", align_corners=False)
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -271,10 +258,8 @@ def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_
     call; on a CPU the same bytes as alone). Knobs: see `colorize_luma`."""
     formats = list(formats) or ["PNG"] * len(photos)
     files: list[bytes] = [b""] * len(photos)
-    by_size: dict[tuple[int, ...], list[int]] = {}
-    for i, photo in enumerate(photos):
-        by_size.setdefault(tuple(photo.luma.shape), []).append(i)
-    for group in by_size.values():
+    for shape in dict.fromkeys(photo.luma.shape for photo in photos):
+        group = [i for i, photo in enumerate(photos) if photo.luma.shape == shape]
         lumas = torch.stack([photos[i].luma for i in group])
         rgb = colorize_luma(lumas, model, render_size, method, chroma_gain, vividness, temperature)
         for j, i in enumerate(group):

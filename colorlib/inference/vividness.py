@@ -1,22 +1,20 @@
 """The vividness dial: one number V in [0, 1] for how colourful colorize's output is.
 
-A generator trained on a per-pixel loss predicts the mean of the plausible colours, which is
-muted; more colourful outputs cost PSNR (Blau & Michaeli 2018). Its knobs move along that
-trade-off: a gain on its predicted chroma (every head) and, for the chroma-classes head, the
-temperature of its annealed mean. V is one path through them: V = 0 the setting with the best
-validation PSNR, V = 1 the one as colourful as the validation images, colourfulness linear in V
-between, each at its best PSNR. `colorlib.lab.vividness` measures that path and stores it in the
-generator file under "vividness" (plain numbers: a few knots V -> gain, temperature, and the
-default V); between knots the knobs are interpolated linearly.
-
-A generator without a calibration follows UNCALIBRATED: gain 0.75 + 0.5 V, default V = 0.5
-(gain 1: the generator's own output), a guess from the shipped generator on 1,000 test images.
+A generator trained on a per-pixel loss predicts the muted mean of the plausible colours; more
+colourful outputs cost PSNR (Blau & Michaeli 2018). The knobs along that trade-off: a gain on the
+predicted chroma and, for the chroma-classes head, the temperature of its annealed mean. V = 0 is
+the setting with the best validation PSNR, V = 1 the one as colourful as the validation images,
+colourfulness linear in V between. `colorlib.lab.vividness` measures that path as knots stored in
+the generator file (plain numbers); between knots the knobs are interpolated linearly. Without a
+calibration: UNCALIBRATED, gain 0.75 + 0.5 V, default V = 0.5 (gain 1, the generator's own output),
+a guess from the shipped generator on 1,000 test images.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional
+
+import numpy as np
 
 from ..runs.config import ConfigError
 from ..runs.rundir import RunDirError
@@ -49,21 +47,15 @@ class Calibration:
 
     def settings(self, vividness: float) -> tuple[float, Optional[float]]:
         """(chroma gain, temperature or None) at `vividness`: a knot's own values on a knot, linear between."""
-        v = check_vividness(vividness)
-        for low, high in zip(self.knots, self.knots[1:]):
-            if v == low.vividness:
-                return low.chroma_gain, low.temperature
-            if v < high.vividness:
-                t = (v - low.vividness) / (high.vividness - low.vividness)
-                temperature = None if low.temperature is None else low.temperature + t * (high.temperature -
-                                                                                          low.temperature)
-                return low.chroma_gain + t * (high.chroma_gain - low.chroma_gain), temperature
-        return self.knots[-1].chroma_gain, self.knots[-1].temperature
+        v, at = check_vividness(vividness), [k.vividness for k in self.knots]
+        gain = float(np.interp(v, at, [k.chroma_gain for k in self.knots]))
+        if self.knots[0].temperature is None:
+            return gain, None
+        return gain, float(np.interp(v, at, [k.temperature for k in self.knots]))
 
     def to_dict(self) -> dict:
         """What a generator file stores (plain numbers and text: weights_only loading reads it)."""
-        knots = [{"vividness": k.vividness, "chroma_gain": k.chroma_gain, "temperature": k.temperature,
-                  "psnr_db": k.psnr_db, "colourfulness": k.colourfulness} for k in self.knots]
+        knots = [asdict(k) for k in self.knots]
         return {**self.record, "format": VIVIDNESS_FORMAT, "knots": knots, "default": self.default}
 
 
@@ -72,26 +64,26 @@ UNCALIBRATED = Calibration((Knot(0.0, 0.75), Knot(1.0, 1.25)), default=0.5, cali
 
 def check_vividness(value) -> float:
     """`value` as a float in [0, 1], else a ConfigError saying what the dial takes."""
-    v = _number(value)
-    if isinstance(value, bool) or not (0.0 <= v <= 1.0):  # (NaN fails both comparisons)
+    if isinstance(value, bool) or not _within(value, 0.0, 1.0):
         raise ConfigError(f"vividness={value!r} must be a number from 0 (the safest colours) to 1 (as "
                           f"colourful as real photos), e.g. --vividness 0.5")
-    return v
+    return float(value)
 
 
 def check_knobs(chroma_gain: Optional[float], temperature: Optional[float]) -> None:
     """ConfigError unless the gain is in [0, MAX_GAIN] and the temperature in [MIN_, MAX_TEMPERATURE]."""
-    if chroma_gain is not None and not (0.0 <= _number(chroma_gain) <= MAX_GAIN):
+    if chroma_gain is not None and not _within(chroma_gain, 0.0, MAX_GAIN):
         raise ConfigError(f"chroma_gain={chroma_gain!r} must be a number from 0 to {MAX_GAIN:g}")
-    if temperature is not None and not (MIN_TEMPERATURE <= _number(temperature) <= MAX_TEMPERATURE):
+    if temperature is not None and not _within(temperature, MIN_TEMPERATURE, MAX_TEMPERATURE):
         raise ConfigError(f"temperature={temperature!r} must be a number from {MIN_TEMPERATURE} to {MAX_TEMPERATURE:g}")
 
 
-def _number(x) -> float:
+def _within(value, low: float, high: float) -> bool:
+    """A number from low to high; NaN and what is no number are not."""
     try:
-        return float(x)
+        return low <= float(value) <= high
     except (TypeError, ValueError):
-        return math.nan
+        return False
 
 
 def from_dict(stored, where: str = "the calibration") -> Calibration:

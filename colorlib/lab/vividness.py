@@ -2,13 +2,10 @@
 
     python -m colorlib vividness-calibrate colorlib/weights/generator.pt        # in place, weights untouched
 
-`calibrate` walks the knobs on validation images carved from the training split (the run's own
-hold-out, never the test split): the chroma gain in steps of GAIN_STEP from 0 until the output is
-more colourful than the truth and its PSNR falls, at each of TEMPERATURES for the classes head.
-V = 0 is the setting with the best PSNR, V = 1 the best one at the truth's colourfulness, and
-KNOTS knots between are linear in colourfulness, each the best-PSNR setting there (interpolated
-along each temperature's gain curve, then measured). Every score is the colorize command's own
-output (`colorize.colorized_files`), decoded.
+`calibrate` walks the knobs on validation images carved from the training split (never the test
+split): V = 0 is the setting with the best PSNR, V = 1 the best one at the truth's colourfulness,
+KNOTS knots between linear in colourfulness. Every score is of the colorize command's own output
+(`colorize.colorized_files`), decoded.
 """
 from __future__ import annotations
 
@@ -34,8 +31,7 @@ DEFAULT_VAL_SIZE = 5000  # the hold-out for a generator whose run had none (the 
 
 
 class Scorer:
-    """The colorize command's outputs for colour images (uint8 [N, 3, H, W]), scored against them:
-    dataset PSNR and mean colourfulness."""
+    """The colorize command's outputs for colour images (uint8 [N, 3, H, W]): dataset PSNR, mean colourfulness."""
 
     def __init__(self, model, images: torch.Tensor, fmt: str = "JPEG", batch: int = 500):
         self.model, self.images, self.fmt, self.batch = model, images, fmt, batch
@@ -58,8 +54,8 @@ class Scorer:
 
 
 def sweep(scorer: Scorer, temperatures: Sequence[Optional[float]], log=print) -> list[dict]:
-    """Every (temperature, gain) tried, scored: per temperature the gains from 0 up, until the
-    output is more colourful than the truth and its PSNR falls; then the best one's neighbours."""
+    """Per temperature the gains from 0 up, until the output is more colourful than the truth and its
+    PSNR falls; then the best one's neighbours. Every (temperature, gain) tried, scored."""
     points, gray = [], None
     for temperature in temperatures:
         previous = None

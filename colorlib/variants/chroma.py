@@ -1,22 +1,17 @@
 """Chroma as classes: colorization as classification over quantized colours (Zhang et al. 2016).
 
-Regressing colour with an L1, L2 or cosine loss predicts the *mean* of all plausible colours
-of an object, and the mean of red, green and blue cars is brown-gray: the reason regression
-colorizers look washed out. Zhang, Isola and Efros instead let the network predict, per pixel,
-a probability for each cell of a quantized colour plane, and train it with a cross-entropy in
-which rare (saturated) colours weigh more than common (grayish) ones:
+Regressing colour predicts the *mean* of the plausible colours (the mean of red, green and blue
+cars is brown-gray): why regression colorizers look washed out. Zhang, Isola and Efros predict
+per pixel a probability for each cell of a quantized colour plane, trained with a cross-entropy
+in which rare (saturated) colours weigh more than common (grayish) ones:
 
     L = - sum_pixels w(y) * sum_q t_q log p_q,     w = ((1 - r) * prior + r / Q)^-1, E_prior[w] = 1
 
-t is the true colour spread softly over its neighbouring cells (here: the 4 cells around it,
-bilinear weights), prior is the empirical distribution of the training colours (smoothed),
-r = 0.5 mixes in the uniform distribution. At test time the colour is the *annealed mean*
-of the distribution, the mean of p^(1/T) renormalised: T = 1 gives the mean (muted, safe),
-T -> 0 the mode (vivid, sometimes wrong); Zhang et al. chose T = 0.38 by eye.
-
-We quantize the BT.601 chroma plane (Cb, Cr in the model's [-1, 1]), not CIE ab, so that the
-luma the network is given is kept exactly (see data.py) and the transform stays linear: a
-GRID x GRID lattice of cell centres, GRID = 16 (256 cells, step 0.133).
+t is the true colour spread over the 4 cells around it (bilinear weights), prior the smoothed
+distribution of the training colours, r = 0.5. The colour shown is the *annealed mean*, the mean
+of p^(1/T) renormalised: T = 1 the mean (muted, safe), T -> 0 the mode (vivid, sometimes wrong);
+Zhang et al. chose T = 0.38 by eye. We quantize the BT.601 chroma plane (Cb, Cr in [-1, 1]), not
+CIE ab, so the network's luma is kept exactly: a GRID x GRID lattice (256 cells).
 """
 from __future__ import annotations
 

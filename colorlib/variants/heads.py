@@ -1,10 +1,7 @@
-"""Output heads other than the paper's RGB: the generator's last layer turned into an image.
-
-- `YCbCrOutput`: predict Cb and Cr only and keep the input's luma exactly (the paper's RGB
-  output may change the brightness it was given).
-- `ChromaClassesOutput`: chroma as a distribution over quantized bins (Zhang et al. 2016, see
-  chroma.py), the image its annealed mean; the logits of the last forward are kept (`logits`)
-  for the rebalanced cross-entropy (objectives.ChromaClassesLoss).
+"""Output heads other than the paper's RGB (which may change the brightness it was given).
+`YCbCrOutput` predicts Cb and Cr only and keeps the input's luma exactly; `ChromaClassesOutput`
+predicts chroma as a distribution over quantized bins (chroma.py), the image its annealed mean, and
+keeps the last forward's `logits` for the rebalanced cross-entropy (objectives.ChromaClassesLoss).
 """
 from __future__ import annotations
 

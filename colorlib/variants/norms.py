@@ -64,10 +64,8 @@ class FrozenFeatures(nn.Module):
         return super().train(False)
 
     def load_classifier(self, path) -> None:
-        body = load_classifier(path).body
-        self.stem.load_state_dict(body[:3].state_dict())
-        self.block16.load_state_dict(body[3:10].state_dict())
-        self.block8.load_state_dict(body[10:17].state_dict())
+        mine = nn.Sequential(*self.stem, *self.block16, *self.block8)  # the classifier's body[:17], shared
+        mine.load_state_dict(load_classifier(path).body[:17].state_dict())
 
     def forward(self, gray: torch.Tensor) -> dict[int, torch.Tensor]:
         x = gray.add(1).div(2).expand(-1, 3, -1, -1)  # the classifier reads RGB in [0, 1]

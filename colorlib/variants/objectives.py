@@ -27,11 +27,8 @@ CONTENT_LOSSES = {"cosine": cosine_similarity_loss, "cosine_pixel": per_pixel_co
 
 
 def r1_penalty(real_logits: torch.Tensor, real_input: torch.Tensor) -> torch.Tensor:
-    """R1 (Mescheder et al. 2018): E[|grad_x D(x)|^2] on real pairs, without the gamma / 2.
-
-    `real_input` must require grad and be what D saw; the gradient is kept differentiable
-    (create_graph) so the penalty trains D.
-    """
+    """R1 (Mescheder et al. 2018): E[|grad_x D(x)|^2] on real pairs, without the gamma / 2. `real_input`
+    must require grad and be what D saw; the gradient stays differentiable so the penalty trains D."""
     (grad,) = torch.autograd.grad(real_logits.float().sum(), real_input, create_graph=True)
     return grad.float().pow(2).flatten(1).sum(1).mean()
 
@@ -81,6 +78,4 @@ class RegressionObjective(GANObjective):
     (logit 0) and weighted adv_weight = 0, so the history keeps its columns."""
 
     def generator(self, D, gray, real, fake):
-        adv = generator_adversarial_loss(torch.zeros(gray.shape[0], device=gray.device))
-        sim = self.content(fake, real)
-        return self.adv_weight * adv + self.lam * sim, adv, sim
+        return super().generator(lambda x, _: torch.zeros(x.shape[0], device=x.device), gray, real, fake)
