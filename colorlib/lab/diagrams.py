@@ -1,13 +1,13 @@
-"""The paper's Fig. 1 (the U-Net generator) and Fig. 2 (the conditional discriminator), drawn from a
-built model: every box names a module, its layers and the shape of its output, measured with forward
-hooks on one dummy batch, so no number in a drawing is typed in. Also what the layers of a trained
-generator compute: `activation_maps`, `channel_examples` and `channel_roles` (notebook 02).
+"""The paper's Figs. 1 (the U-Net generator) and 2 (the conditional discriminator) drawn from a built
+model: every box names a module, its layers and its output's shape, measured with forward hooks on one
+dummy batch, so no number is typed in. Also what a trained generator's layers compute (notebook 02).
 Figures are built without pyplot, at 100 dpi with no text under 9 pt (they read at 100% zoom).
 """
 from __future__ import annotations
 
 import math
 import textwrap
+from collections import namedtuple
 from typing import NamedTuple
 
 import torch
@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 from ..paper.models import count_parameters
 
 DPI, FONT = 100, 9  # the smallest text, in points
+SIDE = 32  # the dummy batch's images: CIFAR-10's size
 BOX_W, BOX_H, ROW = 2.9, 1.0, 1.45  # inches: one unit of a diagram's axes is one inch
 COLUMNS = {"input": 0.0, "encoder": 0.0, "bottleneck": 3.4, "decoder": 6.8, "output": 6.8}
 COLORS = {"input": "#e6e6e6", "encoder": "#cfe2f3", "bottleneck": "#d9d2e9", "decoder": "#fce5cd",
@@ -29,20 +30,8 @@ NAMES = {"BatchNorm": "batch norm", "BatchNorm2d": "batch norm", "InstanceNorm2d
          "YCbCrOutput": "tanh → CbCr + input Y", "ChromaClassesOutput": "chroma classes → mean"}
 
 
-class Box(NamedTuple):
-    """A module (its name in the model, or a role), its layers, its output shape for one image, its role:
-    input | encoder | bottleneck | decoder | output | concat | conv | logit."""
-    name: str
-    kind: str
-    shape: tuple
-    role: str
-
-
-class Skip(NamedTuple):
-    """The encoder block `source`'s output concatenated onto decoder block `target`'s, giving `shape`."""
-    source: str
-    target: str
-    shape: tuple
+Box = namedtuple("Box", "name kind shape role")  # a module's name, its layers, its output's shape, a key of COLORS
+Skip = namedtuple("Skip", "source target shape")  # encoder block `source` concatenated onto decoder block `target`
 
 
 def shape_text(shape) -> str:
@@ -83,15 +72,15 @@ def kind(*modules) -> str:
     return " · ".join(parts)
 
 
-def generator_layout(G: nn.Module, image_size: int = 32) -> tuple[list[Box], list[Skip]]:
+def generator_layout(G: nn.Module) -> tuple[list[Box], list[Skip]]:
     """Fig. 1's boxes in the order the data flows, and the skip connections, from one forward pass."""
     encoder = ["stem", *(f"down.{i}" for i in range(len(G.down)))]
     decoder = [f"up.{i}" for i in range(len(G.up))]
-    seen = traced(G, (torch.zeros(2, 1, image_size, image_size),), [*encoder, *decoder, "head", ""])
+    seen = traced(G, (torch.zeros(2, 1, SIDE, SIDE),), [*encoder, *decoder, "head", ""])
     shape = {name: tuple(out.shape[1:]) for name, (_, out) in seen.items()}
-    blocks = [G.stem, *G.down, *G.up]
     boxes = [Box("input X", "gray image", tuple(seen[""][0][0].shape[1:]), "input")]
-    for name, block in zip(encoder + decoder, blocks):  # Down applies LeakyReLU(0.2), Up ReLU, in forward
+    for name in encoder + decoder:  # Down applies LeakyReLU(0.2), Up ReLU, in forward
+        block = G.get_submodule(name)
         act = "ReLU" if name.startswith("up") else "LeakyReLU(0.2)"
         layers = (block, act) if name == "stem" else (block.conv, block.norm, act)
         role = "bottleneck" if name == encoder[-1] else "decoder" if name.startswith("up") else "encoder"
@@ -103,7 +92,7 @@ def generator_layout(G: nn.Module, image_size: int = 32) -> tuple[list[Box], lis
     return boxes, skips
 
 
-def discriminator_layout(D: nn.Module, image_size: int = 32) -> list[Box]:
+def discriminator_layout(D: nn.Module) -> list[Box]:
     """Fig. 2's boxes: the gray and the colour image, their concatenation, one box per convolution
     with the layers after it, and the logit(s) per image."""
     groups = []
@@ -112,8 +101,7 @@ def discriminator_layout(D: nn.Module, image_size: int = 32) -> list[Box]:
             groups.append([])
         groups[-1].append((name, module))
     ends = [f"net.{g[-1][0]}" for g in groups]
-    seen = traced(D, (torch.zeros(2, 1, image_size, image_size), torch.zeros(2, 3, image_size, image_size)),
-                  ["net", *ends, ""])
+    seen = traced(D, (torch.zeros(2, 1, SIDE, SIDE), torch.zeros(2, 3, SIDE, SIDE)), ["net", *ends, ""])
     gray, colour = (tuple(t.shape[1:]) for t in seen[""][0])
     boxes = [Box("gray X", "the condition", gray, "input"),
              Box("colour Y or G(X)", "real or generated", colour, "input"),
@@ -134,14 +122,23 @@ def draw(boxes, at: dict, title: str, note: str, skips=()) -> Figure:
     fig = Figure(figsize=(x1 - x0, y1 - y0), dpi=DPI)
     ax = fig.add_axes((0, 0, 1, 1), xlim=(x0, x1), ylim=(y0, y1))
     ax.set_axis_off()
+    patches = {}
+    for box in boxes:
+        x, y = at[box.name]
+        patches[box.name] = ax.add_patch(FancyBboxPatch((x - BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H,
+                                                        boxstyle="round,pad=0,rounding_size=0.08",
+                                                        facecolor=COLORS[box.role], edgecolor="#555555"))
+        count = int(torch.Size(box.shape).numel())
+        last = shape_text(box.shape) if len(box.shape) == 3 else f"{count} logit{'s' * (count != 1)} per image"
+        lines = [(box.name, "bold"), *((line, "normal") for line in textwrap.wrap(box.kind, 32)), (last, "bold")]
+        for i, (text, weight) in enumerate(lines):
+            ax.text(x, y + ((len(lines) - 1) / 2 - i) * 0.2, text, ha="center", va="center", weight=weight,
+                    size=FONT + (weight == "bold"))
 
-    def arrow(a, b, **style):  # from the edge of box a to the edge of box b
-        (xa, ya), (xb, yb) = at[a], at[b]
-        dx, dy = xb - xa, yb - ya
-        t = min(BOX_W / 2 / abs(dx) if dx else 1, BOX_H / 2 / abs(dy) if dy else 1)
-        ax.annotate("", xy=(xb - t * dx, yb - t * dy), xytext=(xa + t * dx, ya + t * dy),
-                    arrowprops={"arrowstyle": "-|>", "color": "#333333", "lw": 1.4, "shrinkA": 0, "shrinkB": 0,
-                                **style})
+    def arrow(a, b, **style):  # centre to centre, clipped to the two boxes
+        ax.annotate("", xy=at[b], xytext=at[a], arrowprops={"arrowstyle": "-|>", "color": "#333333", "lw": 1.4,
+                                                            "patchA": patches[a], "patchB": patches[b], "shrinkA": 0,
+                                                            "shrinkB": 0, **style})
 
     pairs = list(zip(boxes, boxes[1:]))
     if boxes[1].role == "input":
@@ -152,16 +149,6 @@ def draw(boxes, at: dict, title: str, note: str, skips=()) -> Figure:
         arrow(s.source, s.target, linestyle=(0, (4, 3)), color="#38761d")
         ax.text(COLUMNS["bottleneck"], at[s.source][1] + 0.1, f"skip: concatenated → {shape_text(s.shape)}",
                 ha="center", va="bottom", size=FONT, color="#38761d")
-    for box in boxes:
-        x, y = at[box.name]
-        ax.add_patch(FancyBboxPatch((x - BOX_W / 2, y - BOX_H / 2), BOX_W, BOX_H, facecolor=COLORS[box.role],
-                                    boxstyle="round,pad=0,rounding_size=0.08", edgecolor="#555555"))
-        count = int(torch.Size(box.shape).numel())
-        last = shape_text(box.shape) if len(box.shape) == 3 else f"{count} logit{'s' * (count != 1)} per image"
-        lines = [(box.name, "bold"), *((line, "normal") for line in textwrap.wrap(box.kind, 32)), (last, "bold")]
-        for i, (text, weight) in enumerate(lines):
-            ax.text(x, y + ((len(lines) - 1) / 2 - i) * 0.2, text, ha="center", va="center", weight=weight,
-                    size=FONT + (weight == "bold"))
     ax.text((x0 + x1) / 2, y1 - 0.2, title, ha="center", va="top", size=FONT + 3, weight="bold")
     ax.text(x0 + 0.15, y0 + 0.15, textwrap.fill(note, int((x1 - x0) * 13)), size=FONT, color="#333333")
     return fig
@@ -172,28 +159,27 @@ NOTE = ("Each box: the module's name in the model, its layers and the shape of i
         "SN: spectral normalization.")
 
 
-def draw_generator(G: nn.Module, image_size: int = 32, title: str | None = None) -> Figure:
+def draw_generator(G: nn.Module) -> Figure:
     """Fig. 1: encoder down the left, bottleneck at the bottom, decoder up the right; rows are resolutions."""
-    boxes, skips = generator_layout(G, image_size)
-    at = {b.name: (COLUMNS[b.role], -ROW * round(math.log2(image_size / b.shape[-1]))) for b in boxes}
-    return draw(boxes, at, title or f"Generator G (Fig. 1): a U-Net, {count_parameters(G):,} parameters",
+    boxes, skips = generator_layout(G)
+    at = {b.name: (COLUMNS[b.role], -ROW * round(math.log2(SIDE / b.shape[-1]))) for b in boxes}
+    return draw(boxes, at, f"Generator G (Fig. 1): a U-Net, {count_parameters(G):,} parameters",
                 NOTE + " Dashed: a skip connection, concatenated onto the decoder block's output.", skips)
 
 
-def draw_discriminator(D: nn.Module, image_size: int = 32, title: str | None = None) -> Figure:
+def draw_discriminator(D: nn.Module) -> Figure:
     """Fig. 2: the gray and the colour image stacked, the convolutions top to bottom, the logit(s)."""
-    boxes = discriminator_layout(D, image_size)
+    boxes = discriminator_layout(D)
     at = {b.name: (0.0, -1.3 * max(i - 1, 0)) for i, b in enumerate(boxes)}
     at[boxes[0].name], at[boxes[1].name] = (-BOX_W / 2 - 0.2, 0.0), (BOX_W / 2 + 0.2, 0.0)
-    return draw(boxes, at, title or f"Discriminator D (Fig. 2): {count_parameters(D):,} parameters", NOTE)
+    return draw(boxes, at, f"Discriminator D (Fig. 2): {count_parameters(D):,} parameters", NOTE)
 
 
 # ---------------------------------------------------------------- what the layers compute
 def edge_map(gray: torch.Tensor, side: int) -> torch.Tensor:
     """[B, side, side]: |horizontal| + |vertical| difference of the gray images shrunk to side x side."""
     g = F.interpolate(gray, size=(side, side), mode="area")[:, 0]
-    return F.pad((g[..., :, 1:] - g[..., :, :-1]).abs(), (0, 1)) + F.pad((g[..., 1:, :] - g[..., :-1, :]).abs(),
-                                                                         (0, 0, 0, 1))
+    return F.pad(g.diff(dim=-1).abs(), (0, 1)) + F.pad(g.diff(dim=-2).abs(), (0, 0, 0, 1))
 
 
 def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -236,35 +222,32 @@ def channel_roles(activation: torch.Tensor, gray: torch.Tensor) -> ChannelRoles:
                         a.mean((0, 2, 3)))
 
 
-def image_rows(rows, title: str | None = None) -> Figure:
-    """Rows of maps (label, maps [B, H, W], colour map, (low, high), unit), each row with its own colorbar."""
+def image_rows(gray: torch.Tensor, rows) -> Figure:
+    """The gray images, then rows of maps (label, maps [B, H, W], colour map, (low, high), unit), each row
+    with its own colorbar."""
+    rows = [("input X", gray[:, 0], "gray", (-1, 1), "gray level"), *rows]
     fig = Figure(figsize=(1.55 * len(rows[0][1]) + 3.2, 1.5 * len(rows) + 0.5), dpi=DPI, layout="constrained")
-    for ax_row, (label, maps, cmap, (low, high), unit) in zip(fig.subplots(len(rows), len(rows[0][1]) + 1,
-                                                                           squeeze=False), rows):
+    axes = fig.subplots(len(rows), len(rows[0][1]) + 1, squeeze=False, subplot_kw={"xticks": [], "yticks": []})
+    for ax_row, (label, maps, cmap, (low, high), unit) in zip(axes, rows):
         ax_row[0].set_axis_off()
         ax_row[0].text(1.0, 0.5, label, ha="right", va="center", size=FONT, transform=ax_row[0].transAxes)
         for ax, image in zip(ax_row[1:], maps):
             shown = ax.imshow(image.detach().float().cpu().numpy(), cmap=cmap, vmin=low, vmax=high)
-            ax.set_xticks([])
-            ax.set_yticks([])
         bar = fig.colorbar(shown, ax=list(ax_row[1:]), shrink=0.9, aspect=12)
         bar.set_label(unit, fontsize=FONT)
         bar.ax.tick_params(labelsize=FONT)
-    if title:
-        fig.suptitle(title, fontsize=FONT + 2)
     return fig
 
 
-def activation_maps(G: nn.Module, gray: torch.Tensor, names, title: str | None = None) -> Figure:
+def activation_maps(G: nn.Module, gray: torch.Tensor, names) -> Figure:
     """The gray images, then per named block its mean |activation| over channels, a row each."""
-    outputs = traced(G, (gray,), names)
-    rows = [("input X", gray[:, 0], "gray", (-1, 1), "gray level")]
+    outputs, rows = traced(G, (gray,), names), []
     for name in names:
         out = outputs[name][1]
         maps = out.abs().mean(1)
         rows.append((f"{name}\n{shape_text(out.shape[1:])}", maps, "magma", (0, float(maps.max())),
                      "mean |activation|"))
-    return image_rows(rows, title)
+    return image_rows(gray, rows)
 
 
 def channel_examples(G: nn.Module, gray: torch.Tensor, name: str, count: int = 2) -> tuple[Figure, ChannelRoles]:
@@ -272,12 +255,11 @@ def channel_examples(G: nn.Module, gray: torch.Tensor, name: str, count: int = 2
     `count` that follow its edges (signed activation, symmetric scale), and the roles of all its channels."""
     out = traced(G, (gray,), [name])[name][1]
     roles = channel_roles(out, gray)
-    kinds = roles.kinds()
-    rows = [("input X", gray[:, 0], "gray", (-1, 1), "gray level")]
+    kinds, rows = roles.kinds(), []
     for role, score in (("brightness", roles.brightness), ("edges", roles.edges)):
         for c in [c for c in score.argsort(descending=True).tolist() if kinds[c] == role][:count]:
             high = float(out[:, c].abs().max())
             rows.append((f"{name} channel {c}\n{role}, r = {score[c]:.2f}", out[:, c], "RdBu_r", (-high, high),
                          "activation"))
-    return image_rows(rows), roles
+    return image_rows(gray, rows), roles
 

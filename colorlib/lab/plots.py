@@ -1,11 +1,11 @@
-"""The paper's figures, drawn from a run directory alone (no model, no retraining): Fig. 3 the losses
-over iterations, Figs. 4-7 a sample grid after one epoch, Fig. 8 the same test images after each chosen
-epoch; and a study's frontier figure. Every function returns a matplotlib Figure built
-without pyplot's global state, so batch jobs can save hundreds without leaking memory.
+"""The paper's figures, drawn from a run directory alone (no model, no retraining): Fig. 3 the losses,
+Figs. 4-7 the samples after one epoch, Fig. 8 after several; and a study's frontier figure. Figures are
+built without pyplot's global state, so batch jobs can save hundreds without leaking memory.
 """
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import warnings
 from pathlib import Path
@@ -17,12 +17,13 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..runs import rundir
+from .stable_colours import collapse_per_epoch
 
 
 def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
     """Trailing moving average; the first points average over what exists so far."""
     v = values.double()
-    if window <= 1 or v.numel() == 0:
+    if window <= 1:
         return v
     c = torch.cat([torch.zeros(1, dtype=v.dtype), v.cumsum(0)])
     idx = torch.arange(1, v.numel() + 1)
@@ -30,26 +31,27 @@ def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
     return (c[idx] - c[lo]) / (idx - lo)
 
 
+def save_png(fig: Figure, path, dpi: int) -> None:
+    """A figure as a PNG, written whole or not at all."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    rundir.atomic_write_bytes(path, buf.getvalue())
+
+
 # ---------------------------------------------------------------- the collapse statistic
 def d_wins_by_epoch(run_dir) -> dict[int, float]:
-    """{epoch: share of its iterations in which D won outright}: D's loss (real + generated terms of
-    eq. 3) below `trainer.D_WINS_LOSS` (0.01). From epochs.csv, else (the shipped paper run, made before
-    epochs.csv existed) from history.csv; {} for a run that trains no discriminator."""
+    """{epoch: share of its iterations in which D's loss (eq. 3) was below 0.01}, from epochs.csv, else (the
+    shipped paper run, made before epochs.csv existed) history.csv; {} for a run that trains no discriminator."""
     cfg = rundir.read_config(run_dir)
     if cfg.adv_weight <= 0 or cfg.d_steps == 0:
         return {}
     epochs = rundir.read_epochs(run_dir)
     if len(epochs.get("d_wins_share", ())):
         return {int(e): float(s) for e, s in zip(epochs["epoch"].tolist(), epochs["d_wins_share"].tolist())}
-    from ..engine.trainer import D_WINS_LOSS
     h = rundir.read_history(run_dir)
-    if not len(h["epoch"]):
-        return {}
     done = rundir.read_run_info(run_dir).get("epochs_done") if (Path(run_dir) / "run.json").exists() else None
-    epoch = h["epoch"].long()
-    wins = torch.bincount(epoch, weights=((h["d_real"] + h["d_fake"]) < D_WINS_LOSS).double())
-    counts = torch.bincount(epoch)
-    return {e: float(wins[e] / counts[e]) for e in range(1, len(counts)) if counts[e] and (done is None or e <= done)}
+    shares = zip(h["epoch"].unique().tolist(), collapse_per_epoch(h).tolist())
+    return {int(e): s for e, s in shares if done is None or e <= done}
 
 
 def outright_epochs(shares: dict[int, float]) -> list[int]:
@@ -58,14 +60,9 @@ def outright_epochs(shares: dict[int, float]) -> list[int]:
 
 
 def epoch_spans(epochs: Sequence[int]) -> list[tuple[int, int]]:
-    """[6, 7, 8, 12] -> [(6, 8), (12, 12)]."""
-    spans: list[tuple[int, int]] = []
-    for e in sorted(epochs):
-        if spans and e == spans[-1][1] + 1:
-            spans[-1] = (spans[-1][0], e)
-        else:
-            spans.append((e, e))
-    return spans
+    """[6, 7, 8, 12] -> [(6, 8), (12, 12)]: consecutive epochs share their epoch - position."""
+    runs = (list(run) for _, run in itertools.groupby(enumerate(sorted(epochs)), lambda pair: pair[1] - pair[0]))
+    return [(run[0][1], run[-1][1]) for run in runs]
 
 
 def epoch_list(epochs: Sequence[int]) -> str:
@@ -79,11 +76,11 @@ def epoch_note(shares: dict[int, float], epoch: int) -> str:
     return f"D wins outright in {shares[epoch]:.0%} of this epoch's iterations" if epoch in shares else ""
 
 
-def run_story(run_dir, name=None) -> str:
+def run_story(run_dir, name) -> str:
     """The run a results notebook shows, in a few Markdown sentences from its files: what it is, the
     epochs in which D won outright, and its best validation epoch."""
     cfg, info = rundir.read_config(run_dir), rundir.read_run_info(run_dir)
-    lines = [f"**The run shown here**: `{name or run_dir}`, preset `{cfg.preset}`, {info.get('epochs_done')} of "
+    lines = [f"**The run shown here**: `{name}`, preset `{cfg.preset}`, {info.get('epochs_done')} of "
              f"{cfg.epochs} epochs ({info.get('status')}), {info.get('iterations_done') or 0:,} iterations, "
              f"{info.get('wall_time_s') or 0:.0f} s on {info.get('device_name') or info.get('device', '?')}."]
     shares = d_wins_by_epoch(run_dir)
@@ -115,12 +112,12 @@ def run_story(run_dir, name=None) -> str:
 
 
 # ---------------------------------------------------------------- Fig. 3
-def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
+def loss_curves(run_dir) -> Figure:
     """Fig. 3: G and D losses per iteration (faint) with their moving average (bold), the loss terms,
     the epochs in which D won outright shaded red, and (with a discriminator) that share per epoch."""
     h, cfg, shares = rundir.read_history(run_dir), rundir.read_config(run_dir), d_wins_by_epoch(run_dir)
     it, n = h["iteration"].numpy(), len(h["iteration"])
-    window = window or max(1, n // 50)
+    window = max(1, n // 50)
     fig = Figure(figsize=(16 if shares else 11, 3.8), layout="constrained")
     axes = fig.subplots(1, 3 if shares else 2)
     ax_gd, ax_parts = axes[:2]
@@ -128,22 +125,21 @@ def loss_curves(run_dir, window: Optional[int] = None) -> Figure:
                                  (h["d_real"] + h["d_fake"], "discriminator (real + fake)", "tab:red")):
         ax_gd.plot(it, values.numpy(), color=color, alpha=0.25, lw=0.6)
         ax_gd.plot(it, smooth(values, window).numpy(), color=color, lw=1.8, label=label)
-    ax_gd.set(xlabel="iteration", ylabel="loss", title="Generator and discriminator loss (Fig. 3)")
+    ax_gd.set(xlabel="iteration", ylabel="loss", yscale="log", title="Generator and discriminator loss (Fig. 3)")
     for values, label, color in ((h["g_adv"], "G adversarial", "tab:blue"),
                                  (cfg.lam * h["g_content"], f"lambda x G {cfg.content_loss}", "tab:green"),
                                  (h["d_real"], "D on real", "tab:orange"), (h["d_fake"], "D on generated", "tab:red")):
         ax_parts.plot(it, smooth(values, window).numpy(), color=color, lw=1.5, label=label)
-    ax_parts.set(xlabel="iteration", title=f"Loss terms (moving average over {window} iteration{'s' * (window > 1)})")
-    if n:
-        per_epoch = int((h["epoch"] == h["epoch"][0]).sum())
-        for i, (first, last) in enumerate(epoch_spans(outright_epochs(shares))):
-            for ax in (ax_gd, ax_parts):
-                ax.axvspan((first - 1) * per_epoch + 0.5, last * per_epoch + 0.5, color="tab:red", alpha=0.12, lw=0,
-                           label="epochs D won outright" if i == 0 and ax is ax_gd else None)
-        for ax in (ax_gd, ax_parts):
-            ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch)).set_xlabel("epoch")
+    ax_parts.set(xlabel="iteration", yscale="log",
+                 title=f"Loss terms (moving average over {window} iteration{'s' * (window > 1)})")
+    per_epoch = int((h["epoch"] == h["epoch"][0]).sum()) if n else 0
+    spans = epoch_spans(outright_epochs(shares)) if n else []
     for ax in (ax_gd, ax_parts):
-        ax.set_yscale("log")
+        for i, (first, last) in enumerate(spans):
+            ax.axvspan((first - 1) * per_epoch + 0.5, last * per_epoch + 0.5, color="tab:red", alpha=0.12, lw=0,
+                       label="epochs D won outright" if i == 0 and ax is ax_gd else None)
+        if n:
+            ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch)).set_xlabel("epoch")
         ax.legend(fontsize=9)
     if shares:
         epochs, values = sorted(shares), [shares[e] for e in sorted(shares)]
@@ -179,14 +175,11 @@ def frontier_figure(report: dict) -> Figure:
 
 
 # ---------------------------------------------------------------- Figs. 4-8
-def image_rows(rows, n: Optional[int], title: str, height: float) -> Figure:
+def image_rows(rows, title: str, height: float) -> Figure:
     """One strip of images per (label, images [N, 3, H, W]) row."""
-    n = n or rows[0][1].shape[0]
-    fig = Figure(figsize=(0.75 * n + 0.4, height), layout="constrained")
-    for ax, (label, images) in zip(fig.subplots(len(rows), 1, squeeze=False)[:, 0], rows):
-        ax.imshow(torch.cat(list(images[:n]), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
+    fig = Figure(figsize=(0.75 * len(rows[0][1]) + 0.4, height), layout="constrained")
+    for ax, (label, images) in zip(fig.subplots(len(rows), 1, subplot_kw={"xticks": [], "yticks": []}), rows):
+        ax.imshow(torch.cat(list(images), dim=2).permute(1, 2, 0).numpy(), interpolation="nearest")
         ax.set_title(label, loc="left", fontsize=9, pad=2)
     fig.suptitle(title)
     return fig
@@ -198,7 +191,7 @@ def missing_epochs(epochs, by_epoch) -> None:
         raise rundir.RunDirError(f"no samples for epoch(s) {missing}; available: {sorted(by_epoch)}")
 
 
-def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, samples=None, note: str = "") -> Figure:
+def sample_grid(run_dir, epoch: Optional[int] = None, samples=None, note: str = "") -> Figure:
     """Figs. 4-7: gray input, generated colour and ground truth after `epoch` (default: the last).
     `samples`: `rundir.read_samples(run_dir)` where read already; `note`: a second title line."""
     gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
@@ -207,7 +200,7 @@ def sample_grid(run_dir, epoch: Optional[int] = None, n: Optional[int] = None, s
     epoch = max(by_epoch) if epoch is None else epoch
     missing_epochs([epoch], by_epoch)
     rows = [("grayscale", gray), ("generated", by_epoch[epoch]), ("ground truth", truth)]
-    return image_rows(rows, n, f"Output at epoch {epoch}" + (f"\n{note}" if note else ""), 3.0)
+    return image_rows(rows, f"Output at epoch {epoch}" + (f"\n{note}" if note else ""), 3.0)
 
 
 def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
@@ -218,56 +211,45 @@ def pick_epochs(available: Sequence[int], count: int = 6) -> list[int]:
     return sorted({available[round(i * (len(available) - 1) / (count - 1))] for i in range(count)})
 
 
-def across_epochs(run_dir, epochs: Optional[Sequence[int]] = None, n: Optional[int] = None, samples=None) -> Figure:
-    """Fig. 8: one row per chosen epoch, between the gray input and the ground truth."""
+def across_epochs(run_dir, samples=None) -> Figure:
+    """Fig. 8: one row for each of six epochs spread over the run, between the gray input and the ground truth."""
     gray, truth, by_epoch = samples or rundir.read_samples(run_dir)
-    epochs = list(epochs) if epochs is not None else pick_epochs(list(by_epoch))
-    missing_epochs(epochs, by_epoch)
-    rows = [("grayscale", gray), *((f"epoch {e}", by_epoch[e]) for e in epochs), ("ground truth", truth)]
-    return image_rows(rows, n, "Reconstructions across epochs", 1.0 * len(rows) + 0.3)
+    rows = [("grayscale", gray), *((f"epoch {e}", by_epoch[e]) for e in pick_epochs(by_epoch)), ("ground truth", truth)]
+    return image_rows(rows, "Reconstructions across epochs", 1.0 * len(rows) + 0.3)
 
 
-def provenance(run_dir, out=None) -> dict:
-    """What produced a run's figures: preset and every parameter, data, device, time, commit; with
-    `out` the run directory is given relative to it, so the file stays true when the repository moves."""
+def provenance(run_dir, out) -> dict:
+    """What produced a run's figures: preset and every parameter, data, device, time, commit; the run
+    directory relative to `out`, so the file stays true when the repository moves."""
     info, cfg = rundir.read_run_info(run_dir), rundir.read_config(run_dir)
-    where = os.path.relpath(Path(run_dir).resolve(), Path(out).resolve()) if out is not None else str(run_dir)
+    where = os.path.relpath(Path(run_dir).resolve(), Path(out).resolve())
     return {"run_dir": where, "preset": cfg.preset, "config": cfg.to_dict(),
             **{k: info.get(k) for k in ("status", "epochs_done", "iterations_done", "data_source", "train_images",
                                         "device", "device_name", "torch", "python", "wall_time_s", "git_commit")}}
 
 
 def save_figures(run_dir, out, sample_epochs: Optional[Sequence[int]] = None) -> list[Path]:
-    """Every figure of a run as PNG, and provenance.json, into `out`; returns the paths. Each file is
-    written whole or not at all; epochs without samples are a RunDirError before anything is written;
-    a damaged sample image is left out with a RunDirWarning. Sample grids in `out` that this run did not
-    write (another run's, or a longer run's) are removed, so the folder shows one run only."""
+    """Every figure of a run as PNG, and provenance.json, into `out`; returns the paths. Epochs without
+    samples are a RunDirError before anything is written; a damaged sample image is left out with a
+    RunDirWarning. Sample grids in `out` that this run did not write (another run's, or a longer run's)
+    are removed, so the folder shows one run only."""
     out = Path(out)
     missing_epochs(sample_epochs or (), rundir.sample_epochs(run_dir))
-    written = []
-
-    def save(fig: Figure, name: str) -> None:
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=130)
-        rundir.atomic_write_bytes(out / name, buf.getvalue())
-        written.append(out / name)
-
-    curves = loss_curves(run_dir)  # everything is read before the first file is written
+    figures = {"loss_curves.png": loss_curves(run_dir)}  # everything is read before the first file is written
     try:
         samples = rundir.read_samples(run_dir)
     except rundir.RunDirError as exc:
         if not (Path(run_dir) / "samples" / "truth.png").exists():  # no samples at all: not a run
             raise
         warnings.warn(f"{exc}; the sample figures are left out", rundir.RunDirWarning, stacklevel=2)
-        samples = None
-    out.mkdir(parents=True, exist_ok=True)
-    save(curves, "loss_curves.png")
-    if samples is not None:
-        for e in (sample_epochs or pick_epochs(list(samples[2]), 4)):
+    else:
+        for e in sample_epochs or pick_epochs(samples[2], 4):
             if e in samples[2]:  # a damaged one was named by read_samples
-                save(sample_grid(run_dir, e, samples=samples), f"samples_epoch_{e:04d}.png")
-        save(across_epochs(run_dir, samples=samples), "across_epochs.png")
-    for stale in set(out.glob("samples_epoch_*.png")) - set(written):
+                figures[f"samples_epoch_{e:04d}.png"] = sample_grid(run_dir, e, samples=samples)
+        figures["across_epochs.png"] = across_epochs(run_dir, samples=samples)
+    for name, fig in figures.items():  # the folder is made by the first write
+        save_png(fig, out / name, dpi=130)
+    for stale in set(out.glob("samples_epoch_*.png")) - {out / name for name in figures}:
         stale.unlink()
     rundir.write_json(out / "provenance.json", provenance(run_dir, out))
-    return written + [out / "provenance.json"]
+    return [out / name for name in figures] + [out / "provenance.json"]

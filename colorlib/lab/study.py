@@ -1,12 +1,8 @@
-"""Many runs: `sweep` trains methods x seeds, `study` also scores, aggregates and chooses.
-
-    python -m colorlib sweep PLAN.json                                 (a plan file: see load_plan)
-    python -m colorlib study --preset quick --seeds 3 --out runs/study --figures figures/quick/baselines
-
-Runs are trained one after another into OUT/<method>/seed<k>; the same command continues a stopped
-sweep or study, and one asking for other maths than a run there holds is refused before anything
-trains (engine/resume.py). The study scores each run's best.pt (else generator.pt) on the
-validation and test splits, raw and through `colorize` (kept in its scores.json), and writes per
+"""Many runs: `sweep` trains methods x seeds (a plan file: see load_plan), `study` also scores,
+aggregates and chooses. Runs are trained one after another into OUT/<method>/seed<k>; the same command
+continues a stopped sweep or study, and one asking for other maths than a run there holds is refused
+before anything trains (engine/resume.py). The study scores each run's best.pt (else generator.pt) on
+the validation and test splits, raw and through `colorize` (kept in its scores.json), and writes per
 method the mean and sample std over seeds (metrics.json, metrics.md, frontier.png, collapse.png).
 It chooses on the validation split only, by a rule fixed before any run (SELECTION_RULE).
 """
@@ -24,9 +20,15 @@ import torch
 
 from ..engine.resume import run_config
 from ..engine.trainer import Trainer, TrainingDiverged
+from ..inference.checkpoints import generator_from_checkpoint
 from ..runs import rundir
 from ..runs.config import ConfigError, make_config
+from ..runs.data import load_split
+from ..runs.device import device_name, pick_device
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
 from .baselines import METHODS
+from .metrics import colorize_method, evaluate_methods, generator_method, gray_baseline
+from .plots import frontier_figure, save_png
 from .stable_colours import STUDY_FORMAT, collapse_figure
 from .validation import validator_for
 
@@ -34,6 +36,9 @@ SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "col
           "colourfulness_gap_pct", "pixel_accuracy", "semantic_accuracy", "feature_fd")
 SELECTION_RULE = ("lowest mean validation feature FD (through colorize) among methods whose mean validation "
                   "dataset PSNR beats the gray copy's")
+PLAN_KEYS = {"seeds": lambda v: isinstance(v, list) and all(type(s) is int for s in v),
+             "preset": lambda v: isinstance(v, str), "set": lambda v: isinstance(v, dict),
+             "out": lambda v: isinstance(v, str) and v != ""}
 
 
 # ---------------------------------------------------------------- the plan
@@ -59,27 +64,20 @@ def load_plan(path) -> dict:
         plan = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{where} cannot be read as JSON ({type(exc).__name__}: {rundir.first_line(exc)})") from None
-    if not isinstance(plan, dict) or not isinstance(plan.get("methods"), (dict, list)):
-        raise ConfigError(f"{where} needs a \"methods\" object (name -> config overrides)")
-    methods = plan["methods"]
-    if isinstance(methods, list):
-        if not all(isinstance(m, str) for m in methods):
-            raise ConfigError(f"{where}: a \"methods\" list names methods of the baselines table")
+    methods = plan.get("methods") if isinstance(plan, dict) else None
+    if isinstance(methods, list) and all(isinstance(m, str) for m in methods):
         methods = dict(zip(methods, methods))
+    if not isinstance(methods, dict):
+        raise ConfigError(f"{where} needs a \"methods\" object (name -> config overrides) or a list of baselines names")
     plan = {"seeds": [0], "preset": "quick", "set": {}, **plan, "methods": {}}
     for name, value in methods.items():
         if name in ("", ".", "..") or any(c in name for c in "/\\\0"):  # the folder OUT/<method>: inside OUT
             raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (its runs go in "
                               f"OUT/<method>/seed<k>)")
-        if isinstance(value, str):
-            value = baselines_methods([value])[value]
-        if not isinstance(value, dict):
+        plan["methods"][name] = baselines_methods([value])[value] if isinstance(value, str) else value
+        if not isinstance(plan["methods"][name], dict):
             raise ConfigError(f"{where}: method {name!r} must be an object of config overrides or a baselines name")
-        plan["methods"][name] = value
-    checks = {"seeds": lambda v: isinstance(v, list) and all(type(s) is int for s in v),
-              "preset": lambda v: isinstance(v, str), "set": lambda v: isinstance(v, dict),
-              "out": lambda v: isinstance(v, str) and v != ""}
-    for key, ok in checks.items():
+    for key, ok in PLAN_KEYS.items():
         if key in plan and not ok(plan[key]):
             raise ConfigError(f"{where}: \"{key}\" has the wrong kind of value: {json.dumps(plan[key])}")
     return plan
@@ -88,10 +86,9 @@ def load_plan(path) -> dict:
 # ---------------------------------------------------------------- training
 def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out, common: dict,
                progress: bool = True, log=print, accept_changes=()) -> dict[str, str]:
-    """Every method x seed into OUT/<method>/seed<k>, one after another (module docstring), the
-    data decoded once for all. Every run already there is checked against what is asked first, so
-    a refusal costs no training. A run that diverges is reported and the others go on.
-    accept_changes: the Trainer's. Returns {run dir: why it failed}."""
+    """Every method x seed into OUT/<method>/seed<k>, one after another, the data decoded once for
+    all. Every run already there is checked against what is asked first, so a refusal costs no
+    training; a run that diverges is reported and the others go on. Returns {run dir: why it failed}."""
     runs = []
     for name, overrides in methods.items():
         for seed in seeds:
@@ -119,8 +116,6 @@ def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out,
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
     """Scores of a run's selected generator on each split, raw and through colorize; reused from
     its scores.json where that scored the same checkpoint on the same images."""
-    from ..inference.checkpoints import generator_from_checkpoint
-    from .metrics import colorize_method, evaluate_methods, generator_method
     path = run_dir / "checkpoints" / "best.pt"
     path = path if path.exists() else run_dir / "checkpoints" / "generator.pt"
     ckpt = rundir.load_checkpoint(path)
@@ -154,7 +149,7 @@ def collapse_summary(run_dirs: Sequence[Path]) -> dict:
     shares = [e["d_wins_share"].tolist() for e in map(rundir.read_epochs, run_dirs) if "d_wins_share" in e]
     if not shares:
         return {}
-    per_epoch = [statistics.fmean(s[i] for s in shares) for i in range(min(map(len, shares)))]
+    per_epoch = [statistics.fmean(s) for s in zip(*shares)]
     return {"per_epoch": per_epoch, "mean": statistics.fmean(per_epoch) if per_epoch else 0.0,
             "epochs_over_half": sum(v > 0.5 for v in per_epoch)}
 
@@ -170,7 +165,7 @@ def choose(methods: dict, gray: dict) -> Optional[str]:
 
 def _score_method(name: str, overrides: dict, seeds: Sequence[int], out: Path, splits: dict, classifier, device,
                   failed: dict, log) -> Optional[dict]:
-    """A method's entry in the report: scores aggregated over its seeds that have a generator, collapse, each seed's."""
+    """A method's entry in the report, from its seeds that have a generator."""
     per_seed, dirs = [], []
     for seed in seeds:
         run_dir = out / name / f"seed{seed}"
@@ -190,28 +185,12 @@ def _score_method(name: str, overrides: dict, seeds: Sequence[int], out: Path, s
     return r
 
 
-def _score_gray(splits: dict, classifier, device) -> tuple[dict, dict]:
-    """(the gray copy's scores, shaped like a method's aggregate; the ground truth's) per split."""
-    from .metrics import evaluate_methods, gray_baseline
-    gray, truth = {}, {}
-    for split, data in splits.items():
-        r = evaluate_methods({"gray": gray_baseline}, data.images, data.labels, classifier, device=device)
-        gray[split] = {k: {"mean": v, "std": 0.0, "n": 1} for k, v in r["methods"]["gray"].items()
-                       if isinstance(v, (int, float))}
-        truth[split] = r["ground_truth"]
-    return gray, truth
-
-
 # ---------------------------------------------------------------- the study
 def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods: Sequence[str] | dict | None = None,
               data: Optional[str] = None, device: str = "auto", overrides: Optional[dict] = None,
               progress: bool = True, test_limit: Optional[int] = None, log=print, accept_changes=()) -> dict:
-    """The whole study of the module docstring; writes metrics.json, metrics.md and the figures
-    into `figures` and returns the report. Run again, it trains what is left and scores again.
-    methods: names of the baselines table, or {name: config overrides} (a plan's); seeds: a count or a list."""
-    from ..runs.data import load_split
-    from ..runs.device import device_name, pick_device
-    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+    """The study of the module docstring, into `figures`; returns the report. methods: names of the
+    baselines table, or {name: config overrides} (a plan's); seeds: a count or a list."""
     chosen_methods = methods if isinstance(methods, dict) else baselines_methods(methods)
     seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
     started, dev = time.perf_counter(), pick_device(device)
@@ -224,12 +203,15 @@ def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods
     splits = {"val": load_split(data, "val", None, 0, cfg.data_root, val_size=cfg.val_size),
               "test": load_split(data, "test", test_limit, 0, cfg.data_root)}
     classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
-    gray, truth = _score_gray(splits, classifier, dev)
+    scored = {split: evaluate_methods({"gray": gray_baseline}, images.images, images.labels, classifier, device=dev)
+              for split, images in splits.items()}
+    gray = {split: aggregate([r["methods"]["gray"]]) for split, r in scored.items()}  # shaped like a method's
     results = {name: r for name in chosen_methods
                if (r := _score_method(name, chosen_methods[name], seeds, out, splits, classifier, dev, failed, log))}
     chosen = choose(results, gray)
     report = {"format": STUDY_FORMAT, "preset": preset, "seeds": len(seeds), "methods": results, "gray": gray,
-              "ground_truth": truth, "chosen": chosen, "selection_rule": SELECTION_RULE,
+              "ground_truth": {split: r["ground_truth"] for split, r in scored.items()},
+              "chosen": chosen, "selection_rule": SELECTION_RULE,
               "epochs": {name: r["seeds"][0]["epochs_done"] for name, r in results.items()},
               "device": str(dev), "device_name": device_name(dev), "torch": torch.__version__,
               "python": platform.python_version(), "data": Path(splits["test"].source).name,
@@ -242,19 +224,20 @@ def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods
 
 def write_study(figures: Path, report: dict) -> None:
     """metrics.json, metrics.md, frontier.png and collapse.png into `figures`."""
-    from .plots import frontier_figure
-    figures.mkdir(parents=True, exist_ok=True)
     rundir.write_json(figures / "metrics.json", report)
     rundir.atomic_write_text(figures / "metrics.md", study_table(report))
-    for fig, name in ((frontier_figure(report), "frontier.png"), (collapse_figure(report), "collapse.png")):
-        fig.savefig(figures / name, dpi=110)
+    save_png(frontier_figure(report), figures / "frontier.png", dpi=110)
+    save_png(collapse_figure(report), figures / "collapse.png", dpi=110)
 
 
-def _ms(entry: dict, key: str, fmt: str) -> str:
-    v = entry.get(key)
-    if not v:
-        return "n/a"
-    return fmt.format(v["mean"]) + (" ± " + fmt.format(v["std"]) if v.get("n", 1) > 1 else "")
+def _cells(entry: dict, cols) -> list[str]:
+    """"mean ± std" of each column's score (the mean alone for one seed), "n/a" where there is none."""
+    return ["n/a" if not (v := entry.get(key)) else
+            fmt.format(v["mean"]) + (" ± " + fmt.format(v["std"]) if v.get("n", 1) > 1 else "") for key, _, fmt in cols]
+
+
+def _row(*cells) -> str:
+    return "| " + " | ".join(cells) + " |"
 
 
 def study_table(report: dict) -> str:
@@ -263,8 +246,10 @@ def study_table(report: dict) -> str:
             ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}"), ("ssim", "SSIM", "{:.3f}"),
             ("colourfulness", "Colourf.", "{:.1f}"),
             ("semantic_accuracy", "Semantic acc.", "{:.2%}"), ("feature_fd", "Feature FD", "{:.2f}"))
-    truth, gray = report["ground_truth"]["test"], report["gray"]["test"]
-    some = next(iter(report["methods"].values()), None)
+    val_cols = [c for c in cols if c[0] in ("psnr_dataset_db", "colourfulness", "feature_fd")]
+    truth, gray = report["ground_truth"]["test"], report["gray"]
+    methods = report["methods"]
+    some = next(iter(methods.values()), None)
     left_out = some["seeds"][0]["test"]["colorize"].get("gray_truths_left_out") if some else None
     lines = [f"Preset `{report['preset']}`, epochs per run: {sorted(set(report['epochs'].values()))}, "
              f"{report['seeds']} seeds (mean ± sample std), on {report['device_name']}. Test split of "
@@ -273,20 +258,15 @@ def study_table(report: dict) -> str:
              f"{truth['semantic_accuracy']:.2%}. *Per-image PSNR leaves out the {left_out} test images whose "
              f"truth is exactly gray. Chosen on the validation split ({report['val_images']} training images held "
              f"out): **{report['chosen']}** ({report['selection_rule']}).", "",
-             "| Method | " + " | ".join(h for _, h, _ in cols) + " | D wins (share of iterations) |",
-             "|---|" + "---:|" * (len(cols) + 1),
-             "| gray (copied to RGB) | " + " | ".join(_ms(gray, k, f) for k, _, f in cols) + " | - |"]
-    for name, r in report["methods"].items():
-        mark = " **(chosen)**" if name == report["chosen"] else ""
-        lines.append(f"| {name}{mark} | " + " | ".join(_ms(r["test"]["colorize"], k, f) for k, _, f in cols)
-                     + f" | {r.get('collapse', {}).get('mean', 0):.2f} |")
-    val_cols = (("psnr_dataset_db", "{:.2f}"), ("colourfulness", "{:.1f}"), ("feature_fd", "{:.2f}"))
+             _row("Method", *(h for _, h, _ in cols), "D wins (share of iterations)"),
+             "|---|" + "---:|" * (len(cols) + 1), _row("gray (copied to RGB)", *_cells(gray["test"], cols), "-")]
+    lines += [_row(name + " **(chosen)**" * (name == report["chosen"]), *_cells(r["test"]["colorize"], cols),
+                   f"{r.get('collapse', {}).get('mean', 0):.2f}") for name, r in methods.items()]
     lines += ["", "Validation split (choice), through colorize:", "",
-              "| Method | PSNR dataset (dB) | Colourf. | Feature FD |", "|---|---:|---:|---:|"]
-    for name, v in [("gray (copied to RGB)", report["gray"]["val"])] + [
-            (n, r["val"]["colorize"]) for n, r in report["methods"].items()]:
-        lines.append(f"| {name} | " + " | ".join(_ms(v, k, f) for k, f in val_cols) + " |")
+              _row("Method", "PSNR dataset (dB)", "Colourf.", "Feature FD"), "|---|---:|---:|---:|"]
+    val_rows = {"gray (copied to RGB)": gray["val"], **{n: r["val"]["colorize"] for n, r in methods.items()}}
+    lines += [_row(name, *_cells(v, val_cols)) for name, v in val_rows.items()]
     lines += ["", "Methods (config fields changed from the preset):", ""]
     lines += [f"- {name}: " + (", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "the paper's recipe")
-              for name, r in report["methods"].items()]
+              for name, r in methods.items()]
     return "\n".join(lines) + "\n"

@@ -4,6 +4,7 @@ recipe, and the library's own source to show. A notebook copied elsewhere still 
 """
 from __future__ import annotations
 
+import inspect
 import io
 from pathlib import Path
 from typing import Optional
@@ -38,15 +39,12 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
 
     repo = repo or REPO
     hint = f"train one with 04_training.ipynb (preset {preset!r}) or `make train PRESET={preset}`, then run this again"
-    if run_dir:
-        path = repo / run_dir
-        if not is_run_dir(path):
-            raise RunDirError(f"{shown(path, repo)} holds no run (no config.json): {hint}, or set run_dir to a run "
-                              f"directory (None shows your own run, else the shipped one).")
-        return path, None
     own, shipped = repo / "runs" / preset, repo / SHIPPED_RUN
-    if is_run_dir(own):
-        return own, None
+    if run_dir and not is_run_dir(repo / run_dir):
+        raise RunDirError(f"{shown(repo / run_dir, repo)} holds no run (no config.json): {hint}, or set run_dir to a "
+                          f"run directory (None shows your own run, else the shipped one).")
+    if run_dir or is_run_dir(own):
+        return (repo / run_dir if run_dir else own), None
     if not is_run_dir(shipped):
         raise RunDirError(f"{shown(own, repo)} holds no run and no shipped run was found at {SHIPPED_RUN}: {hint}.")
     info = read_run_info(shipped)
@@ -55,36 +53,34 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
                      f"epochs on {info.get('device_name') or info.get('device', '?')}). To see yours: {hint}.")
 
 
-def palette_png(fig, colours: int = 256) -> bytes:
-    """A figure as a PNG of at most `colours` colours: plots look the same at a quarter of the size."""
+def palette_png(fig) -> bytes:
+    """A figure as a PNG of at most 256 colours: plots look the same at a quarter of the size."""
     from PIL import Image
 
     buf, out = io.BytesIO(), io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
-    Image.open(buf).convert("RGB").quantize(colours, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
+    Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
     return out.getvalue()
 
 
-def compact_figures(colours: int = 256) -> None:
+def compact_figures() -> None:
     """Show this notebook's matplotlib figures as `palette_png`s (call after `%matplotlib inline`)."""
-    import functools
-
     from IPython import get_ipython
     from matplotlib.figure import Figure
 
     shell = get_ipython()
     png = shell.display_formatter.formatters["image/png"] if shell is not None else None
     if png is not None and Figure in png.type_printers:
-        png.for_type(Figure, functools.partial(palette_png, colours=colours))
+        png.for_type(Figure, palette_png)
 
 
-def jpeg(fig, quality: int = 70, dpi="figure"):
+def jpeg(fig):
     """A figure as an inline JPEG, for photo grids: chroma at full resolution (4:4:4), quality 70."""
     from IPython.display import Image
 
     buf = io.BytesIO()
-    fig.savefig(buf, format="jpeg", dpi=dpi, bbox_inches="tight", facecolor="white",
-                pil_kwargs={"quality": quality, "subsampling": 0, "optimize": True})
+    fig.savefig(buf, format="jpeg", dpi="figure", bbox_inches="tight", facecolor="white",
+                pil_kwargs={"quality": 70, "subsampling": 0, "optimize": True})
     return Image(data=buf.getvalue(), format="jpeg")
 
 
@@ -108,9 +104,8 @@ def describe_changes(changes: Optional[dict]) -> str:
 
 def source(obj):
     """The library's own source of `obj`, syntax-highlighted: the notebooks show the code that runs."""
-    import inspect
-
     from IPython.display import Code
+
     path = Path(inspect.getsourcefile(obj)).resolve()
     lines, first = inspect.getsourcelines(obj)
     where = path.relative_to(REPO) if path.is_relative_to(REPO) else path.name  # never a local path
