@@ -73,3 +73,11 @@ def test_the_collapse_figure_is_readable_at_full_size_with_and_without_a_run(stu
         assert_readable(fig)
         labels = fig.axes[-1].get_legend_handles_labels()[1]
         assert labels == ["paper's recipe", f"{spectral} methods with a spectral-norm D (max)"] and spectral > 1
+
+
+def test_the_figure_leaves_out_what_the_table_leaves_out(study):
+    """Its legend counts the spectral-norm methods that are rows of the table beside it."""
+    rows = [row.split(" | ")[0].strip("| ") for row in sc.fixes_table(study, leave_out=["stable"]).splitlines()[3:]]
+    spectral = [name for name in rows if study["methods"][name]["overrides"].get("d_norm") == "spectral"]
+    legend = sc.collapse_figure(study, leave_out=["stable"]).axes[-1].get_legend_handles_labels()[1]
+    assert "stable" in study["methods"] and legend[-1] == f"{len(spectral)} methods with a spectral-norm D (max)"

@@ -1,7 +1,6 @@
 """What notebook 08 (stable colours) draws and tabulates, from the studies and the run that ship:
 the collapse statistic and what each fix measured (mean ± spread over seeds). The figures are drawn
-to be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal.
-"""
+to be read at 100% zoom: 100 dpi, text of 9 pt or more, every label horizontal."""
 from __future__ import annotations
 
 import math
@@ -17,7 +16,6 @@ from .baselines import METHODS
 from .tutorial import REPO, shown
 
 STUDY_FORMAT = "colorlib-study-v1"  # metrics.json of a study (study.py writes it; notebook 08 reads it)
-
 DPI = 100
 TEXT = 10  # pt: titles, axis labels, annotations
 SMALL = 9  # pt: tick labels and legends, the smallest text of a figure
@@ -30,8 +28,7 @@ def collapse_per_epoch(history: dict) -> torch.Tensor:
     from a run's loss history (`rundir.read_history`); one value per epoch, in order."""
     wins = ((history["d_real"] + history["d_fake"]) < D_WINS_LOSS).double()
     _, epoch = torch.unique(history["epoch"], return_inverse=True)  # 0, 1, ... in epoch order
-    counts = torch.bincount(epoch).double()
-    return torch.zeros_like(counts).index_add_(0, epoch, wins) / counts
+    return torch.bincount(epoch, weights=wins) / torch.bincount(epoch)
 
 
 def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -43,38 +40,39 @@ def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.tick_params(labelsize=SMALL)
 
 
-def collapse_figure(report: dict, run_share: Optional[torch.Tensor] = None, run_label: str = "") -> Figure:
+def collapse_figure(report: dict, run_share: Optional[torch.Tensor] = None, run_label: str = "",
+                    leave_out: Sequence[str] = ()) -> Figure:
     """A study's collapse statistic per epoch, mean over seeds: its paper recipe and, as one line (their
-    maximum), every method with a spectral-norm discriminator. With `run_share` (`collapse_per_epoch` of
-    one long run) that run's statistic per epoch on the left."""
+    maximum), every method with a spectral-norm D but those in `leave_out`. With `run_share`
+    (`collapse_per_epoch` of one long run) that run's statistic per epoch on the left."""
     fig = Figure(figsize=(11 if run_share is not None else 6.5, 3.6), dpi=DPI, layout="constrained")
     if run_share is not None:
         left, right = fig.subplots(1, 2, width_ratios=(1.6, 1))
-        left.bar(torch.arange(1, len(run_share) + 1).numpy(), run_share.numpy(), width=1.0, color="tab:red")
+        left.bar(range(1, len(run_share) + 1), run_share.numpy(), width=1.0, color="tab:red")
         left.set_ylim(0, 1.02)
         _axes_style(left, run_label, "epoch", "share of iterations in which D wins outright")
     else:
         right = fig.subplots()
-    per_epoch = {n: r["collapse"]["per_epoch"] for n, r in report["methods"].items() if r.get("collapse")}
+    per_epoch = {n: r["collapse"]["per_epoch"] for n, r in report["methods"].items()
+                 if r.get("collapse") and n not in leave_out}
     spectral = [n for n in per_epoch if report["methods"][n]["overrides"].get("d_norm") == "spectral"]
     if "paper" in per_epoch:
-        paper = per_epoch["paper"]
-        right.plot(range(1, len(paper) + 1), paper, "o-", color="tab:red", label="paper's recipe")
+        right.plot(range(1, len(per_epoch["paper"]) + 1), per_epoch["paper"], "o-", color="tab:red",
+                   label="paper's recipe")
     if spectral:
         worst = [max(shares) for shares in zip(*(per_epoch[n] for n in spectral))]
         right.plot(range(1, len(worst) + 1), worst, "s-", color="tab:blue",
                    label=f"{len(spectral)} methods with a spectral-norm D (max)")
-    right.set_ylim(-0.02, 1.02)
-    if "paper" in per_epoch or spectral:
+    if right.lines:
         right.legend(fontsize=SMALL, loc="upper left")
+    right.set_ylim(-0.02, 1.02)
     _axes_style(right, f"The study: mean over {report['seeds']} seeds", "epoch", "share of iterations")
     return fig
 
 
 # ---------------------------------------------------------------- the study's numbers
 def read_study(folder, name: str = "study_dir") -> dict:
-    """The metrics.json of a study's figures folder (relative to the repository root); a
-    ConfigError naming the parameter `name` where the folder holds none."""
+    """A study's figures folder's metrics.json; a ConfigError naming the parameter `name` if it holds none."""
     path = REPO / folder / "metrics.json"
     report = read_json(path) if path.is_file() else {}
     if report.get("format") != STUDY_FORMAT:
@@ -97,9 +95,8 @@ def base_of(name: str) -> Optional[str]:
     """The method a fix is measured against: ours-ycbcr for what adds to it, else the paper's recipe."""
     if name == "paper":
         return None
-    overrides, base = METHODS.get(name, {}), METHODS[BASE]
-    builds_on_base = name != BASE and all(overrides.get(k) == v for k, v in base.items() if k not in ("lr",))
-    return BASE if builds_on_base else "paper"
+    adds_to_base = all(METHODS.get(name, {}).get(k) == v for k, v in METHODS[BASE].items() if k != "lr")
+    return BASE if name != BASE and adds_to_base else "paper"
 
 
 def what_it_changes(name: str, preset: str = "paper") -> str:
@@ -111,10 +108,10 @@ def what_it_changes(name: str, preset: str = "paper") -> str:
     return ", ".join(f"{k}={mine[k]}" for k in METHODS.get(name, {}) if under[k] != mine[k])
 
 
-def fix_effect(report: dict, name: str, base: str, key: str, split: str = "test") -> tuple[float, float]:
-    """The measured effect of a fix on one score: the difference of the seed means, and its
+def fix_effect(report: dict, name: str, base: str, key: str) -> tuple[float, float]:
+    """The measured effect of a fix on one test score: the difference of the seed means, and its
     standard error from the two sample standard deviations, sqrt(s_a^2 / n_a + s_b^2 / n_b)."""
-    a, b = (report["methods"][n][split]["colorize"][key] for n in (name, base))
+    a, b = (report["methods"][n]["test"]["colorize"][key] for n in (name, base))
     return a["mean"] - b["mean"], math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
 
 
@@ -124,7 +121,7 @@ def _mean_std(entry: dict, fmt: str) -> str:
 
 def _effect(report: dict, name: str, key: str, fmt: str) -> str:
     base = base_of(name)
-    if base is None or base not in report["methods"]:
+    if base not in report["methods"]:  # (None for the paper's recipe)
         return "-"
     delta, se = fix_effect(report, name, base, key)
     return f"{fmt.format(delta)} ± {fmt.format(se).lstrip('+')}"
@@ -141,13 +138,10 @@ def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
              f"| gray (copied to RGB) | - | {gray['psnr_dataset_db']['mean']:.2f} | - | 0.0 | - | "
              f"{gray['feature_fd']['mean']:.2f} | - |"]
     order = ["paper"] + list(METHODS)  # the paper's recipe first, then colorlib/lab/baselines.py's order
-    for name in sorted(report["methods"], key=lambda n: order.index(n) if n in order else len(order)):
-        if name in leave_out:
-            continue
-        r, base = report["methods"][name], base_of(name)
-        m = r["test"]["colorize"]
-        changes = what_it_changes(name, report["preset"]) + (f" (on {base})" if base else "")
-        cells = (changes,
+    shown_methods = [n for n in report["methods"] if n not in leave_out]
+    for name in sorted(shown_methods, key=lambda n: order.index(n) if n in order else len(order)):
+        r, base, m = report["methods"][name], base_of(name), report["methods"][name]["test"]["colorize"]
+        cells = (what_it_changes(name, report["preset"]) + (f" (on {base})" if base else ""),
                  _mean_std(m["psnr_dataset_db"], "{:.2f}"), _effect(report, name, "psnr_dataset_db", "{:+.2f}"),
                  _mean_std(m["colourfulness"], "{:.1f}"), _effect(report, name, "colourfulness", "{:+.1f}"),
                  _mean_std(m["feature_fd"], "{:.2f}"),
