@@ -14,19 +14,13 @@ STOP_SIGNALS = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}
 if hasattr(signal, "SIGHUP"):  # not on Windows
     STOP_SIGNALS[signal.SIGHUP] = "SIGHUP"
 
-received: list[int] = []  # the stop signals this process was sent, in order
-
-
-def signal_name(signum: int) -> str:
-    return STOP_SIGNALS.get(signum, f"signal {signum}")
-
 
 class TrainingInterrupted(KeyboardInterrupt):
     """A stop signal (`signum`) ended training; the message says what the run directory keeps."""
 
     def __init__(self, message: str = "", signum: int = signal.SIGINT) -> None:
         if signum != signal.SIGINT and message.startswith("interrupted:"):  # say which signal it was
-            message = f"interrupted ({signal_name(signum)}):" + message[len("interrupted:"):]
+            message = f"interrupted ({STOP_SIGNALS[signum]}):" + message[len("interrupted:"):]
         super().__init__(message)
         self.signum = signum
 
@@ -38,7 +32,7 @@ class SignalInterrupt(KeyboardInterrupt):
     """SIGTERM or SIGHUP unwinding the program as Ctrl-C does."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(f"interrupted ({signal_name(signum)})")
+        super().__init__(f"interrupted ({STOP_SIGNALS[signum]})")
         self.signum = signum
 
 
@@ -48,7 +42,6 @@ def signal_of(exc: BaseException) -> int:
 
 def raise_as_interrupt(signum, frame) -> None:
     """A handler for SIGTERM / SIGHUP: finally blocks run and locks are released, as for Ctrl-C."""
-    received.append(signum)
     raise SignalInterrupt(signum)
 
 
@@ -77,9 +70,8 @@ class StopRequests:
         self._previous = {}
 
     def _note(self, signum, frame) -> None:
-        received.append(signum)
         if self.signum is not None:
             raise SignalInterrupt(signum) if signum != signal.SIGINT else KeyboardInterrupt()
         self.signum = signum
-        print(f"colorlib: {signal_name(signum)}: stopping after this iteration to save the run there "
-              f"({signal_name(signum)} again to stop at once)", file=sys.stderr, flush=True)
+        print(f"colorlib: {STOP_SIGNALS[signum]}: stopping after this iteration to save the run there "
+              f"({STOP_SIGNALS[signum]} again to stop at once)", file=sys.stderr, flush=True)

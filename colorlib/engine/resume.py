@@ -1,10 +1,11 @@
 """The one rule for continuing a run: its config.json wins; the caller may change only RESUMABLE_FIELDS."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from ..runs import rundir
-from ..runs.config import RESUMABLE_FIELDS, Config, ConfigError, config_from_dict
+from ..runs.config import RESUMABLE_FIELDS, Config, ConfigError
 
 
 def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None,
@@ -29,10 +30,10 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
         if exists:
             raise rundir.RunDirError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it "
                                      f"(--epochs N to train it longer), or choose another run directory")
-        if rundir.run_files_found(run_dir):
-            raise rundir.RunDirError(f"{run_dir} holds files of a run ({', '.join(rundir.run_files_found(run_dir))}) "
-                                     f"but no config.json; choose another run directory")
-        return (config_from_dict({**cfg.to_dict(), **overrides}) if overrides else cfg), False
+        if found := rundir.run_files_found(run_dir):
+            raise rundir.RunDirError(f"{run_dir} holds files of a run ({', '.join(found)}) but no config.json; "
+                                     f"choose another run directory")
+        return dataclasses.replace(cfg, **overrides), False
     if not exists:
         raise rundir.RunDirError(f"cannot resume: {run_dir} holds no run (no config.json); start a new run "
                                  f"there without --resume")
@@ -47,4 +48,4 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
         raise ConfigError(f"cannot continue {run_dir} with {differ}: only {', '.join(sorted(RESUMABLE_FIELDS))} "
                           f"may change; start a new run directory, or keep {keep} as the run has it")
     kept = {k: v for k, v in asked.items() if k in RESUMABLE_FIELDS}
-    return (config_from_dict({**saved.to_dict(), **kept}) if kept else saved), True
+    return dataclasses.replace(saved, **kept), True

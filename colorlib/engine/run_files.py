@@ -1,10 +1,10 @@
 """What a Trainer writes into its run directory and reads back: last.pt (exact resume),
 generator.pt, best.pt, history.csv, epochs.csv and run.json. Each function takes the trainer `t`.
 
-A checkpoint holds both networks, both optimizers, the iteration it was taken at within its epoch
-and the history rows it covers, so a run stopped anywhere resumes bitwise as if never stopped,
-provided it resumes on the same training images in the same precision: both are recorded and a
-change of either is refused unless accepted (`accept_changes`).
+last.pt holds both networks, both optimizers, the iteration it was taken at within its epoch and
+the history rows it covers, so a run stopped anywhere resumes bitwise as if never stopped, provided
+it resumes on the same training images in the same precision: a change of either is refused unless
+accepted (`accept_changes`).
 """
 from __future__ import annotations
 
@@ -23,59 +23,50 @@ from ..paper.data import to_uint8
 from ..runs import rundir
 from ..runs.config import Config, ConfigError
 from ..runs.device import device_name
+from ..runs.rundir import EPOCH_COLUMNS
 from ..variants.cifar_classifier import shape_mismatch
-
-# the losses of one iteration, in the order of history.csv's columns after (iteration, epoch)
-LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")
-# the columns of epochs.csv: one row per epoch
-EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")
 
 
 def checkpoint_to_resume(run_dir: Path, cfg: Config) -> Optional[dict]:
-    """The run's last.pt, its shapes checked against `cfg` (None: the run stopped before its first)."""
+    """The run's last.pt (None: the run stopped before its first), its tensors' shapes checked against
+    the networks `cfg` describes on the meta device: nothing allocated, so a config.json beside a small
+    last.pt cannot ask for GBs."""
     last = run_dir / "checkpoints" / "last.pt"
     if not last.exists():
         if (run_dir / "history.csv").exists():  # written only beside last.pt
             raise rundir.RunDirError(f"{last} is missing; restore it from a copy or train the run again")
         return None
     ckpt = rundir.load_checkpoint(last, (rundir.CHECKPOINT_FORMAT,))
-    check_fits(cfg, ckpt, last)
-    return ckpt
-
-
-def check_fits(cfg: Config, ckpt: dict, path: Path) -> None:
-    """The networks `cfg` describes have exactly the shapes of the checkpoint's tensors, checked on
-    the meta device (nothing allocated), so a config.json beside a small last.pt cannot ask for GBs."""
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # FAN loads its fixed network's weights into meta tensors: a no-op
         nets = {"generator": variants.build_generator(cfg), "discriminator": variants.build_discriminator(cfg)}
     for name, net in nets.items():
         problem = shape_mismatch(net.state_dict(), ckpt[name])
         if problem:
-            raise rundir.RunDirError(f"{path} does not fit the {name} its run's config.json describes "
+            raise rundir.RunDirError(f"{last} does not fit the {name} its run's config.json describes "
                                      f"({problem}); restore both from a copy or start a new run")
+    return ckpt
 
 
 def check_unchanged(t, ckpt: dict) -> None:
     """The same training images and precision as the checkpoint's, or a change `t.accept_changes` names."""
     then, now = ckpt.get("train_data") or {}, t.data_fingerprint
     if (then.get("images"), then.get("sha256")) != (now["images"], now["sha256"]):
+        point = "point --data at the images it was trained on"
         if "data" not in t.accept_changes:
             raise ConfigError(f"cannot resume {t.run_dir}: its training images changed ({then.get('images')} then, "
-                              f"{now['images']} in {t.data_source} now); point --data at the images it was trained "
-                              f"on, or pass --accept-change data")
+                              f"{now['images']} in {t.data_source} now); {point}, or pass --accept-change data")
         if then.get("images", 0) // t.cfg.batch_size != t.iterations_per_epoch:
             raise ConfigError(f"cannot resume {t.run_dir} on {now['images']} images: an epoch would have another "
-                              f"number of iterations; point --data at the images it was trained on")
+                              f"number of iterations; {point}")
         t.accepted.append(f"epoch {t.epoch}: training images changed (accepted)")
-    was = (ckpt.get("precision") or {}).get("precision")
-    if was != t.precision["precision"]:
-        if "precision" not in t.accept_changes:
-            keep = "--set amp=false" if was == "float32" else "a device with bf16"
-            raise ConfigError(f"cannot resume {t.run_dir} exactly: it was trained in {was} and would continue in "
-                              f"{t.precision['precision']} ({t.precision['reason']}); resume with {keep}, or pass "
-                              f"--accept-change precision")
-        t.accepted.append(f"epoch {t.epoch}: precision changed from {was} to {t.precision['precision']} (accepted)")
+    was, now = (ckpt.get("precision") or {}).get("precision"), t.precision["precision"]
+    if was != now and "precision" not in t.accept_changes:
+        keep = "--set amp=false" if was == "float32" else "a device with bf16"
+        raise ConfigError(f"cannot resume {t.run_dir} exactly: it was trained in {was} and would continue in {now} "
+                          f"({t.precision['reason']}); resume with {keep}, or pass --accept-change precision")
+    if was != now:
+        t.accepted.append(f"epoch {t.epoch}: precision changed from {was} to {now} (accepted)")
 
 
 def restore(t, ckpt: dict, path: Path) -> None:
@@ -90,9 +81,9 @@ def restore(t, ckpt: dict, path: Path) -> None:
         t.d_opt.load_state_dict(ckpt["d_opt"])
         if t.average.kept:
             t.average.model.load_state_dict(ckpt["generator_ema"])
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks "
-                                 f"({rundir.state_dict_mismatch(exc)})") from None
+    except (KeyError, ValueError, RuntimeError) as exc:  # load_state_dict names the mismatch on its second line
+        detail = (str(exc).splitlines()[1:2] or [rundir.first_line(exc)])[0].strip()[:300]
+        raise rundir.RunDirError(f"checkpoint {path} does not match this run's networks ({detail})") from None
     iters = t.iterations_per_epoch
     rows = t.epoch * iters + t.iteration
     if ckpt["history"].shape != (rows, len(rundir.HISTORY_COLUMNS)) or not 0 <= t.iteration < iters:
@@ -133,7 +124,7 @@ def save_checkpoint(t, status: Optional[str] = None) -> None:
             "accepted_changes": t.accepted}
     if t.average.kept:
         ckpt["generator_ema"] = t.average.model.state_dict()
-    rundir.atomic_save(rundir.to_cpu(ckpt), t.run_dir / "checkpoints" / "last.pt")
+    rundir.atomic_save(ckpt, t.run_dir / "checkpoints" / "last.pt")
     t.saved = (t.epoch, t.iteration)
     if t.epoch == t.cfg.epochs and not t.iteration:
         save_generator(t)
@@ -148,9 +139,8 @@ def write_tables(t, history: torch.Tensor) -> None:
 
 def save_generator(t, path: Optional[Path] = None, **extra) -> None:
     """generator.pt (or best.pt), what users colorize with: the weight average where kept."""
-    rundir.atomic_save(rundir.to_cpu({"format": rundir.GENERATOR_FORMAT, "config": t.cfg.to_dict(),
-                                      "epoch": t.epoch, **extra, "generator": t.G_eval.state_dict()}),
-                       path or t.run_dir / "checkpoints" / "generator.pt")
+    rundir.atomic_save({"format": rundir.GENERATOR_FORMAT, "config": t.cfg.to_dict(), "epoch": t.epoch, **extra,
+                        "generator": t.G_eval.state_dict()}, path or t.run_dir / "checkpoints" / "generator.pt")
 
 
 def save_if_best(t, val: dict) -> None:

@@ -3,15 +3,8 @@ second half of the run. A pure function of (config, epoch), so a resumed run nee
 from __future__ import annotations
 
 
-def lr_factor(cfg, epoch: int) -> float:
-    """The learning-rate multiplier of epoch `epoch` (0-based)."""
-    if cfg.lr_schedule == "constant":
-        return 1.0
-    half = cfg.epochs // 2
-    return 1.0 - max(0, epoch + 1 - half) / (cfg.epochs - half + 1)
-
-
 def rates(cfg, epoch: int) -> tuple[float, float]:
     """(G's, D's) learning rates in epoch `epoch` (0-based)."""
-    factor = lr_factor(cfg, epoch)
+    half = cfg.epochs // 2
+    factor = 1.0 if cfg.lr_schedule == "constant" else 1.0 - max(0, epoch + 1 - half) / (cfg.epochs - half + 1)
     return cfg.lr * factor, (cfg.d_lr or cfg.lr) * factor

@@ -3,16 +3,17 @@ from __future__ import annotations
 
 import torch
 
-# Process-wide torch settings a Trainer may change, as (read, write) pairs. A Trainer changes them
-# when it is built and puts back, on close(), each one that still holds its value (see Trainer).
+
+def _attribute(owner, name: str) -> tuple:
+    return lambda: getattr(owner, name), lambda value: setattr(owner, name, value)
+
+
+# the settings a Trainer may change, as (read, write) pairs
 TORCH_SETTINGS = {
     "num_threads": (torch.get_num_threads, torch.set_num_threads),
-    "cudnn.benchmark": (lambda: torch.backends.cudnn.benchmark,
-                        lambda v: setattr(torch.backends.cudnn, "benchmark", v)),
-    "cuda.matmul.allow_tf32": (lambda: torch.backends.cuda.matmul.allow_tf32,
-                               lambda v: setattr(torch.backends.cuda.matmul, "allow_tf32", v)),
-    "cudnn.allow_tf32": (lambda: torch.backends.cudnn.allow_tf32,
-                         lambda v: setattr(torch.backends.cudnn, "allow_tf32", v)),
+    "cudnn.benchmark": _attribute(torch.backends.cudnn, "benchmark"),
+    "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
+    "cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32"),
 }
 
 

@@ -26,10 +26,10 @@ from ..runs import rundir
 from ..runs.config import Config, ConfigError
 from ..runs.data import fingerprint, load_split
 from ..runs.device import bf16_autocast, choose_threads, pick_device
+from ..runs.rundir import EPOCH_COLUMNS, LOSS_NAMES
 from . import run_files, schedule
 from .interrupts import StopRequests, TrainingInterrupted, signal_of
 from .resume import run_config
-from .run_files import EPOCH_COLUMNS, LOSS_NAMES
 from .settings import TorchSettings
 
 # "D wins outright" in an iteration when its two BCE terms sum below this: it then gives the
@@ -59,7 +59,7 @@ class Autocast:
         return out.float() if self.float_io else out
 
 
-class Trainer:
+class Trainer(contextlib.AbstractContextManager):
     """One training run. resume=False starts `cfg` as a new run in `run_dir`; True continues the run
     there; "auto" whichever applies (resume.run_config). validator(trainer) -> an object whose
     score(G) gives the epoch's validation scores. The run directory is locked until fit() ends;
@@ -109,7 +109,7 @@ class Trainer:
                                   f"images or --set batch_size={len(self.images)}; nothing was written")
             variants.fit_to_data(self.G, self.images)
             self.sample_images = self.split("test", cfg.n_samples, cfg.seed).images
-            self.sample_gray, self.sample_rgb = to_model_range(self.sample_images)
+            self.sample_gray = to_model_range(self.sample_images)[0]
             self.validator = validator(self) if validator is not None and cfg.val_size > 0 else None
 
             self.epoch = self.iteration = 0  # epochs done; iterations done of the next one
@@ -130,9 +130,6 @@ class Trainer:
         """Release the run directory and put back the torch settings changed; safe to call twice."""
         self.lock.release()
         self.settings.restore()
-
-    def __enter__(self) -> "Trainer":
-        return self
 
     def __exit__(self, *exc) -> None:
         self.close()
@@ -185,7 +182,9 @@ class Trainer:
                 run_files.write_run_info(self, "running")
                 while self.epoch < self.cfg.epochs:
                     epoch, iters, batch = self.epoch, self.iterations_per_epoch, self.cfg.batch_size
-                    self._set_rates(epoch)
+                    for opt, lr in zip((self.g_opt, self.d_opt), schedule.rates(self.cfg, epoch)):
+                        for group in opt.param_groups:
+                            group["lr"] = lr
                     order = epoch_order(self.images.shape[0], epoch, self.cfg.seed, self.device)
                     losses = torch.empty(iters, len(LOSS_NAMES), device=self.device)
                     losses[:self.iteration] = self.partial_losses.to(self.device)
@@ -212,23 +211,16 @@ class Trainer:
                 run_files.write_run_info(self, "failed", error=f"{type(exc).__name__}: {rundir.first_line(exc)}")
             raise
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
             self.lock.release()
         return self.run_dir
-
-    def _set_rates(self, epoch: int) -> None:
-        for opt, lr in zip((self.g_opt, self.d_opt), schedule.rates(self.cfg, epoch)):
-            for group in opt.param_groups:
-                group["lr"] = lr
 
     def _report(self, last: torch.Tensor, epoch: int, it: int, bar) -> None:
         values = last.tolist()  # the one host sync per log_every iterations
         if not all(math.isfinite(v) for v in values):
             self._diverged(epoch, it, values)
-        if bar is not None:
-            bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
-            bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
+        bar.update(epoch * self.iterations_per_epoch + it + 1 - bar.n)
+        bar.set_postfix(epoch=epoch + 1, **{k: f"{v:.3f}" for k, v in zip(LOSS_NAMES, values)}, refresh=False)
 
     def _diverged(self, epoch: int, it: int, values: list) -> None:
         detail = ", ".join(f"{k}={v:.4g}" for k, v in zip(LOSS_NAMES, values))
@@ -272,9 +264,8 @@ def end_epoch(t: Trainer, losses: torch.Tensor) -> None:
     t.wall_time += seconds
     d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if t.d_steps else 0.0
     val = t.validator.score(t.G_eval) if t.validator is not None else {}
-    t.epoch_rows.append([t.epoch, d_wins, val.get("psnr_dataset_db", math.nan),
-                            val.get("colourfulness", math.nan), val.get("feature_fd", math.nan),
-                            *schedule.rates(t.cfg, epoch)])
+    scores = [val.get(k, math.nan) for k in ("psnr_dataset_db", "colourfulness", "feature_fd")]
+    t.epoch_rows.append([t.epoch, d_wins, *scores, *schedule.rates(t.cfg, epoch)])
     rundir.write_epochs(t.run_dir, EPOCH_COLUMNS, t.epoch_rows)
     rundir.save_strip(t.run_dir / "samples" / f"epoch_{t.epoch:04d}.png", t.colorize_samples())
     run_files.save_if_best(t, val)
@@ -287,13 +278,11 @@ def end_epoch(t: Trainer, losses: torch.Tensor) -> None:
 
 
 def progress_bar(t: Trainer):
-    if not t.progress:
-        return None
     from tqdm.auto import tqdm
     iters = t.iterations_per_epoch
     cpu = f", {t.threads['threads']} CPU threads" if t.device.type == "cpu" else ""
     return tqdm(total=t.cfg.epochs * iters, initial=t.epoch * iters + t.iteration, unit="it",
-                desc=f"{t.cfg.preset} on {t.device.type}{cpu}", dynamic_ncols=True)
+                desc=f"{t.cfg.preset} on {t.device.type}{cpu}", dynamic_ncols=True, disable=not t.progress)
 
 
 def precision_for(cfg: Config, device: torch.device):
@@ -318,9 +307,7 @@ def threads_for(cfg: Config, device: torch.device, ckpt: Optional[dict]) -> dict
     return {"threads": torch.get_num_threads(), "reason": f"PyTorch's default ({device.type} run)"}
 
 
-def train(cfg: Optional[Config], run_dir, resume: bool | str = False, progress: bool = True,
-          epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=()) -> Path:
-    """Train `cfg` into `run_dir` (or continue the run there: see resume.run_config), then close."""
-    with Trainer(cfg, run_dir, resume=resume, progress=progress, epoch_lines=epoch_lines, validator=validator,
-                 accept_changes=accept_changes) as trainer:
+def train(cfg: Optional[Config], run_dir, **options) -> Path:
+    """Train `cfg` into `run_dir` (or continue the run there) with Trainer's `options`, then close."""
+    with Trainer(cfg, run_dir, **options) as trainer:
         return trainer.fit()

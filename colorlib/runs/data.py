@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +49,7 @@ def resolve_source(data: Optional[str]) -> str:
 
 
 def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed: int = 0,
-               data_root: str = "data", image_size: int = 32, val_size: int = 0) -> ImageSet:
+               data_root: str = "data", val_size: int = 0) -> ImageSet:
     """`split` of a source, optionally a seeded random subset of `size`: "test", or "val", a hold-out of
     `val_size` training images drawn with VAL_SEED (the same for every run), and "train", the rest."""
     if split not in ("train", "val", "test") or (split == "val" and val_size <= 0):
@@ -78,8 +79,8 @@ def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed
         pool = (held[:val_size] if split == "val" else held[val_size:]).sort().values
         index = pool[_subset(len(pool), size, seed)]
     if blobs is not None:
-        images = torch.stack([_decode(*blobs[i], image_size) for i in index.tolist()]) if len(index) else \
-            torch.empty(0, 3, image_size, image_size, dtype=torch.uint8)
+        images = torch.stack([_decode(*blobs[i]) for i in index.tolist()]) if len(index) else \
+            torch.empty(0, 3, 32, 32, dtype=torch.uint8)
     else:
         images = images[index]
     return ImageSet(images, torch.as_tensor(labels)[index], classes, str(source), available=n)
@@ -105,16 +106,12 @@ def _torchvision_cifar10(split: str, root: str):
     return images, torch.tensor(ds.targets, dtype=torch.int64), list(ds.classes)
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
 def _folder_files(path: Path, split: str) -> tuple[list[Path], list[int], list[str]]:
     root = path / split if (path / split).is_dir() else path
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and d.name not in ("train", "test"))
     files, labels = [], []
     for label, folder in (enumerate(root / c for c in classes) if classes else [(-1, root)]):
-        found = list_images(folder)
+        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
         files += found
         labels += [label] * len(found)
     if not files:
@@ -123,18 +120,12 @@ def _folder_files(path: Path, split: str) -> tuple[list[Path], list[int], list[s
     return files, labels, classes
 
 
-def decode_image_bytes(data: bytes | torch.Tensor) -> torch.Tensor:
-    """An encoded image as uint8 RGB [3, H, W], decoded by Pillow (libjpeg-turbo, as torchvision.io was)."""
-    if isinstance(data, torch.Tensor):
-        data = data.numpy().tobytes()
-    with Image.open(io.BytesIO(data)) as img:
-        rgb = np.array(img.convert("RGB"))
-    return torch.from_numpy(rgb).permute(2, 0, 1)
-
-
-def _decode(read, name: str, image_size: int) -> torch.Tensor:
+def _decode(read, name: str, size: int = 32) -> torch.Tensor:
+    """The image whose bytes `read()` gives as uint8 RGB [3, size, size], decoded by Pillow (libjpeg-turbo, as
+    torchvision.io was); another size has its shorter side resized to `size`, then is centre-cropped."""
     try:
-        return fit_square(decode_image_bytes(read()), image_size)
+        with Image.open(io.BytesIO(read())) as img:
+            rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
     except FileNotFoundError:
         raise DataError(f"{name!r} disappeared while the data were being read: is something changing the "
                         f"folder? Run again once it is complete.") from None
@@ -142,14 +133,10 @@ def _decode(read, name: str, image_size: int) -> torch.Tensor:
         if isinstance(exc, OSError) and exc.filename is not None:  # unreadable: named by the command line
             raise
         raise DataError(f"cannot decode image {name!r} ({type(exc).__name__}: {exc}); remove or replace it") from None
-
-
-def fit_square(img: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize the shorter side to `size` and centre-crop: CIFAR-sized images pass unchanged."""
-    if img.shape[-2:] == (size, size):
-        return img
+    if rgb.shape[-2:] == (size, size):
+        return rgb
     from torchvision.transforms.v2 import functional as F
-    return F.center_crop(F.resize(img, size, antialias=True), [size, size])
+    return F.center_crop(F.resize(rgb, size, antialias=True), [size, size])
 
 
 def fingerprint(images: torch.Tensor, available: Optional[int] = None) -> dict:
@@ -174,19 +161,15 @@ def pack_folder(folder: str, out: str) -> dict:
     pack = {"format": PACK_FORMAT}
     for split in ("train", "test"):
         files, labels, pack["classes"] = _folder_files(path, split)
-        blobs = []
-        for f in files:
-            data = f.read_bytes()
-            _decode(lambda: data, str(f), 32)  # an undecodable or empty file is named now, not at training
-            blobs.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+        blobs = [f.read_bytes() for f in files]
+        for f, blob in zip(files, blobs):
+            _decode(lambda: blob, str(f))  # an undecodable or empty file is named now, not at training
         # JPEGs from one encoder share their headers (623 bytes of CIFAR-10's ~900): stored once
-        prefix = blobs[0][:min(len(b) for b in blobs) - 1]
-        for b in blobs[1:]:
-            differ = (b[:len(prefix)] != prefix).nonzero()
-            prefix = prefix[:int(differ[0])] if len(differ) else prefix
-        lengths = torch.tensor([len(b) - len(prefix) for b in blobs], dtype=torch.int64)
-        pack[split] = {"bytes": torch.cat([b[len(prefix):] for b in blobs]), "prefix": prefix.clone(),
-                       "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
+        prefix = os.path.commonprefix(blobs)[:min(map(len, blobs)) - 1]
+        rest = [b[len(prefix):] for b in blobs]
+        pack[split] = {"bytes": torch.frombuffer(bytearray(b"".join(rest)), dtype=torch.uint8),
+                       "prefix": torch.tensor(list(prefix), dtype=torch.uint8),
+                       "offsets": torch.tensor([0, *itertools.accumulate(map(len, rest))], dtype=torch.int64),
                        "labels": torch.tensor(labels, dtype=torch.int64)}
     from .rundir import atomic_save
     atomic_save(pack, out)
@@ -207,8 +190,8 @@ def _read_pack(path: Path, split: str):
     problem = _pack_problem(part, classes)
     if problem:
         raise DataError(f"{str(path)!r} is not a valid colorlib data pack ({split}: {problem}). {remedy}")
-    data, off, prefix = part["bytes"], part["offsets"].tolist(), part["prefix"]
-    blobs = [(lambda i=i: torch.cat([prefix, data[off[i]:off[i + 1]]]), f"{path}:{split}[{i}]")
+    data, off, prefix = part["bytes"].numpy(), part["offsets"].tolist(), part["prefix"].numpy().tobytes()
+    blobs = [(lambda i=i: prefix + data[off[i]:off[i + 1]].tobytes(), f"{path}:{split}[{i}]")
              for i in range(len(off) - 1)]
     return blobs, part["labels"], list(classes)
 

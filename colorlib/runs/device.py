@@ -1,10 +1,8 @@
-"""Where computation runs: the device a run asks for, and its name for the records.
-
-The ground floor of training, evaluation and colorize alike, so that running a trained generator
-never needs the trainer; also the CPU threads and the precision a training uses.
-"""
+"""Where computation runs: the device a run asks for and its name for the records, the CPU threads
+and the precision a training uses; below the engine, so that colorize never needs the trainer."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
@@ -21,7 +19,7 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
@@ -37,17 +35,16 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU's model (Linux: /proc/cpuinfo), else the processor family."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    for line in _cpuinfo().splitlines():
-        if line.lower().startswith("model name") and ":" in line:
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
+def _cpuinfo(field: str) -> str:
+    """The value of the first `field` line of /proc/cpuinfo (Linux); "" where there is none."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(field) and ":" in line:
+                return line.split(":", 1)[1].strip()
+    return ""
 
 
 def bf16_autocast(device: torch.device) -> tuple[bool, str]:
@@ -57,8 +54,7 @@ def bf16_autocast(device: torch.device) -> tuple[bool, str]:
     if device.type == "cuda":
         return (True, "CUDA") if torch.cuda.is_bf16_supported() else (False, "a CUDA GPU without bf16")
     if device.type == "cpu":
-        flags = next((line.split(":", 1)[1].split() for line in _cpuinfo().splitlines()
-                      if line.startswith("flags") and ":" in line), [])
+        flags = _cpuinfo("flags").split()
         units = [f for f in ("amx_bf16", "avx512_bf16") if f in flags]
         return (True, f"a CPU with {units[0]}") if units else (False, "a CPU without bf16 units")
     return False, f"bf16 autocast is used on CUDA and CPUs only, not on {device.type}"
@@ -83,22 +79,17 @@ def _cpu_times() -> Optional[tuple[float, float]]:
         fields = [float(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     except (OSError, ValueError, IndexError):
         return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    idle = sum(fields[3:5])  # idle + iowait
     return sum(fields[:8]) - idle, sum(fields[:8])
-
-
-def _own_cpu_seconds() -> float:
-    times = os.times()
-    return times.user + times.system
 
 
 def busy_cores(seconds: float = SAMPLE_SECONDS) -> tuple[Optional[float], str]:
     """How many cores other processes keep busy now, and how that was measured: the machine's
     CPU use over `seconds` (Linux), less this process's own; elsewhere the 1-minute load average."""
-    before, own = _cpu_times(), _own_cpu_seconds()
+    before, own = _cpu_times(), sum(os.times()[:2])  # this process's user + system seconds
     if before is not None:
         time.sleep(seconds)
-        after, own = _cpu_times(), _own_cpu_seconds() - own
+        after, own = _cpu_times(), sum(os.times()[:2]) - own
         if after is not None and after[1] > before[1]:
             share = (after[0] - before[0]) / (after[1] - before[1])
             cores = os.cpu_count() or usable_cores()

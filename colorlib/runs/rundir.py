@@ -1,15 +1,7 @@
-"""The run directory: the one format the trainer writes and notebooks, figures and CLI read.
-
-    RUN/config.json            every Config field of the run
-    RUN/run.json               status, epochs done, device, versions, wall time
-    RUN/history.csv            one row per iteration: the five losses of Fig. 3
-    RUN/epochs.csv             one row per epoch: collapse statistic, validation scores, rates
-    RUN/samples/gray.png       the fixed test images as the generator sees them (one strip)
-    RUN/samples/truth.png      ... and their ground-truth colours
-    RUN/samples/epoch_NNNN.png the generator's colorization of them after epoch NNNN
-    RUN/checkpoints/last.pt    networks + optimizers + the history rows they cover, for resuming
-    RUN/checkpoints/generator.pt  the final generator alone, for colorizing and evaluation
-    RUN/train.lock             locked (flock) while a training writes the run
+"""The run directory: the one format the trainer writes and notebooks, figures and CLI read (what each
+file holds: docs/library.md). config.json, run.json; history.csv, a row per iteration, and epochs.csv,
+a row per epoch; samples/gray.png, truth.png and epoch_NNNN.png, strips of the fixed test images;
+checkpoints/last.pt (for resuming), generator.pt, best.pt; train.lock, locked while a training writes.
 
 Every file is written to a temporary name and renamed into place: a crash leaves the previous
 version, never half a file. last.pt is written first, then the files that describe it.
@@ -41,7 +33,9 @@ try:
 except ImportError:  # Windows: no lock
     fcntl = None
 
-HISTORY_COLUMNS = ("iteration", "epoch", "g_total", "g_adv", "g_content", "d_real", "d_fake")
+LOSS_NAMES = ("g_total", "g_adv", "g_content", "d_real", "d_fake")  # of one iteration, as training_iteration's
+HISTORY_COLUMNS = ("iteration", "epoch", *LOSS_NAMES)  # history.csv: one row per iteration
+EPOCH_COLUMNS = ("epoch", "d_wins_share", "val_psnr_db", "val_colourfulness", "val_fd", "lr_g", "lr_d")  # epochs.csv
 CHECKPOINT_FORMAT = "colorlib-checkpoint-v1"
 GENERATOR_FORMAT = "colorlib-generator-v1"
 LOCK_NAME = "train.lock"
@@ -71,13 +65,12 @@ def atomic_write_bytes(path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600
+        os.umask(umask := os.umask(0))  # mkstemp makes 0600: the mode a plain open gives instead
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException as exc:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError) and exc.errno:  # named by the file being written, not the temporary one
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
@@ -88,8 +81,9 @@ def atomic_write_text(path, text: str) -> None:
 
 
 def atomic_save(obj: Any, path) -> None:
+    """torch.save, atomically, with every tensor on the CPU (a GPU's checkpoint loads anywhere)."""
     buf = io.BytesIO()
-    torch.save(obj, buf)
+    torch.save(to_cpu(obj), buf)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -101,17 +95,17 @@ def remove_temporary_files(run_dir) -> None:
 
 
 def to_cpu(obj: Any) -> Any:
-    """Tensors anywhere in nested dicts/lists on the CPU, so a GPU's checkpoint loads anywhere."""
+    """Tensors anywhere in nested dicts/lists on the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
-    if isinstance(obj, dict):  # keeps OrderedDict and a state_dict's _metadata
-        out = type(obj)((k, to_cpu(v)) for k, v in obj.items())
-        if hasattr(obj, "_metadata"):
-            out._metadata = obj._metadata
-        return out
     if isinstance(obj, (list, tuple)):
-        return type(obj)(to_cpu(v) for v in obj)
-    return obj
+        return type(obj)(map(to_cpu, obj))
+    if not isinstance(obj, dict):
+        return obj
+    out = type(obj)((k, to_cpu(v)) for k, v in obj.items())  # an OrderedDict stays one
+    if hasattr(obj, "_metadata"):  # a state_dict's
+        out._metadata = obj._metadata
+    return out
 
 
 def write_json(path, data: dict) -> None:
@@ -158,11 +152,9 @@ def run_files_found(run_dir) -> list[str]:
 
 def _write_table(path: Path, columns, rows, whole: int) -> None:
     """A header, then rows: the first `whole` columns as integers, the rest as %.6g."""
-    out = io.StringIO()
-    out.write(",".join(columns) + "\n")
-    for r in rows:
-        out.write(",".join([str(int(v)) for v in r[:whole]] + [f"{v:.6g}" for v in r[whole:]]) + "\n")
-    atomic_write_text(path, out.getvalue())
+    lines = [",".join(columns)]
+    lines += [",".join([str(int(v)) for v in r[:whole]] + [f"{v:.6g}" for v in r[whole:]]) for r in rows]
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def write_history(run_dir, rows: torch.Tensor) -> None:
@@ -174,60 +166,58 @@ def write_epochs(run_dir, columns: tuple[str, ...], rows: list[list[float]]) -> 
     _write_table(Path(run_dir) / "epochs.csv", columns, rows, 1)
 
 
-def _parse_table(path: Path, columns) -> tuple[list[str], list[list[float]]]:
-    """(header, rows) of a table as written above; ValueError saying why it is not one."""
+def _parse_table(path: Path, columns, least: int) -> tuple[list[str], list[list[float]]]:
+    """(header, rows) of a table as written above, with at least `least` rows; ValueError saying why it is not one."""
+    if not path.exists():
+        raise ValueError("it is missing")
     text = path.read_bytes().decode("ascii")
     if not text.endswith("\n"):
         raise ValueError("its last line is cut off")
-    header, *lines = list(csv.reader(io.StringIO(text)))
+    header, *lines = list(csv.reader(text.splitlines()))
     if columns is not None and tuple(header) != tuple(columns):
         raise ValueError(f"its columns are {header}")
     rows = [[float(v) for v in line] for line in lines]
     if any(len(r) != len(header) for r in rows) or [r[0] for r in rows] != list(range(1, len(rows) + 1)):
         raise ValueError("its rows are garbled")
+    if len(rows) < least:
+        raise ValueError(f"it has {len(rows)} rows where run.json counts {least}")
     return header, rows
 
 
 def _read_table(run_dir, name: str, columns, count_key: str):
     """(header, rows) of history.csv or epochs.csv; one that is damaged, shorter than run.json counts, or
     missing beside a last.pt is rebuilt from last.pt (RunDirWarning). None: no table and none expected."""
-    run_dir = Path(run_dir)
-    path, last = run_dir / name, run_dir / "checkpoints" / "last.pt"
+    path, last = Path(run_dir) / name, Path(run_dir) / "checkpoints" / "last.pt"
+    if not path.exists() and not last.exists():
+        return None
     try:
-        if not path.exists():
-            if not last.exists():
-                return None
-            raise ValueError("it is missing")
-        header, rows = _parse_table(path, columns)
-        try:
-            info = read_run_info(run_dir)
-        except RunDirError:  # none, or damaged: nothing to count against
-            info = {}
-        if len(rows) < int(info.get(count_key, 0) or 0):
-            raise ValueError(f"it has {len(rows)} rows where run.json counts {info[count_key]}")
-        return header, rows
-    except (ValueError, UnicodeDecodeError, RunDirError) as exc:
+        counted = 0
+        with contextlib.suppress(RunDirError):  # no run.json, or a damaged one: nothing to count against
+            counted = int(read_run_info(run_dir).get(count_key) or 0)
+        return _parse_table(path, columns, counted)
+    except (ValueError, UnicodeDecodeError) as exc:
         damaged = f"{path} is damaged ({first_line(exc)})"
     if not last.exists():
         raise RunDirError(f"{damaged}; restore it from a copy or train the run again")
-    ckpt = load_checkpoint(last, (CHECKPOINT_FORMAT,))
-    if name == "history.csv":
-        header, rows = HISTORY_COLUMNS, ckpt["history"].double().tolist()
-    else:
-        header, rows = tuple(ckpt["epoch_columns"]), [list(r) for r in ckpt["epoch_rows"]]
+    ckpt, history = load_checkpoint(last, (CHECKPOINT_FORMAT,)), name == "history.csv"
+    header = HISTORY_COLUMNS if history else tuple(ckpt["epoch_columns"])
+    rows = ckpt["history"].double().tolist() if history else ckpt["epoch_rows"]
     try:
-        _write_table(path, header, rows, 2 if name == "history.csv" else 1)
+        _write_table(path, header, rows, 2 if history else 1)
     except OSError:  # a read-only copy of a run: the rows are still used
         damaged += " (read-only: not rewritten)"
     warnings.warn(f"{damaged}; rebuilt from {last}", RunDirWarning, stacklevel=3)
     return header, rows
 
 
+def _by_column(header, rows) -> dict[str, torch.Tensor]:
+    data = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(header))
+    return {c: data[:, i] for i, c in enumerate(header)}
+
+
 def read_history(run_dir) -> dict[str, torch.Tensor]:
     """The history as one 1-D float64 tensor per column (empty for a run with no iterations)."""
-    table = _read_table(run_dir, "history.csv", HISTORY_COLUMNS, "history_rows")
-    data = torch.tensor(table[1] if table else [], dtype=torch.float64).reshape(-1, len(HISTORY_COLUMNS))
-    return {c: data[:, i] for i, c in enumerate(HISTORY_COLUMNS)}
+    return _by_column(*(_read_table(run_dir, "history.csv", HISTORY_COLUMNS, "history_rows") or (HISTORY_COLUMNS, [])))
 
 
 def history_tensor(run_dir) -> torch.Tensor:
@@ -237,11 +227,7 @@ def history_tensor(run_dir) -> torch.Tensor:
 def read_epochs(run_dir) -> dict[str, torch.Tensor]:
     """epochs.csv as one 1-D tensor per column ({} where there is none)."""
     table = _read_table(run_dir, "epochs.csv", None, "epochs_done")
-    if table is None:
-        return {}
-    header, rows = table
-    data = torch.tensor(rows, dtype=torch.float64).reshape(-1, len(header))
-    return {c: data[:, i] for i, c in enumerate(header)}
+    return _by_column(*table) if table else {}
 
 
 def save_strip(path, images: torch.Tensor) -> None:
@@ -285,11 +271,6 @@ def read_samples(run_dir) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.T
 
 
 # ---------------------------------------------------------------- checkpoints
-def state_dict_mismatch(exc: Exception) -> str:
-    """The informative lines of load_state_dict's error ("size mismatch for ...")."""
-    return "; ".join(line.strip() for line in str(exc).splitlines()[1:3] if line.strip())[:300] or first_line(exc)
-
-
 def check_zip(path, what: str, remedy: str, error: type) -> None:
     """`error` naming the file where a zip record fails its CRC-32 check, which torch.load skips."""
     try:
@@ -305,10 +286,10 @@ def check_zip(path, what: str, remedy: str, error: type) -> None:
         raise error(f"{what} {str(path)!r} is damaged: its record {bad!r} fails its CRC-32 check. {remedy}")
 
 
-def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, error: type = None) -> dict:
+def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, error: type = RunDirError) -> dict:
     """torch.load(path, weights_only=True) on the CPU: nothing but tensors and plain data is ever
     unpickled. One line for a missing, damaged, foreign or pickled-code file."""
-    error, path = error or RunDirError, Path(path)
+    path = Path(path)
     if not path.exists():
         raise error(f"{what} {str(path)!r} does not exist. {remedy}")
     check_zip(path, what, remedy, error)
