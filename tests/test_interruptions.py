@@ -1,6 +1,6 @@
 """A training stopped any way at all ends, once resumed, bitwise as the run that never stopped.
 
-`python -m colorlib train` is stopped with SIGKILL, SIGINT or SIGTERM at random moments (start-up,
+`python -m colorlib train` is stopped with SIGKILL, SIGINT, SIGTERM or SIGHUP at random moments (start-up,
 training, checkpoint writes) and resumed until it finishes; the machine refuses writes (a full or
 read-only disk) at a random write; each time the run directory must hold whole files, a loadable
 last.pt, one error line, and in the end the uninterrupted run's bits (same machine, same kernels).
@@ -114,8 +114,8 @@ def command(data_dir, run: Path, checkpoint_every: int = 1) -> list[str]:
 @pytest.mark.parametrize("checkpoint_every", [1, 2])  # the final files do not depend on it
 def test_signals_at_random_moments_then_resume_end_bitwise(data_dir, tmp_path, reference, checkpoint_every):
     rng, stops, runs = random.Random(SEED * 10 + checkpoint_every), 0, 0
-    expected = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -signal.SIGKILL}
-    order = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT][checkpoint_every - 1:]  # each kind, then at random
+    expected = {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGHUP: 129, signal.SIGKILL: -signal.SIGKILL}
+    order = [signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP][checkpoint_every - 1:]  # each, then random
     wanted = (KILLS + checkpoint_every - 1) // 2
     while stops < wanted:  # a run that finishes before its next stop is compared, and a new one begins
         run, runs, rc = tmp_path / f"run{runs}", runs + 1, None
@@ -125,9 +125,10 @@ def test_signals_at_random_moments_then_resume_end_bitwise(data_dir, tmp_path, r
             stops += 1
             # -sig: the signal came as the interpreter exited, its handlers already put back (the run is done)
             assert "Traceback" not in stderr and rc in (0, expected[sig], -sig), stderr
-            if rc in (130, 143):
+            if rc in (129, 130, 143):
                 last = stderr.strip().splitlines()[-1]
-                assert last.startswith("interrupted (SIGTERM)" if rc == 143 else "interrupted"), stderr
+                named = {129: "interrupted (SIGHUP)", 143: "interrupted (SIGTERM)"}.get(rc, "interrupted")
+                assert last.startswith(named), stderr
                 assert not (run / rundir.LOCK_NAME).exists()  # released on the way out
             assert_consistent(run)
         if rc != 0:
