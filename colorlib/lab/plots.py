@@ -118,7 +118,7 @@ def loss_curves(run_dir) -> Figure:
     h, cfg, shares = rundir.read_history(run_dir), rundir.read_config(run_dir), d_wins_by_epoch(run_dir)
     it, n = h["iteration"].numpy(), len(h["iteration"])
     window = max(1, n // 50)
-    fig = Figure(figsize=(16 if shares else 11, 3.8), layout="constrained")
+    fig = Figure(figsize=(16 if shares else 11, 4.4), layout="constrained")
     axes = fig.subplots(1, 3 if shares else 2)
     ax_gd, ax_parts = axes[:2]
     for values, label, color in ((h["g_total"], "generator (eq. 5)", "tab:blue"),
@@ -140,7 +140,7 @@ def loss_curves(run_dir) -> Figure:
                        label="epochs D won outright" if i == 0 and ax is ax_gd else None)
         if n:
             ax.secondary_xaxis("top", functions=(lambda x: x / per_epoch, lambda e: e * per_epoch)).set_xlabel("epoch")
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: not on the curves
     if shares:
         epochs, values = sorted(shares), [shares[e] for e in sorted(shares)]
         axes[2].bar(epochs, values, width=0.9, color=["tab:red" if v >= 1.0 - 1e-9 else "lightcoral" for v in values])
