@@ -1,6 +1,6 @@
 """The paper's Figs. 1 (the U-Net generator) and 2 (the conditional discriminator) drawn from a built
 model: every box names a module, its layers and its output's shape, measured with forward hooks on one
-dummy batch, so no number is typed in. Also what a trained generator's layers compute (notebook 02).
+dummy batch, so no number is typed in.
 Figures are built without pyplot, at 100 dpi with no text under 9 pt (they read at 100% zoom).
 """
 from __future__ import annotations
@@ -8,10 +8,8 @@ from __future__ import annotations
 import math
 import textwrap
 from collections import namedtuple
-from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyBboxPatch
 from torch import nn
@@ -155,8 +153,11 @@ def draw(boxes, at: dict, title: str, note: str, skips=()) -> Figure:
 
 
 NOTE = ("Each box: the module's name in the model, its layers and the shape of its output for one image "
-        "(channels×height×width), measured with forward hooks. conv k×k/s: kernel k, stride s; convT: transposed; "
-        "SN: spectral normalization.")
+        "(channels×height×width), measured with forward hooks. conv k×k/s: kernel k, stride s; convT: transposed.")
+
+
+def note_for(boxes) -> str:
+    return NOTE + (" SN: spectral normalization." if any("SN " in b.kind for b in boxes) else "")
 
 
 def draw_generator(G: nn.Module) -> Figure:
@@ -164,7 +165,7 @@ def draw_generator(G: nn.Module) -> Figure:
     boxes, skips = generator_layout(G)
     at = {b.name: (COLUMNS[b.role], -ROW * round(math.log2(SIDE / b.shape[-1]))) for b in boxes}
     return draw(boxes, at, f"Generator G (Fig. 1): a U-Net, {count_parameters(G):,} parameters",
-                NOTE + " Dashed: a skip connection, concatenated onto the decoder block's output.", skips)
+                note_for(boxes) + " Dashed: a skip connection, concatenated onto the decoder block's output.", skips)
 
 
 def draw_discriminator(D: nn.Module) -> Figure:
@@ -172,94 +173,4 @@ def draw_discriminator(D: nn.Module) -> Figure:
     boxes = discriminator_layout(D)
     at = {b.name: (0.0, -1.3 * max(i - 1, 0)) for i, b in enumerate(boxes)}
     at[boxes[0].name], at[boxes[1].name] = (-BOX_W / 2 - 0.2, 0.0), (BOX_W / 2 + 0.2, 0.0)
-    return draw(boxes, at, f"Discriminator D (Fig. 2): {count_parameters(D):,} parameters", NOTE)
-
-
-# ---------------------------------------------------------------- what the layers compute
-def edge_map(gray: torch.Tensor, side: int) -> torch.Tensor:
-    """[B, side, side]: |horizontal| + |vertical| difference of the gray images shrunk to side x side."""
-    g = F.interpolate(gray, size=(side, side), mode="area")[:, 0]
-    return F.pad(g.diff(dim=-1).abs(), (0, 1)) + F.pad(g.diff(dim=-2).abs(), (0, 0, 0, 1))
-
-
-def pixel_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Pearson correlation over the pixels of each map: a [B, C, H, W], b [B, H, W] -> [B, C]."""
-    a = a - a.mean((-2, -1), keepdim=True)
-    b = (b - b.mean((-2, -1), keepdim=True)).unsqueeze(1)
-    return (a * b).sum((-2, -1)) / (a.norm(dim=(-2, -1)) * b.norm(dim=(-2, -1))).clamp_min(1e-12)
-
-
-class ChannelRoles(NamedTuple):
-    """Per channel, the correlation over pixels of its |activation| with the input's edges and (unsigned)
-    with its gray level, mean over images; a channel follows the larger, or is silent below 5% of the
-    strongest channel's mean |activation|."""
-    edges: torch.Tensor
-    brightness: torch.Tensor
-    strength: torch.Tensor
-
-    def kinds(self) -> list[str]:
-        quiet = (self.strength < 0.05 * self.strength.max()).tolist()
-        return ["silent" if q else "edges" if e > b else "brightness"
-                for q, e, b in zip(quiet, self.edges.tolist(), self.brightness.tolist())]
-
-    def summary(self) -> str:
-        kinds = self.kinds()
-        parts = []
-        for name in ("brightness", "edges", "silent"):
-            picked = torch.tensor([k == name for k in kinds])
-            if picked.any():
-                n, mean = int(picked.sum()), self.strength[picked].mean()
-                parts.append(f"{n} are silent" if name == "silent" else
-                             f"{n} follow {name} (mean |activation| {mean:.3f})")
-        return f"{len(kinds)} channels: " + ", ".join(parts)
-
-
-def channel_roles(activation: torch.Tensor, gray: torch.Tensor) -> ChannelRoles:
-    """ChannelRoles of a layer's output [B, C, h, w] for its gray input images [B, 1, H, W]."""
-    side, a = activation.shape[-1], activation.abs().float()
-    level = F.interpolate(gray, size=(side, side), mode="area")[:, 0]
-    return ChannelRoles(pixel_correlation(a, edge_map(gray, side)).mean(0), pixel_correlation(a, level).abs().mean(0),
-                        a.mean((0, 2, 3)))
-
-
-def image_rows(gray: torch.Tensor, rows) -> Figure:
-    """The gray images, then rows of maps (label, maps [B, H, W], colour map, (low, high), unit), each row
-    with its own colorbar."""
-    rows = [("input X", gray[:, 0], "gray", (-1, 1), "gray level"), *rows]
-    fig = Figure(figsize=(1.55 * len(rows[0][1]) + 3.2, 1.5 * len(rows) + 0.5), dpi=DPI, layout="constrained")
-    axes = fig.subplots(len(rows), len(rows[0][1]) + 1, squeeze=False, subplot_kw={"xticks": [], "yticks": []})
-    for ax_row, (label, maps, cmap, (low, high), unit) in zip(axes, rows):
-        ax_row[0].set_axis_off()
-        ax_row[0].text(1.0, 0.5, label, ha="right", va="center", size=FONT, transform=ax_row[0].transAxes)
-        for ax, image in zip(ax_row[1:], maps):
-            shown = ax.imshow(image.detach().float().cpu().numpy(), cmap=cmap, vmin=low, vmax=high)
-        bar = fig.colorbar(shown, ax=list(ax_row[1:]), shrink=0.9, aspect=12)
-        bar.set_label(unit, fontsize=FONT)
-        bar.ax.tick_params(labelsize=FONT)
-    return fig
-
-
-def activation_maps(G: nn.Module, gray: torch.Tensor, names) -> Figure:
-    """The gray images, then per named block its mean |activation| over channels, a row each."""
-    outputs, rows = traced(G, (gray,), names), []
-    for name in names:
-        out = outputs[name][1]
-        maps = out.abs().mean(1)
-        rows.append((f"{name}\n{shape_text(out.shape[1:])}", maps, "magma", (0, float(maps.max())),
-                     "mean |activation|"))
-    return image_rows(gray, rows)
-
-
-def channel_examples(G: nn.Module, gray: torch.Tensor, name: str, count: int = 2) -> tuple[Figure, ChannelRoles]:
-    """The `count` channels of block `name` that follow the input's brightness most closely and the
-    `count` that follow its edges (signed activation, symmetric scale), and the roles of all its channels."""
-    out = traced(G, (gray,), [name])[name][1]
-    roles = channel_roles(out, gray)
-    kinds, rows = roles.kinds(), []
-    for role, score in (("brightness", roles.brightness), ("edges", roles.edges)):
-        for c in [c for c in score.argsort(descending=True).tolist() if kinds[c] == role][:count]:
-            high = float(out[:, c].abs().max())
-            rows.append((f"{name} channel {c}\n{role}, r = {score[c]:.2f}", out[:, c], "RdBu_r", (-high, high),
-                         "activation"))
-    return image_rows(gray, rows), roles
-
+    return draw(boxes, at, f"Discriminator D (Fig. 2): {count_parameters(D):,} parameters", note_for(boxes))
