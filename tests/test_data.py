@@ -1,4 +1,4 @@
-"""Data: the [-1, 1] scaling and BT.601 gray input, splits and subsets, folder and pack sources, errors."""
+"""Data: the [-1, 1] scaling and BT.601 gray input, splits and subsets, folder sources, errors."""
 from __future__ import annotations
 
 import shutil
@@ -11,8 +11,7 @@ from PIL import Image
 
 from colorlib.paper.data import epoch_order, to_model_range, to_uint8
 from colorlib.runs.config import DATA_ENV
-from colorlib.runs.data import DataError, load_split, pack_folder
-from conftest import one_line, run_cli
+from colorlib.runs.data import DataError, load_split
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -79,65 +78,22 @@ def test_a_folder_of_photos_without_classes_is_resized_for_both_splits(tmp_path)
     assert torch.equal(load_split(str(tmp_path), "train").images[1], original)  # 32x32 passes unchanged
 
 
-def test_a_pack_holds_the_same_pixels_in_half_the_bytes(small_folder, tmp_path, capsys):
-    pack = tmp_path / "small.pt"
-    code, out, _ = run_cli(capsys, "pack", "--data", small_folder, "--out", pack)
-    assert code == 0 and "100" in out
-    for split, size in (("train", None), ("test", None), ("train", 30)):
-        from_folder, from_pack = (load_split(str(p), split, size=size, seed=4) for p in (small_folder, pack))
-        assert torch.equal(from_pack.images, from_folder.images) and torch.equal(from_pack.labels, from_folder.labels)
-        assert from_pack.classes == from_folder.classes
-    stored = torch.load(pack, weights_only=True)  # plain tensors: no pickled code in a pack
-    assert len(stored["train"]["prefix"]) > 500  # CIFAR-10's JPEGs share a 623-byte header, stored once
-    assert stored["train"]["bytes"].numel() < 0.5 * sum(p.stat().st_size for p in small_folder.rglob("train/*/*.jpg"))
-
-
-def test_pack_never_replaces_a_file(small_folder, tmp_path, capsys):
-    out = tmp_path / "notes.txt"
-    out.write_text("mine")
-    code, stdout, stderr = run_cli(capsys, "pack", "--data", small_folder, "--out", out)
-    assert code == 2 and stdout == "" and "already exists" in one_line(stderr) and out.read_text() == "mine"
-
-
 @pytest.mark.parametrize("content", [b"", b"\xff\xd8 this is not a jpeg"])
-def test_pack_names_an_undecodable_image_and_writes_nothing(small_folder, tmp_path, capsys, content):
+def test_an_undecodable_image_is_named(small_folder, tmp_path, content):
     folder = tmp_path / "data"
     shutil.copytree(small_folder, folder)
     (folder / "train" / "cat" / "bad.jpg").write_bytes(content)
-    code, _, stderr = run_cli(capsys, "pack", "--data", folder, "--out", tmp_path / "p.pt")
-    assert code == 2 and "bad.jpg" in one_line(stderr) and not (tmp_path / "p.pt").exists()
-    with pytest.raises(DataError, match="bad.jpg"):  # a folder names it as well
+    with pytest.raises(DataError, match="bad.jpg"):
         load_split(str(folder), "train")
-
-
-def broken(pack: dict, part: str, value):
-    pack["train"][part] = value
-    return pack
-
-
-@pytest.mark.parametrize("damage", [
-    lambda p: broken(p, "labels", p["train"]["labels"] + 10),  # labels outside the class list
-    lambda p: broken(p, "offsets", p["train"]["offsets"][:-3]),
-    lambda p: broken(p, "bytes", p["train"]["bytes"].float()),
-    lambda p: {k: v for k, v in p.items() if k != "classes"},
-    lambda p: [p],
-    lambda p: {"format": "something else"},
-])
-def test_a_malformed_pack_is_one_data_error(small_folder, tmp_path, capsys, damage):
-    pack = tmp_path / "p.pt"
-    pack_folder(str(small_folder), str(pack))
-    torch.save(damage(torch.load(pack, weights_only=True)), tmp_path / "bad.pt")
-    with pytest.raises(DataError, match="not a valid colorlib data pack"):
-        load_split(str(tmp_path / "bad.pt"), "train")
-    (tmp_path / "junk.pt").write_bytes(b"not a pack")
-    with pytest.raises(DataError, match="not a plain-weights colorlib data pack"):
-        load_split(str(tmp_path / "junk.pt"), "train")
 
 
 def test_missing_data_names_the_remedies(tmp_path, monkeypatch):
     with pytest.raises(DataError) as err:
         load_split(str(tmp_path / "no-such-folder"), "train")
     assert all(s in str(err.value) for s in ("no-such-folder", "--data", DATA_ENV, "train/<class>", "CIFAR-10"))
+    (tmp_path / "cifar10.pt").write_bytes(b"not a folder")
+    with pytest.raises(DataError, match=r"cifar10.pt' is not a folder. Point --data .* at a folder laid out as"):
+        load_split(str(tmp_path / "cifar10.pt"), "train")
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match="no images"):
         load_split(str(tmp_path), "train")

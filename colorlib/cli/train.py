@@ -1,4 +1,4 @@
-"""Commands train, figures and pack."""
+"""Commands train and figures."""
 from __future__ import annotations
 
 import warnings
@@ -64,13 +64,6 @@ def files_in(out: Path) -> dict[str, tuple[int, int]]:
         return {}
 
 
-def cmd_pack(args) -> int:
-    from ..runs.data import pack_folder
-    counts = pack_folder(args.data, args.out)
-    print(f"packed {', '.join(f'{n} {split}' for split, n in counts.items())} images into {args.out}")
-    return 0
-
-
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a GAN colorizer into a run directory")
     add_config_args(p)
@@ -89,8 +82,3 @@ def register(sub) -> None:
     p.add_argument("--sample-epochs", type=int, nargs="+", metavar="EPOCH",
                    help="epochs of the sample grids (default: four spread over the run; the paper shows 10 34 61)")
     p.set_defaults(func=cmd_figures)
-
-    p = sub.add_parser("pack", help="bundle a train/test image folder into one file (never replaces one)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_pack)

@@ -1,8 +1,6 @@
-"""Ctrl-C, SIGTERM and SIGHUP: a training stops at the next iteration boundary and saves there.
-
-The command line exits with 128 + the signal's number, as a shell reports a process a signal ended:
-130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP. Standard library only: `python -m colorlib`
-installs `raise_as_interrupt` before PyTorch is imported.
+"""Ctrl-C, SIGTERM and SIGHUP: a training stops at the next iteration boundary and saves there; the
+command line exits with 128 + the signal's number, as a shell reports it (130, 143, 129). Standard
+library only: `python -m colorlib` installs `raise_as_interrupt` before PyTorch is imported.
 """
 from __future__ import annotations
 

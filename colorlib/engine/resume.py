@@ -11,13 +11,10 @@ from ..runs.config import RESUMABLE_FIELDS, Config, ConfigError
 def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None,
                resume: bool | str = False) -> tuple[Config, bool]:
     """(the configuration a training into `run_dir` uses, whether it continues the run there).
-
-    resume=False: a new run of `cfg` (with `overrides`); a folder holding a run, or files of one, is
-    refused, nothing overwritten. resume=True: the run in `run_dir` continues under its config.json;
-    `cfg` and `overrides` (every command that continues runs: train --resume, sweep, study,
-    notebook 04) may differ from it only in RESUMABLE_FIELDS (how long, where, how fast), which
-    they change; any other difference, the preset included, is a ConfigError naming it.
-    resume="auto": resume=True where `run_dir` holds a run, else resume=False."""
+    resume=False: a new run of `cfg` (with `overrides`) where no run, nor files of one, is. resume=True:
+    the run in `run_dir` continues under its config.json; `cfg` and `overrides` may differ from it only
+    in RESUMABLE_FIELDS, which they change; any other difference, the preset included, is a ConfigError
+    naming it. resume="auto": True where `run_dir` holds a run, else False."""
     if resume not in (False, True, "auto"):
         raise ValueError(f"resume must be False, True or 'auto', not {resume!r}")
     run_dir, overrides = Path(run_dir), dict(overrides or {})
@@ -30,7 +27,7 @@ def run_config(run_dir, cfg: Config | None = None, overrides: dict | None = None
         if exists:
             raise rundir.RunDirError(f"{run_dir} already holds a run; pass --resume (resume=True) to continue it "
                                      f"(--epochs N to train it longer), or choose another run directory")
-        if found := rundir.run_files_found(run_dir):
+        if found := [name for name in rundir.RUN_FILES if (run_dir / name).is_file()]:
             raise rundir.RunDirError(f"{run_dir} holds files of a run ({', '.join(found)}) but no config.json; "
                                      f"choose another run directory")
         return dataclasses.replace(cfg, **overrides), False

@@ -1,10 +1,7 @@
-"""What a Trainer writes into its run directory and reads back: last.pt (exact resume),
-generator.pt, best.pt, history.csv, epochs.csv and run.json. Each function takes the trainer `t`.
-
-last.pt holds both networks, both optimizers, the iteration it was taken at within its epoch and
-the history rows it covers, so a run stopped anywhere resumes bitwise as if never stopped, provided
-it resumes on the same training images in the same precision: a change of either is refused unless
-accepted (`accept_changes`).
+"""What a Trainer writes into its run directory and reads back; each function takes the trainer `t`.
+last.pt holds both networks, both optimizers, the iteration it was taken at and the history rows it
+covers, so a run stopped anywhere resumes bitwise, provided it resumes on the same training images in
+the same precision: a change of either is refused unless accepted (`accept_changes`).
 """
 from __future__ import annotations
 
@@ -41,8 +38,7 @@ def checkpoint_to_resume(run_dir: Path, cfg: Config) -> Optional[dict]:
         warnings.simplefilter("ignore")  # FAN loads its fixed network's weights into meta tensors: a no-op
         nets = {"generator": variants.build_generator(cfg), "discriminator": variants.build_discriminator(cfg)}
     for name, net in nets.items():
-        problem = shape_mismatch(net.state_dict(), ckpt[name])
-        if problem:
+        if problem := shape_mismatch(net.state_dict(), ckpt[name]):
             raise rundir.RunDirError(f"{last} does not fit the {name} its run's config.json describes "
                                      f"({problem}); restore both from a copy or start a new run")
     return ckpt
@@ -70,7 +66,6 @@ def check_unchanged(t, ckpt: dict) -> None:
 
 
 def restore(t, ckpt: dict, path: Path) -> None:
-    """The checkpoint's weights, optimizer states and progress into trainer `t`."""
     t.epoch, t.iteration = int(ckpt["epoch"]), int(ckpt.get("iteration", 0))
     t.accepted = list(ckpt.get("accepted_changes", []))
     check_unchanged(t, ckpt)
@@ -108,7 +103,7 @@ def history_rows(t, epoch: int, losses: torch.Tensor) -> torch.Tensor:
 
 
 def kept_history(t) -> torch.Tensor:
-    """The finished epochs' rows and those of the partial epoch in progress."""
+    """The finished epochs' rows and those of the epoch in progress."""
     return torch.cat([t.history, history_rows(t, t.epoch, t.partial_losses)]) if t.iteration else t.history
 
 
@@ -141,14 +136,6 @@ def save_generator(t, path: Optional[Path] = None, **extra) -> None:
     """generator.pt (or best.pt), what users colorize with: the weight average where kept."""
     rundir.atomic_save({"format": rundir.GENERATOR_FORMAT, "config": t.cfg.to_dict(), "epoch": t.epoch, **extra,
                         "generator": t.G_eval.state_dict()}, path or t.run_dir / "checkpoints" / "generator.pt")
-
-
-def save_if_best(t, val: dict) -> None:
-    """best.pt: the generator of the epoch with the lowest validation feature distance so far."""
-    fd = val.get("feature_fd")
-    if fd is not None and math.isfinite(fd) and fd < t.best_fd:
-        t.best_fd = fd
-        save_generator(t, t.run_dir / "checkpoints" / "best.pt", validation=val)
 
 
 def write_first_files(t) -> None:

@@ -9,18 +9,15 @@ def _attribute(owner, name: str) -> tuple:
 
 
 # the settings a Trainer may change, as (read, write) pairs
-TORCH_SETTINGS = {
-    "num_threads": (torch.get_num_threads, torch.set_num_threads),
-    "cudnn.benchmark": _attribute(torch.backends.cudnn, "benchmark"),
-    "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
-    "cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32"),
-}
+TORCH_SETTINGS = {"num_threads": (torch.get_num_threads, torch.set_num_threads),
+                  "cudnn.benchmark": _attribute(torch.backends.cudnn, "benchmark"),
+                  "cuda.matmul.allow_tf32": _attribute(torch.backends.cuda.matmul, "allow_tf32"),
+                  "cudnn.allow_tf32": _attribute(torch.backends.cudnn, "allow_tf32")}
 
 
 class TorchSettings:
-    """The settings one trainer changed: `change` sets one and remembers what it was; `restore`
-    puts back each one that still holds the value set (another trainer or the user may have
-    changed it since)."""
+    """The settings one trainer changed: `restore` puts back each one that still holds the value set
+    (another trainer or the user may have changed it since)."""
 
     def __init__(self) -> None:
         self.changed: dict = {}  # name -> (value before, value set)

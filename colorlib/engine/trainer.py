@@ -1,11 +1,6 @@
-"""The engine: the paper's training iteration (paper/step.py) run over epochs, resumable and safe
-to stop. `Trainer.__init__` builds the run's state; `fit` is the loop; nothing here changes the maths.
-
-Around `training_iteration` it adds: the epoch order (paper/data.py), progress, the end-of-epoch
-record (sample strip, epochs.csv, the validation hook's scores, best.pt), checkpoints and exact
-resume (run_files.py), the run directory's lock, Ctrl-C / SIGTERM / SIGHUP taken at an iteration
-boundary (interrupts.py), and the speed: the data on the device as uint8, bf16 autocast where the
-hardware has it (runs/device.py), channels_last, fused Adam on CUDA.
+"""The paper's training iteration (paper/step.py) run over epochs, resumable and safe to stop; nothing
+here changes the maths. Speed: the data on the device as uint8, bf16 autocast where the hardware has it,
+channels_last, fused Adam on CUDA.
 """
 from __future__ import annotations
 
@@ -60,10 +55,9 @@ class Autocast:
 
 
 class Trainer(contextlib.AbstractContextManager):
-    """One training run. resume=False starts `cfg` as a new run in `run_dir`; True continues the run
-    there; "auto" whichever applies (resume.run_config). validator(trainer) -> an object whose
-    score(G) gives the epoch's validation scores. The run directory is locked until fit() ends;
-    close() puts back the process-wide torch settings changed here (threads; TF32 on CUDA)."""
+    """One training run: resume=False starts `cfg` anew in `run_dir`, True continues the run there, "auto"
+    whichever applies. validator(trainer) -> an object whose score(G) gives the epoch's validation scores.
+    The run directory is locked until fit() ends; close() puts back the torch settings changed here."""
 
     def __init__(self, cfg: Config | None, run_dir, resume: bool | str = False, progress: bool = True,
                  epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=(),
@@ -88,9 +82,8 @@ class Trainer(contextlib.AbstractContextManager):
 
             with torch.random.fork_rng(devices=[]):  # seeded from cfg.seed; the caller's RNG is left as it was
                 torch.default_generator.manual_seed(cfg.seed)  # the CPU's only: networks are built there
-                self.G, self.D = variants.build_generator(cfg), variants.build_discriminator(cfg)
-                self.G.to(self.device, memory_format=self.memory_format)
-                self.D.to(self.device, memory_format=self.memory_format)
+                self.G = variants.build_generator(cfg).to(self.device, memory_format=self.memory_format)
+                self.D = variants.build_discriminator(cfg).to(self.device, memory_format=self.memory_format)
                 self.objective = variants.build_objective(cfg, self.G)
             self.d_steps = variants.discriminator_steps(cfg)
             self.average = variants.build_average(cfg, self.G)
@@ -135,7 +128,7 @@ class Trainer(contextlib.AbstractContextManager):
         self.close()
 
     def split(self, split: str, size=None, seed: int = 0):
-        """A split of the run's data (runs.data.load_split) on the device, decoded once per data_cache."""
+        """A split of the run's data on the device, decoded once per data_cache."""
         cfg = self.cfg
         key = (cfg.data, cfg.data_root, split, size, seed, cfg.val_size, str(self.device))
         if key not in self.data_cache:
@@ -158,16 +151,15 @@ class Trainer(contextlib.AbstractContextManager):
         return self.average.model if self.average.kept else None
 
     def step(self, gray: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
-        """One training iteration on a batch in model range: the paper's training_iteration, then the
-        weight average's update. Returns the LOSS_NAMES losses, on the device."""
+        """The paper's training_iteration on a batch in model range, then the weight average's update;
+        the LOSS_NAMES losses, on the device."""
         losses = training_iteration(self.G_step, self.D_step, self.g_opt, self.d_opt, gray, rgb,
                                     self.objective, self.d_steps)
         self.average.update()
         return losses
 
     def train_step(self, index: torch.Tensor) -> torch.Tensor:
-        """`step` on the training images at `index` (one batch of indices, on the device); it does not
-        advance the run's counters or write anything: fit does that around it."""
+        """`step` on the training images at `index`; fit advances the counters and writes around it."""
         gray, rgb = to_model_range(self.images.index_select(0, index))
         return self.step(gray.contiguous(memory_format=self.memory_format),
                          rgb.contiguous(memory_format=self.memory_format))
@@ -264,11 +256,13 @@ def end_epoch(t: Trainer, losses: torch.Tensor) -> None:
     t.wall_time += seconds
     d_wins = float(((losses[:, 3] + losses[:, 4]) < D_WINS_LOSS).float().mean()) if t.d_steps else 0.0
     val = t.validator.score(t.G_eval) if t.validator is not None else {}
-    scores = [val.get(k, math.nan) for k in ("psnr_dataset_db", "colourfulness", "feature_fd")]
-    t.epoch_rows.append([t.epoch, d_wins, *scores, *schedule.rates(t.cfg, epoch)])
+    psnr, colourfulness, fd = (val.get(k, math.nan) for k in ("psnr_dataset_db", "colourfulness", "feature_fd"))
+    t.epoch_rows.append([t.epoch, d_wins, psnr, colourfulness, fd, *schedule.rates(t.cfg, epoch)])
     rundir.write_epochs(t.run_dir, EPOCH_COLUMNS, t.epoch_rows)
     rundir.save_strip(t.run_dir / "samples" / f"epoch_{t.epoch:04d}.png", t.colorize_samples())
-    run_files.save_if_best(t, val)
+    if math.isfinite(fd) and fd < t.best_fd:  # best.pt: the generator of the lowest validation FD so far
+        t.best_fd = fd
+        run_files.save_generator(t, t.run_dir / "checkpoints" / "best.pt", validation=val)
     if t.epoch % t.cfg.checkpoint_every == 0 or t.epoch == t.cfg.epochs:
         run_files.save_checkpoint(t)
     if t.epoch_lines:
@@ -308,6 +302,5 @@ def threads_for(cfg: Config, device: torch.device, ckpt: Optional[dict]) -> dict
 
 
 def train(cfg: Optional[Config], run_dir, **options) -> Path:
-    """Train `cfg` into `run_dir` (or continue the run there) with Trainer's `options`, then close."""
     with Trainer(cfg, run_dir, **options) as trainer:
         return trainer.fit()

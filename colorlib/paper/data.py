@@ -2,7 +2,7 @@
 
 The gray input is BT.601 luma (the weights behind Pillow's "L" mode and OpenCV's RGB2GRAY) of the
 very pixels the generator must colour, so the target's own luminance is what the generator sees.
-Everything else about data (CIFAR-10 on disk, folders, packs, the validation split) is in
+Everything else about data (CIFAR-10 on disk, image folders, the validation split) is in
 colorlib.runs.data.
 """
 from __future__ import annotations

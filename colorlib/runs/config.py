@@ -1,8 +1,5 @@
-"""Run configuration: the paper's fields, then the variants' and the run's; presets override a few.
-
-A `Config` is a plain dataclass so it reads like nanoGPT's config block: one value per
-line, each overridable from the command line (`--set lr=2e-4`), from papermill
-parameters, or from Python (`make_config("quick", epochs=3)`).
+"""Run configuration: a plain dataclass, one value per line like nanoGPT's config block, each
+overridable from the command line (`--set lr=2e-4`), papermill parameters or Python (`make_config`).
 """
 from __future__ import annotations
 
@@ -25,7 +22,7 @@ class Config(PaperConfig):
     """The paper's fields (colorlib.paper.config.PaperConfig: data size, networks, lambda,
     optimisation, seed) followed by what a variant or a run adds, all flat."""
     # --- data: where it is read from, what is held out ---
-    data: Optional[str] = None  # folder / pack file; None: $COLORLIB_DATA, else torchvision CIFAR-10 in data_root
+    data: Optional[str] = None  # image folder; None: $COLORLIB_DATA, else torchvision CIFAR-10 in data_root
     data_root: str = "data"  # where torchvision downloads the official CIFAR-10
     val_size: int = 5000  # seeded hold-out of the training split: model selection, never trained on
     n_samples: int = 16  # fixed test images whose colorization is saved after every epoch
@@ -76,14 +73,9 @@ RESUMABLE_FIELDS = frozenset({"data", "data_root", "epochs", "device", "threads"
 RUN_MECHANICS = RESUMABLE_FIELDS - {"epochs"} | {"n_samples", "seed", "preset"}
 
 
-CHOICES = {
-    "norm": ("batch", "instance", "fan", "spade", "none"),
-    "d_norm": ("batch", "instance", "spectral", "none"),
-    "content_loss": ("cosine", "cosine_pixel", "l1"),
-    "d_arch": ("global", "patch"),
-    "output": ("rgb", "ycbcr", "classes"),
-    "lr_schedule": ("constant", "linear"),
-}
+CHOICES = {"norm": ("batch", "instance", "fan", "spade", "none"), "d_norm": ("batch", "instance", "spectral", "none"),
+           "content_loss": ("cosine", "cosine_pixel", "l1"), "d_arch": ("global", "patch"),
+           "output": ("rgb", "ycbcr", "classes"), "lr_schedule": ("constant", "linear")}
 
 FIELD_NAMES = tuple(f.name for f in fields(Config))
 COUNTS = ("n_samples", "g_width", "d_width", "batch_size", "d_steps", "checkpoint_every", "log_every")
@@ -118,8 +110,8 @@ class ConfigError(OneLineError, ValueError):
 
 
 def refuse_existing(path, option: str = "--out") -> None:
-    """The one rule for a file a command is asked to write (pack, bench, train-classifier): one that is
-    there, or a link, is never replaced, and the command stops before any work."""
+    """The one rule for a file a command writes (bench, train-classifier): one that is there, or a link,
+    is never replaced, and the command stops before any work."""
     if os.path.lexists(path):
         raise ConfigError(f"{path} already exists: colorlib never replaces a file that is there; choose another "
                           f"{option}, or delete it first")
@@ -172,8 +164,7 @@ def overrides_dict(value: Any, what: str = "overrides") -> dict[str, Any]:
         raise ConfigError(f"{what} must be a mapping of config fields to values, e.g. "
                           f"{{\"lam\": 10.0, \"train_size\": 2000}}, not {value!r}")
     fields_ = [n for n in FIELD_NAMES if n != "preset"]  # the preset is chosen on its own
-    unknown = sorted(str(k) for k in set(value) - set(fields_))
-    if unknown:
+    if unknown := sorted(str(k) for k in set(value) - set(fields_)):
         raise ConfigError(f"{what}: unknown config field(s) {', '.join(unknown)}; valid fields: {', '.join(fields_)}")
     return dict(value)
 

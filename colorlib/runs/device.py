@@ -17,11 +17,7 @@ from .config import ConfigError
 
 def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError:
@@ -67,10 +63,7 @@ SAMPLE_SECONDS = 0.3
 
 def usable_cores() -> int:
     """The cores this process may run on (its affinity mask, e.g. a container's CPU set)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _cpu_times() -> Optional[tuple[float, float]]:
@@ -101,13 +94,11 @@ def busy_cores(seconds: float = SAMPLE_SECONDS) -> tuple[Optional[float], str]:
 
 
 def choose_threads() -> tuple[int, str]:
-    """The CPU thread count for threads=0, by measurement, and why.
-
-    PyTorch's CPU operators split every convolution over all their OpenMP threads and wait for the
-    slowest; a thread that shares its core with another busy process makes every operation wait
-    for it. Measured on a 2-core CPU: idle, 2 threads train the quick networks 1.5x faster than 1;
-    beside one other busy process, 1 thread is 5-50x faster than 2. So: as many threads as there
-    are cores nobody else is using (at least 1, at most PyTorch's own default)."""
+    """The CPU thread count for threads=0, by measurement, and why. PyTorch's CPU operators split every
+    convolution over all their OpenMP threads and wait for the slowest, so a thread sharing its core with
+    another busy process makes every operation wait for it. Measured on a 2-core CPU: idle, 2 threads train
+    the quick networks 1.5x faster than 1; beside one other busy process, 1 thread is 5-50x faster than 2.
+    So: as many threads as there are cores nobody else is using (at least 1, at most PyTorch's default)."""
     cores = min(usable_cores(), torch.get_num_threads())
     busy, how = busy_cores()
     if busy is None:

@@ -1,10 +1,6 @@
 """The run directory: the one format the trainer writes and notebooks, figures and CLI read (what each
-file holds: docs/library.md). config.json, run.json; history.csv, a row per iteration, and epochs.csv,
-a row per epoch; samples/gray.png, truth.png and epoch_NNNN.png, strips of the fixed test images;
-checkpoints/last.pt (for resuming), generator.pt, best.pt; train.lock, locked while a training writes.
-
-Every file is written to a temporary name and renamed into place: a crash leaves the previous
-version, never half a file. last.pt is written first, then the files that describe it.
+file holds: docs/library.md). Every file is written to a temporary name and renamed into place: a crash
+leaves the previous version, never half a file. last.pt is written first, then the files that describe it.
 """
 from __future__ import annotations
 
@@ -95,7 +91,6 @@ def remove_temporary_files(run_dir) -> None:
 
 
 def to_cpu(obj: Any) -> Any:
-    """Tensors anywhere in nested dicts/lists on the CPU."""
     if isinstance(obj, torch.Tensor):
         return obj.detach().cpu()
     if isinstance(obj, (list, tuple)):
@@ -146,10 +141,6 @@ RUN_FILES = ("run.json", "history.csv", "epochs.csv", "metrics.json", "checkpoin
              "checkpoints/generator.pt", "samples/gray.png", "samples/truth.png")
 
 
-def run_files_found(run_dir) -> list[str]:
-    return [name for name in RUN_FILES if (Path(run_dir) / name).is_file()]
-
-
 def _write_table(path: Path, columns, rows, whole: int) -> None:
     """A header, then rows: the first `whole` columns as integers, the rest as %.6g."""
     lines = [",".join(columns)]
@@ -166,35 +157,30 @@ def write_epochs(run_dir, columns: tuple[str, ...], rows: list[list[float]]) -> 
     _write_table(Path(run_dir) / "epochs.csv", columns, rows, 1)
 
 
-def _parse_table(path: Path, columns, least: int) -> tuple[list[str], list[list[float]]]:
-    """(header, rows) of a table as written above, with at least `least` rows; ValueError saying why it is not one."""
-    if not path.exists():
-        raise ValueError("it is missing")
-    text = path.read_bytes().decode("ascii")
-    if not text.endswith("\n"):
-        raise ValueError("its last line is cut off")
-    header, *lines = list(csv.reader(text.splitlines()))
-    if columns is not None and tuple(header) != tuple(columns):
-        raise ValueError(f"its columns are {header}")
-    rows = [[float(v) for v in line] for line in lines]
-    if any(len(r) != len(header) for r in rows) or [r[0] for r in rows] != list(range(1, len(rows) + 1)):
-        raise ValueError("its rows are garbled")
-    if len(rows) < least:
-        raise ValueError(f"it has {len(rows)} rows where run.json counts {least}")
-    return header, rows
-
-
 def _read_table(run_dir, name: str, columns, count_key: str):
     """(header, rows) of history.csv or epochs.csv; one that is damaged, shorter than run.json counts, or
     missing beside a last.pt is rebuilt from last.pt (RunDirWarning). None: no table and none expected."""
     path, last = Path(run_dir) / name, Path(run_dir) / "checkpoints" / "last.pt"
     if not path.exists() and not last.exists():
         return None
-    try:
+    try:  # a ValueError says why the table is damaged
         counted = 0
         with contextlib.suppress(RunDirError):  # no run.json, or a damaged one: nothing to count against
             counted = int(read_run_info(run_dir).get(count_key) or 0)
-        return _parse_table(path, columns, counted)
+        if not path.exists():
+            raise ValueError("it is missing")
+        text = path.read_bytes().decode("ascii")
+        if not text.endswith("\n"):
+            raise ValueError("its last line is cut off")
+        header, *lines = csv.reader(text.splitlines())
+        if columns is not None and tuple(header) != tuple(columns):
+            raise ValueError(f"its columns are {header}")
+        rows = [[float(v) for v in line] for line in lines]
+        if any(len(r) != len(header) for r in rows) or [r[0] for r in rows] != list(range(1, len(rows) + 1)):
+            raise ValueError("its rows are garbled")
+        if len(rows) < counted:
+            raise ValueError(f"it has {len(rows)} rows where run.json counts {counted}")
+        return header, rows
     except (ValueError, UnicodeDecodeError) as exc:
         damaged = f"{path} is damaged ({first_line(exc)})"
     if not last.exists():
@@ -306,11 +292,10 @@ def load_weights_file(path, formats: tuple[str, ...], what: str, remedy: str, er
 
 
 # what each kind of checkpoint holds besides its format tag
-CHECKPOINT_PARTS = {
-    GENERATOR_FORMAT: {"config": dict, "generator": dict},
-    CHECKPOINT_FORMAT: {"config": dict, "generator": dict, "discriminator": dict, "g_opt": dict, "d_opt": dict,
-                        "epoch": int, "history": torch.Tensor, "epoch_rows": list, "epoch_columns": list},
-}
+CHECKPOINT_PARTS = {GENERATOR_FORMAT: {"config": dict, "generator": dict},
+                    CHECKPOINT_FORMAT: {"config": dict, "generator": dict, "discriminator": dict, "g_opt": dict,
+                                        "d_opt": dict, "epoch": int, "history": torch.Tensor, "epoch_rows": list,
+                                        "epoch_columns": list}}
 
 
 def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERATOR_FORMAT)) -> dict:
