@@ -1,8 +1,7 @@
-"""Baselines and ablations (METHODS), trained and scored side by side by `study` (study.py; `make
-baselines` makes the repository's tables). Every method is the chosen preset with a few fields changed.
-The paper leaves three choices open, and each gets its own row: the cosine of eq. (4) over the whole
-image vs per pixel, a single-logit discriminator vs PatchGAN, and "Adam with default parameters"
-(lr 1e-3) vs the GAN-usual lr 2e-4, beta1 0.5.
+"""Baselines and ablations (METHODS), trained and scored side by side by `study`: each is the chosen
+preset with a few fields changed. The paper leaves three choices open, and each gets its own row: the
+cosine of eq. (4) over the whole image vs per pixel, a single-logit discriminator vs PatchGAN, and
+"Adam with default parameters" (lr 1e-3) vs the GAN-usual lr 2e-4, beta1 0.5.
 """
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""Benchmark: colorlib's trainer against the loop most tutorials write, side by side, one run.
-
-    python -m colorlib bench [--preset paper] [--data PATH] [--iters N] [--out bench.json]
-    python -m colorlib bench --profile [--preset paper]
-
-Both loops train the same networks (the preset's, from the same seed) on the same images and
-batch size with the paper's one training algorithm, `paper.step.training_iteration`: the ratio
-measures the engine around it, nothing else. The tutorial loop: a seeded DataLoader over a
-TensorDataset of the uint8 images, each batch made float32 on the CPU and moved to the device,
-plain Adam. The trainer: `colorlib.Trainer` as `train` runs it, its batches picked by index from
-the images it holds on the device (paper.data.epoch_order).
-
-They are timed in rounds, the order alternating (on a CPU one iteration a round, on a GPU a few
-long rounds), so that other work on the machine slows both alike; images/s are the median round's,
-the speed-up the median of the rounds' ratios, at the thread count the trainer set. `--profile`
-prints torch.profiler's table of where a few of the trainer's iterations go.
+"""Benchmark: colorlib's trainer against the loop most tutorials write (a DataLoader, each batch made
+float32 on the CPU and moved to the device), on the same networks, images, batch size and seed, both
+around the paper's one `training_iteration`, so the ratio measures the engine around it and nothing else.
+They are timed in rounds, the order alternating, so that other work on the machine slows both alike.
 """
 from __future__ import annotations
 
@@ -42,8 +30,7 @@ def _sync(device: torch.device) -> None:
 
 
 def tutorial_step(cfg, images: torch.Tensor, device: torch.device) -> Callable[[], torch.Tensor]:
-    """The tutorial's loop over `images` (uint8, CPU); each call runs one training iteration and
-    returns its losses. The networks are built from cfg.seed as the trainer builds them."""
+    """The tutorial's loop over uint8 `images`, on networks built as the trainer's; each call one iteration."""
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(cfg.seed)
         G, D = variants.build_generator(cfg), variants.build_discriminator(cfg)
@@ -73,8 +60,7 @@ def trainer_step(trainer: Trainer) -> Callable[[], torch.Tensor]:
 
 
 def training_flops(cfg, images: torch.Tensor) -> int:
-    """FLOPs of one training iteration on the batch `images` (uint8) as FlopCounterMode counts them
-    on the CPU in float32 (backward passes included)."""
+    """FLOPs of one training iteration (backward passes included) on the uint8 batch `images`, on the CPU."""
     from torch.utils.flop_counter import FlopCounterMode
     step = tutorial_step(cfg, images, torch.device("cpu"))
     with FlopCounterMode(display=False) as counter:
@@ -101,7 +87,7 @@ def time_side_by_side(steps: dict[str, Callable], device: torch.device, warmup: 
 
 
 def run_benchmark(cfg, iters: Optional[int] = None) -> dict:
-    """Time the tutorial loop and colorlib's trainer side by side (module docstring)."""
+    """Time both loops side by side: on a CPU one iteration a round, on a GPU three long rounds."""
     with tempfile.TemporaryDirectory(prefix="colorlib-bench-") as work, \
             Trainer(cfg, Path(work) / "run", progress=False) as trainer:
         dev, images, batch = trainer.device, trainer.images.cpu(), cfg.batch_size
@@ -141,8 +127,7 @@ def format_table(r: dict) -> str:
 
 
 def run_profile(cfg, iterations: int = 3, top: int = 15) -> tuple[str, list[dict]]:
-    """torch.profiler over `iterations` of the trainer's (after two unprofiled): its key_averages
-    table, and the `top` operators by self time as rows."""
+    """torch.profiler's table of `iterations` of the trainer's, and its `top` operators by self time as rows."""
     from torch.profiler import ProfilerActivity, profile
     with tempfile.TemporaryDirectory(prefix="colorlib-profile-") as work, \
             Trainer(cfg, Path(work) / "run", progress=False) as trainer:

@@ -1,8 +1,5 @@
-"""The `evaluate` command: a run's scores (metrics.py) in its metrics.json, and the table of them.
-
-`python -m colorlib evaluate --run-dir DIR [--out OTHER]` writes DIR/metrics.json; an evaluation of
-another scope (--limit, other --data) goes beside it (metrics-limit5.json, see `metrics_target`),
-so nothing is replaced.
+"""The `evaluate` command: a run's scores (metrics.py) in its metrics.json, and the table of them. An
+evaluation of another scope (--limit, other --data) goes beside it (metrics-limit5.json): nothing is replaced.
 """
 from __future__ import annotations
 
@@ -11,31 +8,29 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
+from ..inference.checkpoints import load_generator
 from ..runs import rundir
-from ..variants.cifar_classifier import SHIPPED_CLASSIFIER
+from ..runs.data import resolve_source
+from ..runs.device import pick_device
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
 from .metrics import GRAY_METHOD, NAZERI_THRESHOLD, PSNR_CAP_DB, evaluate_generator
 
 METRICS_FORMAT = "colorlib-metrics-v1"
 FD_LABEL = "classifier-feature FD (not comparable with Inception FID)"
 FULL_SCOPE = "full"
 # key, header, format, the ground truth's cell (None: its own value): fidelity over the whole set first
-TABLE_COLUMNS = (
-    ("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}", "-"),
-    ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}", "-"),
-    ("ssim", "SSIM", "{:.4f}", "1"),
-    ("colourfulness", "Colourfulness", "{:.1f}", None),
-    ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}", "0"),
-    ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}", "100%"),
-    ("semantic_accuracy", "Semantic acc.", "{:.2%}", None),
-    ("feature_fd", "Classifier-feature FD", "{:.2f}", "0"),
-)
+TABLE_COLUMNS = (("psnr_dataset_db", "PSNR dataset (dB)", "{:.2f}", "-"),
+                 ("psnr_colour_mean_db", "PSNR per image* (dB)", "{:.2f}", "-"),
+                 ("ssim", "SSIM", "{:.4f}", "1"),
+                 ("colourfulness", "Colourfulness", "{:.1f}", None),
+                 ("colourfulness_gap_pct", "Colourfulness gap (%)", "{:+.1f}", "0"),
+                 ("pixel_accuracy", "Pixel acc. (Nazeri 2%)", "{:.2%}", "100%"),
+                 ("semantic_accuracy", "Semantic acc.", "{:.2%}", None),
+                 ("feature_fd", "Classifier-feature FD", "{:.2f}", "0"))
 
 
-# ---------------------------------------------------------------- where an evaluation is written
 def evaluation_scope(limit: Optional[int], data: Optional[str], run_data: Optional[str]) -> str:
-    """What an evaluation covers: "full" (every test image of the run's own data), else "limit5",
-    "data-catdog" or "data-catdog-limit5" (data is the run's own when it has the same name)."""
-    from ..runs.data import resolve_source
+    """"full" (all the test images of the run's own data), else e.g. "limit5" or "data-catdog-limit5"."""
     parts, name = [], Path(resolve_source(data)).name
     if data is not None and name != Path(resolve_source(run_data)).name:
         parts.append("data-" + "".join(c if c.isalnum() or c in "._" else "_" for c in name))
@@ -57,9 +52,8 @@ def _metrics_or_none(path: Path) -> Optional[dict]:
 
 
 def metrics_target(folder: Path, scope: str) -> tuple[Path, Optional[Path], Optional[str]]:
-    """(where an evaluation of `scope` goes, where the file now in metrics.json is moved first or None,
-    a note or None). metrics.json keeps its evaluation unless the new one has its scope (a rerun) or
-    is the full one: then the one it held moves beside it under its own scope's name. Nothing is lost."""
+    """(where an evaluation of `scope` goes, where metrics.json's file moves first or None, a note or None):
+    metrics.json keeps its evaluation unless the new one is the full one or a rerun. Nothing is lost."""
     main = folder / "metrics.json"
     if not main.exists():
         return main, None, None
@@ -75,30 +69,20 @@ def metrics_target(folder: Path, scope: str) -> tuple[Path, Optional[Path], Opti
                          f"written beside it, to {beside.name}"
 
 
-def writable_folder(folder: Path) -> Path:
-    """`folder`, created, after a test that a file can be written in it (before hours of work)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            return folder
-    except OSError as exc:
-        raise rundir.RunDirError(f"cannot write the scores to {folder} ({exc.strerror or exc}); pass --out DIR "
-                                 f"to write them elsewhere (nothing was scored)") from None
-
-
-# ---------------------------------------------------------------- evaluate
 def evaluate_run(run_dir, classifier_path=None, data: Optional[str] = None, limit: Optional[int] = None,
                  device: str = "auto", batch_size: int = 500, inception_weights: Optional[str] = None,
                  progress: bool = True, log=print, generator=None, name: Optional[str] = None, out=None) -> dict:
-    """A run's generator (or the `generator` file) scored on the test split, raw and through
-    `colorize`, next to the gray copy; written to RUN/metrics.json (or OUT/, or beside it: see
-    `metrics_target`). The returned report has "written", the file it went to."""
-    from ..inference.checkpoints import load_generator
-    from ..runs.device import pick_device
-    from ..variants.cifar_classifier import load_classifier
+    """A run's generator (or the `generator` file) scored on the test split, raw and through `colorize`,
+    next to the gray copy; written to RUN/metrics.json (or OUT/, or beside it), the report's "written" file."""
     run_dir, dev = Path(run_dir), pick_device(device)
     G, cfg = load_generator(generator or run_dir, dev)
-    folder = writable_folder(Path(out) if out is not None else run_dir)  # before the work, not after it
+    folder = Path(out) if out is not None else run_dir
+    try:  # a file can be written there: tested before hours of work, not after them
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise rundir.RunDirError(f"cannot write the scores to {folder} ({exc.strerror or exc}); pass --out DIR "
+                                 f"to write them elsewhere (nothing was scored)") from None
     classifier_path = Path(classifier_path or SHIPPED_CLASSIFIER)  # the judge: the named one, else the shipped
     clf = load_classifier(classifier_path, dev)
     started, name = time.time(), name or run_dir.name
@@ -146,7 +130,6 @@ def shown_evaluation(run_dir, data: Optional[str] = None, limit: Optional[int] =
 
 
 def _images(report: dict) -> str:
-    """Which test images a report scored: "1,000 test images (a seeded random subset, limit=1000)"."""
     data = report.get("data", {})
     subset = f" (a seeded random subset, limit={data['limit']})" if data.get("limit") is not None else ""
     return f"{data.get('images', 0):,} test images{subset}"
@@ -179,7 +162,7 @@ def _why_versus_gray(delta: float, ours: dict, report: dict, paper_epochs: int) 
         return (f"Its colours are nearly gray ({colour}): with the input's exact luma and almost no chroma it "
                 f"scores about what the gray copy does{young}.")
     if delta > 0:
-        return (f"Above is not yet good colour ({colour}): PSNR averages squared errors, so a cautious guess "
+        return (f"Being above it is not yet good colour ({colour}): PSNR averages squared errors, so a cautious guess "
                 f"near each pixel's mean colour already beats no colour by a little (the mean-colour effect), "
                 f"while a bold colour that is wrong costs more than it gains where it is right.")
     if short:
@@ -200,12 +183,11 @@ def markdown_table(reports: Sequence[dict]) -> str:
     rows += [row for rep in reports for row in rep["methods"].items() if row[0] != GRAY_METHOD]
     data, truth = reports[0]["data"], reports[0]["ground_truth"]
     counts = {m.get("gray_truths_left_out") for _, m in rows} - {None}
-    left_out = (f"the {counts.pop()} test images whose truth is exactly gray" if len(counts) == 1
-                else "the test images whose truth is exactly gray")
+    count = f"{counts.pop()} " if len(counts) == 1 else ""
     lines = [f"Test split of `{data['source']}`, {data['images']} images. "
              f"Ground truth: colourfulness {_fmt(truth['colourfulness'], '{:.1f}')}, classifier "
              f"accuracy {_fmt(truth['semantic_accuracy'], '{:.2%}')}. FD is a {FD_LABEL}. "
-             f"*Per-image PSNR leaves out {left_out}: a copy of the gray input "
+             f"*Per-image PSNR leaves out the {count}test images whose truth is exactly gray: a copy of the gray input "
              f"matches them exactly, and the capped PSNR would reward that. \"through colorize\": the "
              f"files the `colorize` command writes for these images (the network's chroma on the input's "
              f"exact luma, at its default render size), scored.", "",

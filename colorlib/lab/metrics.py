@@ -1,21 +1,10 @@
 """Numbers for colorizations: the paper shows only pictures and loss curves, so we measure.
 
-Every metric compares 8-bit RGB images [B, 3, H, W] (uint8), the images a user would save.
-
-- PSNR (dB) on RGB, per image and of the dataset's mean squared error; capped at 100 dB so that
-  identical images do not make an average infinite (no two different 8-bit images of fewer than
-  155,000 values reach it: a 32x32 pair one level apart in one value scores 82.9 dB).
-- SSIM (torchmetrics, Gaussian window 11, sigma 1.5, data range 255), mean over images.
-- Colourfulness (Hasler & Suesstrunk 2003): sigma_rgyb + 0.3 mu_rgyb of rg = R - G and
-  yb = (R + G) / 2 - B on 0..255 values; a gray image scores exactly 0.
-- Pixel accuracy (Nazeri, Ng & Ebrahimi 2018): the share of pixels whose rounded CIE Lab values are
-  all within 2% of each channel's range of the truth (|dL| <= 2, |da|, |db| <= 4.4).
-- Semantic accuracy (Zhang, Isola & Efros 2016): top-1 accuracy of a fixed classifier (classifier.py)
-  on the colorizations, beside its accuracy on the true colours and on the gray copy.
-- Classifier-feature FD: torchmetrics' Frechet distance on that classifier's 256-d penultimate
-  features; NOT comparable with Inception FID (`--inception-weights` adds that with torch-fidelity).
-
-"Through colorize" scores are the files the `colorize` command writes (`colorize_method`), decoded.
+Every metric compares 8-bit RGB images [B, 3, H, W] (uint8), the images a user would save: PSNR (dB,
+per image and of the dataset's mean squared error), SSIM, colourfulness (Hasler & Suesstrunk 2003),
+pixel accuracy (Nazeri, Ng & Ebrahimi 2018), semantic accuracy (Zhang, Isola & Efros 2016: a fixed
+classifier's top-1 accuracy on the colorizations) and the Frechet distance of that classifier's
+features, NOT comparable with Inception FID (`--inception-weights` adds that, with torch-fidelity).
 """
 from __future__ import annotations
 
@@ -28,8 +17,13 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from tqdm.auto import tqdm
 
-PSNR_CAP_DB = 100.0
+from ..inference import colorize
+from ..paper.data import to_model_range, to_uint8
+from ..runs.data import load_split, resolve_source
+
+PSNR_CAP_DB = 100.0  # so that identical images do not make a mean infinite (32x32 one level apart: 82.9 dB)
 NAZERI_THRESHOLD = 0.02  # 2% of each Lab channel's range
 LAB_RANGES = (100.0, 220.0, 220.0)  # L in [0, 100]; a, b in [-110, 110] (Nazeri et al.'s code)
 GRAY_METHOD = "gray (copied to RGB)"
@@ -48,7 +42,6 @@ def _check_rgb(*batches: torch.Tensor) -> None:
                            f"{' and '.join(str(tuple(b.shape)) for b in batches)}")
 
 
-# ---------------------------------------------------------------- the measures
 def mse_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error per image on the 0..255 scale, float64 [B]."""
     _check_rgb(pred, target)
@@ -83,8 +76,7 @@ def colourfulness(images: torch.Tensor) -> torch.Tensor:
 
 
 def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """sRGB (uint8, or float in [0, 1]) [..., 3, H, W] -> CIE L*a*b* (D65), float64: the sRGB curve
-    undone, a 3x3 matrix to XYZ, the cube-root compression relative to the white."""
+    """sRGB (uint8, or float in [0, 1]) [..., 3, H, W] -> CIE L*a*b* (D65), float64."""
     x = rgb.double() / 255.0 if rgb.dtype == torch.uint8 else rgb.double()
     linear = torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
     xyz = torch.einsum("ij,...jhw->...ihw", torch.tensor(SRGB_TO_XYZ, dtype=torch.float64, device=x.device), linear)
@@ -97,7 +89,7 @@ def srgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
 
 def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = NAZERI_THRESHOLD) -> torch.Tensor:
     """Per image, the share of pixels whose rounded Lab values are all within `threshold` of each
-    channel's range of the truth (Nazeri et al. 2018), float64 [B]."""
+    channel's range of the truth (|dL| <= 2, |da|, |db| <= 4.4 by default), float64 [B]."""
     _check_rgb(pred, target)
     diff = (srgb_to_lab(pred).round() - srgb_to_lab(target).round()).abs()
     limits = torch.tensor(LAB_RANGES, dtype=torch.float64, device=diff.device).view(1, 3, 1, 1) * threshold
@@ -105,8 +97,7 @@ def pixel_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = 
 
 
 class _PrecomputedFeatures(nn.Module):
-    """torchmetrics' "feature extractor", a pass-through: the classifier's features are computed once
-    per image and shared by accuracy and FD."""
+    """torchmetrics' feature extractor as a pass-through: the features are computed once, for accuracy and FD."""
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return features.double()
@@ -128,7 +119,6 @@ def inception_fid_metric(weights_path: str):
         raise MetricsError(f"Inception FID needs torch-fidelity and a recent torchmetrics: {exc}") from None
 
 
-# ---------------------------------------------------------------- accumulation over a test set
 class MethodScores:
     """Running sums of every metric for one method over the batches of a test set."""
 
@@ -146,7 +136,7 @@ class MethodScores:
         mse = mse_per_image(pred, truth)
         per_image = psnr_from_mse(mse)
         self.n += pred.shape[0]
-        self.pixels += pred[0].numel() * pred.shape[0]
+        self.pixels += pred.numel()
         # a truth without colour: the gray copy is exact there, and its capped 100 dB would dominate a mean
         gray_truth = (truth.amax(1) == truth.amin(1)).flatten(1).all(1)
         self.gray_truths += int(gray_truth.sum())
@@ -170,22 +160,17 @@ class MethodScores:
 
     def result(self, truth_colourfulness: float) -> dict:
         n, colour = max(self.n, 1), self.sums["colourfulness"] / max(self.n, 1)
-        out = {
-            "images": self.n,
-            "psnr_mean_db": self.sums["psnr"] / n,
-            "psnr_colour_mean_db": self.sums["psnr_colour"] / max(self.n - self.gray_truths, 1),
-            "gray_truths_left_out": self.gray_truths,
-            # (the mean squared error through float32, as every stored report was computed)
-            "psnr_dataset_db": psnr_from_mse(torch.tensor(self.sums["sq_err"] / max(self.pixels, 1))).item(),
-            "ssim": self.sums["ssim"] / n,
-            "colourfulness": colour,
-            "colourfulness_gap": colour - truth_colourfulness,
-            "colourfulness_gap_pct": 100.0 * (colour - truth_colourfulness) / truth_colourfulness
-            if truth_colourfulness > 0 else None,
-            "pixel_accuracy": self.sums["pixel_accuracy"] / n,
-            "semantic_accuracy": self.sums["correct"] / self.labelled if self.labelled else None,
-            "feature_fd": _finite(self.fd.compute().item()) if self.fd is not None and self.n > 1 else None,
-        }
+        gap = colour - truth_colourfulness
+        out = {"images": self.n, "psnr_mean_db": self.sums["psnr"] / n,
+               "psnr_colour_mean_db": self.sums["psnr_colour"] / max(self.n - self.gray_truths, 1),
+               "gray_truths_left_out": self.gray_truths,
+               # (the mean squared error through float32, as every stored report was computed)
+               "psnr_dataset_db": psnr_from_mse(torch.tensor(self.sums["sq_err"] / max(self.pixels, 1))).item(),
+               "ssim": self.sums["ssim"] / n, "colourfulness": colour, "colourfulness_gap": gap,
+               "colourfulness_gap_pct": 100.0 * gap / truth_colourfulness if truth_colourfulness > 0 else None,
+               "pixel_accuracy": self.sums["pixel_accuracy"] / n,
+               "semantic_accuracy": self.sums["correct"] / self.labelled if self.labelled else None,
+               "feature_fd": _finite(self.fd.compute().item()) if self.fd is not None and self.n > 1 else None}
         if self.fid is not None and self.n > 1:
             out["inception_fid"] = _finite(self.fid.compute().item())
         return out
@@ -195,7 +180,6 @@ def _finite(value: float) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-# ---------------------------------------------------------------- methods and the scoring path
 # A method maps the gray input in [-1, 1] [B, 1, H, W] to RGB, in [-1, 1] float or uint8; one with
 # `takes_photos = True` is given the colour images, uint8 [B, 3, H, W], as the colorize command is.
 Method = Callable[[torch.Tensor], torch.Tensor]
@@ -206,17 +190,9 @@ def gray_baseline(gray: torch.Tensor) -> torch.Tensor:
     return gray.expand(-1, 3, -1, -1)
 
 
-def generator_method(G: nn.Module) -> Method:
-    """The network's own output, as trained (for the paper's RGB generator, luma included)."""
-    return G.eval()
-
-
 def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
                     fmt: str = "JPEG") -> list[bytes]:
-    """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W]): each
-    read as the command reads a photo (its 8-bit BT.601 luma), then `colorize.colorized_files`, at
-    its default render size, into `fmt`."""
-    from ..inference import colorize
+    """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W])."""
     photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in images.cpu()]
     return colorize.colorized_files(photos, G, render_size or colorize.DEFAULT_RENDER_SIZE, [fmt] * len(photos))
 
@@ -228,20 +204,17 @@ def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
 
 
 def colorize_method(G: nn.Module, render_size: Optional[int] = None, fmt: str = "JPEG") -> Method:
-    """What the `colorize` command delivers for these images: the files it writes (JPEG for JPEG
-    inputs, fmt="PNG" for PNG ones), decoded (`command_outputs`)."""
+    """What the `colorize` command delivers for these images: the files it writes in `fmt`, decoded."""
     G.eval()
 
-    def colorize(images: torch.Tensor) -> torch.Tensor:
+    def through_colorize(images: torch.Tensor) -> torch.Tensor:
         return decode_outputs(command_outputs(images, G, render_size, fmt)).to(images.device)
-    colorize.takes_photos = True
-    return colorize
+    through_colorize.takes_photos = True
+    return through_colorize
 
 
 def output_format_for(data: Optional[str]) -> str:
-    """The format colorize writes for a data source's images: PNG for torchvision's CIFAR-10
-    (arrays), JPEG for image folders and packs (CIFAR-10 as JPEG files)."""
-    from ..runs.data import resolve_source
+    """What colorize writes for a data source's images: PNG for torchvision's CIFAR-10, else JPEG."""
     return "PNG" if resolve_source(data) == "cifar10" else "JPEG"
 
 
@@ -253,7 +226,7 @@ def judge_labels(labels: Optional[torch.Tensor], classes: Sequence[str], classif
     judge, classes = list(getattr(classifier, "classes", None) or []), list(classes or [])
     if labels is not None and classes and bool((labels >= len(classes)).any()):
         raise MetricsError(f"the data has labels up to {int(labels.max())} but only {len(classes)} classes "
-                           f"({', '.join(classes[:10])}): it is damaged; pack or copy it again")
+                           f"({', '.join(classes[:10])}): it is damaged; copy it again")
     if labels is None or classifier is None or not judge or not classes or classes == judge:
         return labels, None
     index = torch.tensor([judge.index(c) if c in judge else -1 for c in classes] + [-1])
@@ -263,20 +236,16 @@ def judge_labels(labels: Optional[torch.Tensor], classes: Sequence[str], classif
     if not known:
         return mapped, f"{note}none of them ({', '.join(classes)}) is among its classes; semantic accuracy is not " \
                        "scored"
-    note += f"semantic accuracy is scored on the {int((mapped >= 0).sum())} of {len(labels)} images of "
-    return mapped, note + ", ".join(known) + (f"; not among its classes, so left out of it: {', '.join(unknown)}"
-                                              if unknown else "")
+    left_out = f"; not among its classes, so left out of it: {', '.join(unknown)}" if unknown else ""
+    return mapped, note + f"semantic accuracy is scored on the {int((mapped >= 0).sum())} of {len(labels)} images " \
+                          f"of {', '.join(known)}{left_out}"
 
 
 @torch.no_grad()
 def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels: Optional[torch.Tensor] = None,
                      classifier: Optional[nn.Module] = None, batch_size: int = 500, device="cpu",
                      inception_weights: Optional[str] = None, progress: bool = False) -> dict:
-    """Score each method's colorizations of `images` (uint8 [N, 3, H, W]) against them:
-    {"ground_truth": {...}, "methods": {name: {...}}}."""
-    from tqdm.auto import tqdm
-
-    from ..paper.data import to_model_range, to_uint8
+    """{"ground_truth": {...}, "methods": {name: scores}} of each method's colorizations of uint8 `images`."""
     n_classes = len(getattr(classifier, "classes", None) or [])
     if labels is not None and n_classes and bool((labels >= n_classes).any()):
         raise MetricsError(f"labels up to {int(labels.max())} for a classifier of {n_classes} classes: the data's "
@@ -314,20 +283,17 @@ def evaluate_methods(methods: Mapping[str, Method], images: torch.Tensor, labels
 def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Optional[nn.Module] = None,
                        limit: Optional[int] = None, batch_size: int = 500, device="cpu", name: str = "generator",
                        inception_weights: Optional[str] = None, progress: bool = False) -> dict:
-    """Generator `G` scored on the test split of `data` (a seeded random subset of `limit` images)
-    next to the gray copy, raw and as what the `colorize` command writes for those images ("<name>
-    through colorize"). The data's classes are matched to the classifier's by name."""
-    from ..inference.colorize import DEFAULT_RENDER_SIZE
-    from ..runs.data import load_split
+    """Generator `G` scored on the test split of `data` (a seeded random subset of `limit` images) next
+    to the gray copy, raw and through `colorize`; the data's classes matched to the classifier's by name."""
     test = load_split(data, "test", limit, seed=0)
     labels, classes_note = judge_labels(test.labels, test.classes, classifier)
     fmt = output_format_for(data)
-    methods = {GRAY_METHOD: gray_baseline, name: generator_method(G.to(device)),
-               f"{name} through colorize": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}
+    methods = {GRAY_METHOD: gray_baseline, name: G.to(device).eval(),  # the network's own output, as trained
+               f"{name} through colorize": colorize_method(G, colorize.DEFAULT_RENDER_SIZE, fmt)}
     result = evaluate_methods(methods, test.images, labels, classifier, batch_size, device, inception_weights, progress)
     result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
     if classes_note:
         result["data"]["classes_note"] = classes_note
-    result["through_colorize"] = {"render_size": DEFAULT_RENDER_SIZE, "format": fmt,
+    result["through_colorize"] = {"render_size": colorize.DEFAULT_RENDER_SIZE, "format": fmt,
                                   "path": "colorize.colorized_files, the colorize command's own"}
     return result

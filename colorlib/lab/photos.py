@@ -1,13 +1,6 @@
-"""A small real-photo evaluation: colour photos that ship inside installed packages, colorized
-from their gray copy and scored like the CIFAR-10 test (metrics.py).
-
-The photos need no download: matplotlib's grace_hopper.jpg (always there) and, with the `photos`
-extra (scikit-image), the photos inside its wheel, read from the package folder with Pillow
-(skimage.data's loaders may fetch files from the internet, so they are not called). Synthetic and
-gray pictures are left out. Each photo is colorized by the colorize command's own path
-(`colorize.colorized_files`, as the PNG it writes for a PNG input) and scored by per-image PSNR
-against the original, beside the gray copy's (the luma the model sees, in R, G and B), and by the
-share of its colourfulness kept: `print(photo_table(evaluate_photos()))`.
+"""A small real-photo evaluation: colour photos that ship inside installed packages (matplotlib's and,
+with the `photos` extra, scikit-image's, read with Pillow: skimage.data's loaders may download), colorized
+by the colorize command's own path and scored against the original, beside the gray copy.
 """
 from __future__ import annotations
 
@@ -25,32 +18,26 @@ from .metrics import colourfulness, decode_outputs, psnr
 
 MAX_SIDE = 512  # photos are shrunk to this long side: the evaluation takes seconds on a CPU
 RENDER_SIZES = (32, 48, 64, 96, 128)
-# (name, file in scikit-image's skimage/data folder); the name is the skimage.data function's
-SKIMAGE_PHOTOS = (("astronaut", "astronaut.png"), ("chelsea", "chelsea.png"), ("coffee", "coffee.png"),
-                  ("rocket", "rocket.jpg"), ("stereo_motorcycle", "motorcycle_left.png"),
-                  ("immunohistochemistry", "ihc.png"), ("retina", "retina.jpg"),
-                  ("hubble_deep_field", "hubble_deep_field.jpg"))
+# {the skimage.data function's name: its file in scikit-image's skimage/data folder}
+SKIMAGE_PHOTOS = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
+                  "rocket": "rocket.jpg", "stereo_motorcycle": "motorcycle_left.png", "immunohistochemistry": "ihc.png",
+                  "retina": "retina.jpg", "hubble_deep_field": "hubble_deep_field.jpg"}
 
 
-def _photo_files() -> list[tuple[str, Path]]:
+def sample_photos(max_side: Optional[int] = MAX_SIDE) -> list[tuple[str, torch.Tensor]]:
+    """(name, uint8 RGB [3, H, W]) of the sample photos, shrunk (Lanczos) to at most `max_side` pixels
+    on the long side (None: full size). A file that is missing or has no colour is skipped with a line."""
     from matplotlib import cbook
     files = [("grace_hopper", Path(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))]
     try:
         import skimage.data
+        folder = Path(skimage.data.__file__).resolve().parent  # what the wheel ships, never a download cache
+        files += [(name, folder / file) for name, file in SKIMAGE_PHOTOS.items()]
     except ImportError:
         print(f"note: scikit-image is not installed: its {len(SKIMAGE_PHOTOS)} sample photos are left out "
               f"(pip install 'colorlib[photos]')", file=sys.stderr)
-        return files
-    folder = Path(skimage.data.__file__).resolve().parent  # what the wheel ships, never a download cache
-    return files + [(name, folder / file) for name, file in SKIMAGE_PHOTOS]
-
-
-def sample_photos(max_side: Optional[int] = MAX_SIDE) -> list[tuple[str, torch.Tensor]]:
-    """(name, uint8 RGB [3, H, W]) of the colour photos that ship with matplotlib and scikit-image,
-    shrunk (Lanczos) to at most `max_side` pixels on the long side (None: full size). A bundled file
-    that is missing or has no colour is skipped with a line."""
     photos = []
-    for name, path in _photo_files():
+    for name, path in files:
         if not path.is_file():
             print(f"note: sample photo {name} is left out: {path} is not installed", file=sys.stderr)
             continue
@@ -78,10 +65,8 @@ def gray_copy(rgb: torch.Tensor) -> torch.Tensor:
 
 def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chroma_gain: float = 1.0,
                     photos: Optional[Sequence[tuple[str, torch.Tensor]]] = None) -> dict:
-    """Each photo's gray copy colorized at each render size and scored against the photo: per photo
-    and render size, PSNR beside the gray copy's and the share of colourfulness kept; per render size
-    their means. model: a generator, a checkpoint path, or None for the shipped one; photos: (name,
-    uint8 RGB) pairs, default `sample_photos()`. On one CPU thread: the inputs are small, so
+    """Each photo's gray copy colorized at each render size and scored, per photo and as means. model: a
+    generator, a checkpoint path or None (the shipped one). On one CPU thread: the inputs are small, so
     one is as fast as several on an idle machine, many times faster on a busy one."""
     started, previous = time.perf_counter(), torch.get_num_threads()
     torch.set_num_threads(1)
@@ -97,8 +82,7 @@ def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chro
         if any(p["colourfulness"] <= 0 for p in info):
             raise ValueError("a photo has no colour; leave it out")
         report = {"chroma_gain": chroma_gain, "max_side": MAX_SIDE, "render_sizes": list(render_sizes), "photos": info,
-                  "results": {size: _at_render_size(model, size, chroma_gain, photos, info)
-                              for size in render_sizes}}
+                  "results": {size: _at_render_size(model, size, chroma_gain, photos, info) for size in render_sizes}}
     finally:
         torch.set_num_threads(previous)
     report["seconds"] = time.perf_counter() - started
@@ -108,9 +92,8 @@ def evaluate_photos(model=None, render_sizes: Sequence[int] = RENDER_SIZES, chro
 def _at_render_size(model, render_size: int, chroma_gain: float, photos, info) -> dict:
     start, rows = time.perf_counter(), []
     for (name, rgb), base in zip(photos, info):
-        files = colorize.colorized_files([colorize.GrayPhoto(photo_luma(rgb))], model, render_size, ["PNG"],
-                                         chroma_gain=chroma_gain)
-        out = decode_outputs(files)
+        out = decode_outputs(colorize.colorized_files([colorize.GrayPhoto(photo_luma(rgb))], model, render_size,
+                                                      ["PNG"], chroma_gain=chroma_gain))
         value, colour = psnr(out, rgb[None]).item(), colourfulness(out).item()
         rows.append({"name": name, "psnr_db": value, "gray_psnr_db": base["gray_psnr_db"],
                      "psnr_gain_db": value - base["gray_psnr_db"], "beats_gray": value > base["gray_psnr_db"],

@@ -1,15 +1,9 @@
-"""Shipping a generator as `colorize`'s default: only when it beats the one that ships now.
+"""Shipping a generator as `colorize`'s default: only when it beats the one that ships now, both scored
+on the validation split through `colorize` and on the sample photos, never on the test split.
 
-    python -m colorlib ship runs/study-paper/unet-l1/seed0 --data PATH [--dry-run]
-
-The candidate (a run's best.pt, else generator.pt or last.pt; or a file) and the current default
-are scored alike, never on the test split: on the validation split through `colorize` and on the
-sample photos (photos.py). A measure decides only where neither generator trained on its images:
-the photos always, the validation split when the default's run held it out too (the shipped
-generator trained on all 50,000 images, so against it only the photos decide). The candidate must
-beat the gray copy's validation PSNR, be no worse on any deciding measure and better on one. Only
-a winner is written, after everything else is computed; the file it replaces is kept as
-generator.previous.pt (later generator.previous-2.pt, ...), so the original is never lost.
+A measure decides only where neither generator trained on its images (the shipped one trained on all
+50,000, so against it only the photos decide); the candidate must also beat the gray copy's validation
+PSNR. Only a winner is written, after everything else is computed, and the file it replaces is kept.
 """
 from __future__ import annotations
 
@@ -24,36 +18,35 @@ import torch
 
 from ..inference.checkpoints import DEFAULT_CHECKPOINT, generator_from_checkpoint, run_checkpoint
 from ..inference.colorize import DEFAULT_RENDER_SIZE
+from ..inference.vividness import CHECKPOINT_KEY
 from ..runs import rundir
-from ..runs.rundir import RunDirError
+from ..runs.data import load_split
+from ..runs.device import pick_device
+
+from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
+from .metrics import (GRAY_METHOD, colorize_method, evaluate_generator, evaluate_methods, gray_baseline, judge_labels,
+                      output_format_for)
+from .photos import evaluate_photos, sample_photos
 from .vividness import DEFAULT_VAL_SIZE, calibrate
 
 # (key, label, "higher" or "lower" is better, format in the comparison table)
-MEASURES = (
-    ("val_psnr_dataset_db", "validation PSNR, dataset (dB)", "higher", "{:.2f}"),
-    ("val_colourfulness_gap", "validation colourfulness, distance to the truth's", "lower", "{:.2f}"),
-    ("val_semantic_accuracy", "validation semantic accuracy", "higher", "{:.3f}"),
-    ("val_feature_fd", "validation classifier-feature FD", "lower", "{:.2f}"),
-    ("photos_beat_gray", "photos beating the gray copy (share)", "higher", "{:.3f}"),
-    ("photos_colour_missing", "photos: colourfulness missing or added (|1 - kept|)", "lower", "{:.3f}"),
-)
+MEASURES = (("val_psnr_dataset_db", "validation PSNR, dataset (dB)", "higher", "{:.2f}"),
+            ("val_colourfulness_gap", "validation colourfulness, distance to the truth's", "lower", "{:.2f}"),
+            ("val_semantic_accuracy", "validation semantic accuracy", "higher", "{:.3f}"),
+            ("val_feature_fd", "validation classifier-feature FD", "lower", "{:.2f}"),
+            ("photos_beat_gray", "photos beating the gray copy (share)", "higher", "{:.3f}"),
+            ("photos_colour_missing", "photos: colourfulness missing or added (|1 - kept|)", "lower", "{:.3f}"))
 PHOTO_MEASURES = ("photos_beat_gray", "photos_colour_missing")
 
 
 def candidate_file(path) -> Path:
     """A checkpoint file as it is; a run directory's best.pt, else generator.pt, else last.pt."""
     path = Path(path)
-    if path.is_dir():
-        return run_checkpoint(path, ("best.pt", "generator.pt", "last.pt"))
-    if not path.is_file():
-        raise RunDirError(f"{path} does not exist: name a run directory or a checkpoint file (generator.pt, best.pt)")
-    return path
+    return run_checkpoint(path, ("best.pt", "generator.pt", "last.pt")) if path.is_dir() else path
 
 
 def score(G: torch.nn.Module, val, classifier, device, photos, fmt: str) -> dict:
-    """The measures of MEASURES for generator G, and the scores they come from."""
-    from .metrics import colorize_method, evaluate_methods, judge_labels
-    from .photos import evaluate_photos
+    """MEASURES for generator G, and the scores they come from."""
     labels, _ = judge_labels(val.labels, val.classes, classifier)
     scores = evaluate_methods({"G": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}, val.images, labels, classifier,
                               device=device)
@@ -70,9 +63,8 @@ def score(G: torch.nn.Module, val, classifier, device, photos, fmt: str) -> dict
 
 
 def decide(candidate: dict, default: dict, gray_val_psnr: float, validation_decides: bool = True):
-    """(beats, a row per measure: which is better and whether it decides, candidate beats gray): the
-    photos always decide, the validation measures only when `validation_decides`; and the candidate
-    must beat the gray copy's validation PSNR."""
+    """(beats, a row per measure: which is better and whether it decides, candidate beats gray); the
+    validation measures decide only when `validation_decides`."""
     rows = []
     for key, label, better, _ in MEASURES:
         gain = (candidate[key] - default[key]) * (1 if better == "higher" else -1)
@@ -97,20 +89,14 @@ def comparison_table(report: dict) -> str:
 
 def ship(candidate, data: Optional[str] = None, out=None, against=None, dry_run: bool = False, device: str = "auto",
          val_limit: Optional[int] = None, test_limit: Optional[int] = None, log=print) -> dict:
-    """Score `candidate` against `against` (see the module docstring); when it wins and not dry_run, write it
-    to `out` (both default to colorize's default). Returns the scores, rows, decision and file written."""
-    from ..runs.data import load_split
-    from ..runs.device import pick_device
-    from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
-    from .metrics import GRAY_METHOD, evaluate_methods, gray_baseline, output_format_for
-    from .photos import sample_photos
-
+    """Score `candidate` (a checkpoint, or a run's best.pt, else generator.pt or last.pt) against `against`;
+    when it wins and not dry_run, write it to `out` (both default to colorize's default)."""
     dev, path = pick_device(device), candidate_file(candidate)
     against, out = Path(against or DEFAULT_CHECKPOINT), Path(out or DEFAULT_CHECKPOINT)
     if not against.is_file():
-        raise RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
+        raise rundir.RunDirError(f"{against} does not exist: there is no default to compare with; pass --against FILE")
     if out.exists() and out.resolve() != against.resolve():
-        raise RunDirError(f"{out} exists and is not the generator being replaced; choose another --out")
+        raise rundir.RunDirError(f"{out} exists and is not the generator being replaced; choose another --out")
     ckpt, default_ckpt = rundir.load_checkpoint(path), rundir.load_checkpoint(against)
     G, cfg = generator_from_checkpoint(ckpt, path, dev)
     D, _ = generator_from_checkpoint(default_ckpt, against, dev)
@@ -147,22 +133,18 @@ def ship(candidate, data: Optional[str] = None, out=None, against=None, dry_run:
 
 def write_generator(G, cfg, ckpt: dict, path: Path, out: Path, report: dict, data, test_limit, classifier,
                     device, log) -> None:
-    """The winner as colorize's default; everything is computed before the first write, and the file
-    it replaces is kept under a name never used before (see the module docstring)."""
-    from ..inference.vividness import CHECKPOINT_KEY
-    from .metrics import evaluate_generator
+    """The winner as colorize's default, computed in full before the first write; the file it replaces is kept."""
     log("scoring the winner on the test split for the record ...")
     test = evaluate_generator(G, data or cfg.data, classifier, limit=test_limit, device=device)
     run = path.parent.parent  # RUN/checkpoints/<file>
     weights = {k: _float16(v) for k, v in G.state_dict().items()}
     shipped = copy.deepcopy(G)
     shipped.load_state_dict(weights)  # its dial calibrated with the weights users get (float16)
-    payload = rundir.to_cpu({
-        "format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": ckpt.get("epoch"), "generator": weights,
-        "metrics": test, "trained": rundir.read_run_info(run) if (run / "run.json").is_file() else {},
-        "ship": json.loads(json.dumps(report)),
-        "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
-        CHECKPOINT_KEY: calibrate(shipped.eval(), cfg.to_dict(), data or cfg.data, log=log).to_dict()})
+    trained = rundir.read_run_info(run) if (run / "run.json").is_file() else {}
+    payload = {"format": rundir.GENERATOR_FORMAT, "config": cfg.to_dict(), "epoch": ckpt.get("epoch"),
+               "generator": weights, "metrics": test, "trained": trained, "ship": json.loads(json.dumps(report)),
+               "note": f"{cfg.preset} preset, epoch {ckpt.get('epoch')} of {path}; weights stored as float16",
+               CHECKPOINT_KEY: calibrate(shipped.eval(), cfg.to_dict(), data or cfg.data, log=log).to_dict()}
     if out.exists():
         names = (out.with_name(f"{out.stem}.previous{'' if k == 1 else f'-{k}'}.pt") for k in itertools.count(1))
         previous = next(name for name in names if not name.exists())

@@ -22,7 +22,6 @@ SMALL = 9  # pt: tick labels and legends, the smallest text of a figure
 BASE = "ours-ycbcr"  # the chroma-only GAN with a spectral-norm D: the fixes are measured on top of it
 
 
-# ---------------------------------------------------------------- the collapse statistic
 def collapse_per_epoch(history: dict) -> torch.Tensor:
     """Share of each epoch's iterations in which D wins outright, L_D = L_real + L_fake < D_WINS_LOSS,
     from a run's loss history (`rundir.read_history`); one value per epoch, in order."""
@@ -42,9 +41,8 @@ def _axes_style(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 def collapse_figure(report: dict, run_share: Optional[torch.Tensor] = None, run_label: str = "",
                     leave_out: Sequence[str] = ()) -> Figure:
-    """A study's collapse statistic per epoch, mean over seeds: its paper recipe and, as one line (their
-    maximum), every method with a spectral-norm D but those in `leave_out`. With `run_share`
-    (`collapse_per_epoch` of one long run) that run's statistic per epoch on the left."""
+    """A study's collapse statistic per epoch, mean over seeds: its paper recipe and the maximum of its
+    methods with a spectral-norm D; with `run_share` (one long run's), that run's on the left."""
     fig = Figure(figsize=(11 if run_share is not None else 6.5, 3.6), dpi=DPI, layout="constrained")
     if run_share is not None:
         left, right = fig.subplots(1, 2, width_ratios=(1.6, 1))
@@ -70,7 +68,6 @@ def collapse_figure(report: dict, run_share: Optional[torch.Tensor] = None, run_
     return fig
 
 
-# ---------------------------------------------------------------- the study's numbers
 def read_study(folder, name: str = "study_dir") -> dict:
     """A study's figures folder's metrics.json; a ConfigError naming the parameter `name` if it holds none."""
     path = REPO / folder / "metrics.json"
@@ -115,7 +112,8 @@ def fix_effect(report: dict, name: str, base: str, key: str) -> tuple[float, flo
     return a["mean"] - b["mean"], math.sqrt(a["std"] ** 2 / a["n"] + b["std"] ** 2 / b["n"])
 
 
-def _mean_std(entry: dict, fmt: str) -> str:
+def mean_std(entry: dict, fmt: str) -> str:
+    """"mean ± std" of an aggregated score (the mean alone for one seed)."""
     return fmt.format(entry["mean"]) + (" ± " + fmt.format(entry["std"]) if entry.get("n", 1) > 1 else "")
 
 
@@ -128,8 +126,7 @@ def _effect(report: dict, name: str, key: str, fmt: str) -> str:
 
 
 def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
-    """Markdown: one row per method of a study, test split through colorize, mean ± sample std over
-    seeds, and each fix's effect (difference of means ± its standard error) against its base."""
+    """Markdown: each method's test scores through colorize (mean ± sample std) and each fix's effect."""
     gray, truth = report["gray"]["test"], report["ground_truth"]["test"]
     head = ("method", "what it changes (on top of)", "PSNR (dB)", "effect on PSNR (dB)",
             f"colourfulness (truth {truth['colourfulness']:.1f})", "effect on colourfulness", "feature FD",
@@ -142,9 +139,9 @@ def fixes_table(report: dict, leave_out: Sequence[str] = ()) -> str:
     for name in sorted(shown_methods, key=lambda n: order.index(n) if n in order else len(order)):
         r, base, m = report["methods"][name], base_of(name), report["methods"][name]["test"]["colorize"]
         cells = (what_it_changes(name, report["preset"]) + (f" (on {base})" if base else ""),
-                 _mean_std(m["psnr_dataset_db"], "{:.2f}"), _effect(report, name, "psnr_dataset_db", "{:+.2f}"),
-                 _mean_std(m["colourfulness"], "{:.1f}"), _effect(report, name, "colourfulness", "{:+.1f}"),
-                 _mean_std(m["feature_fd"], "{:.2f}"),
+                 mean_std(m["psnr_dataset_db"], "{:.2f}"), _effect(report, name, "psnr_dataset_db", "{:+.2f}"),
+                 mean_std(m["colourfulness"], "{:.1f}"), _effect(report, name, "colourfulness", "{:+.1f}"),
+                 mean_std(m["feature_fd"], "{:.2f}"),
                  f"{r['collapse']['mean']:.0%}" if r["overrides"].get("adv_weight", 1) else "no D")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

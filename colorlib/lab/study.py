@@ -1,10 +1,6 @@
-"""Many runs: `sweep` trains methods x seeds (a plan file: see load_plan), `study` also scores,
-aggregates and chooses. Runs are trained one after another into OUT/<method>/seed<k>; the same command
-continues a stopped sweep or study, and one asking for other maths than a run there holds is refused
-before anything trains (engine/resume.py). The study scores each run's best.pt (else generator.pt) on
-the validation and test splits, raw and through `colorize` (kept in its scores.json), and writes per
-method the mean and sample std over seeds (metrics.json, metrics.md, frontier.png, collapse.png).
-It chooses on the validation split only, by a rule fixed before any run (SELECTION_RULE).
+"""Many runs: `sweep` trains methods x seeds, one after another into OUT/<method>/seed<k>; `study` also
+scores each run's best.pt (else generator.pt), aggregates over seeds and chooses on the validation split
+only, by a rule fixed before any run (SELECTION_RULE). The same command continues a stopped sweep or study.
 """
 from __future__ import annotations
 
@@ -20,16 +16,16 @@ import torch
 
 from ..engine.resume import run_config
 from ..engine.trainer import Trainer, TrainingDiverged
-from ..inference.checkpoints import generator_from_checkpoint
+from ..inference.checkpoints import generator_from_checkpoint, run_checkpoint
 from ..runs import rundir
 from ..runs.config import ConfigError, make_config
 from ..runs.data import load_split
 from ..runs.device import device_name, pick_device
 from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
 from .baselines import METHODS
-from .metrics import colorize_method, evaluate_methods, generator_method, gray_baseline
+from .metrics import colorize_method, evaluate_methods, gray_baseline
 from .plots import frontier_figure, save_png
-from .stable_colours import STUDY_FORMAT, collapse_figure
+from .stable_colours import STUDY_FORMAT, collapse_figure, mean_std
 from .validation import validator_for
 
 SCORES = ("psnr_dataset_db", "psnr_colour_mean_db", "psnr_mean_db", "ssim", "colourfulness",
@@ -41,7 +37,6 @@ PLAN_KEYS = {"seeds": lambda v: isinstance(v, list) and all(type(s) is int for s
              "out": lambda v: isinstance(v, str) and v != ""}
 
 
-# ---------------------------------------------------------------- the plan
 def baselines_methods(names: Optional[Sequence[str]] = None) -> dict[str, dict]:
     """{name: overrides} of the baselines table (or the named subset); an unknown name is a ConfigError."""
     unknown = [m for m in names or () if m not in METHODS]
@@ -72,8 +67,7 @@ def load_plan(path) -> dict:
     plan = {"seeds": [0], "preset": "quick", "set": {}, **plan, "methods": {}}
     for name, value in methods.items():
         if name in ("", ".", "..") or any(c in name for c in "/\\\0"):  # the folder OUT/<method>: inside OUT
-            raise ConfigError(f"{where}: method name {name!r} must be a plain folder name (its runs go in "
-                              f"OUT/<method>/seed<k>)")
+            raise ConfigError(f"{where}: method {name!r} must be a plain folder name (its runs go in OUT/<method>)")
         plan["methods"][name] = baselines_methods([value])[value] if isinstance(value, str) else value
         if not isinstance(plan["methods"][name], dict):
             raise ConfigError(f"{where}: method {name!r} must be an object of config overrides or a baselines name")
@@ -83,12 +77,10 @@ def load_plan(path) -> dict:
     return plan
 
 
-# ---------------------------------------------------------------- training
 def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out, common: dict,
                progress: bool = True, log=print, accept_changes=()) -> dict[str, str]:
-    """Every method x seed into OUT/<method>/seed<k>, one after another, the data decoded once for
-    all. Every run already there is checked against what is asked first, so a refusal costs no
-    training; a run that diverges is reported and the others go on. Returns {run dir: why it failed}."""
+    """Every method x seed into OUT/<method>/seed<k>, every run already there checked first, so a refusal
+    costs no training; a run that diverges is reported and the others go on. Returns {run dir: why}."""
     runs = []
     for name, overrides in methods.items():
         for seed in seeds:
@@ -112,23 +104,21 @@ def train_runs(methods: dict[str, dict], seeds: Sequence[int], preset: str, out,
     return failed
 
 
-# ---------------------------------------------------------------- scoring
 def score_run(run_dir: Path, splits: dict, classifier, device) -> dict:
     """Scores of a run's selected generator on each split, raw and through colorize; reused from
     its scores.json where that scored the same checkpoint on the same images."""
-    path = run_dir / "checkpoints" / "best.pt"
-    path = path if path.exists() else run_dir / "checkpoints" / "generator.pt"
+    path = run_checkpoint(run_dir, ("best.pt", "generator.pt"))
     ckpt = rundir.load_checkpoint(path)
     scored_on = {"checkpoint": path.name, "epoch": int(ckpt.get("epoch", -1)),
                  "images": {split: [data.source, len(data)] for split, data in splits.items()}}
     kept = rundir.read_json(run_dir / "scores.json") if (run_dir / "scores.json").is_file() else {}
     if kept.get("scored_on") == scored_on:
         return kept
-    G, _ = generator_from_checkpoint(ckpt, path, device)
+    G, _ = generator_from_checkpoint(ckpt, path, device)  # in eval mode: "raw" is its output as trained
     out = {"checkpoint": path.name, "epoch": scored_on["epoch"], "scored_on": scored_on}
     for split, data in splits.items():
-        out[split] = evaluate_methods({"raw": generator_method(G), "colorize": colorize_method(G)},
-                                      data.images, data.labels, classifier, device=device)["methods"]
+        out[split] = evaluate_methods({"raw": G, "colorize": colorize_method(G)}, data.images, data.labels,
+                                      classifier, device=device)["methods"]
     rundir.write_json(run_dir / "scores.json", out)  # kept even if the study stops later
     return out
 
@@ -185,12 +175,10 @@ def _score_method(name: str, overrides: dict, seeds: Sequence[int], out: Path, s
     return r
 
 
-# ---------------------------------------------------------------- the study
 def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods: Sequence[str] | dict | None = None,
               data: Optional[str] = None, device: str = "auto", overrides: Optional[dict] = None,
               progress: bool = True, test_limit: Optional[int] = None, log=print, accept_changes=()) -> dict:
-    """The study of the module docstring, into `figures`; returns the report. methods: names of the
-    baselines table, or {name: config overrides} (a plan's); seeds: a count or a list."""
+    """The study of the module docstring, into `figures`. methods: baselines names, or {name: overrides}."""
     chosen_methods = methods if isinstance(methods, dict) else baselines_methods(methods)
     seeds = range(seeds) if isinstance(seeds, int) else list(seeds)
     started, dev = time.perf_counter(), pick_device(device)
@@ -217,23 +205,17 @@ def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods
               "python": platform.python_version(), "data": Path(splits["test"].source).name,
               "val_images": len(splits["val"]), "test_images": len(splits["test"]),
               "seconds": round(time.perf_counter() - started, 1)}
-    write_study(Path(figures), report)
-    log(f"== chosen on validation: {chosen}; wrote {figures}")
-    return report
-
-
-def write_study(figures: Path, report: dict) -> None:
-    """metrics.json, metrics.md, frontier.png and collapse.png into `figures`."""
+    figures = Path(figures)
     rundir.write_json(figures / "metrics.json", report)
     rundir.atomic_write_text(figures / "metrics.md", study_table(report))
     save_png(frontier_figure(report), figures / "frontier.png", dpi=110)
     save_png(collapse_figure(report), figures / "collapse.png", dpi=110)
+    log(f"== chosen on validation: {chosen}; wrote {figures}")
+    return report
 
 
 def _cells(entry: dict, cols) -> list[str]:
-    """"mean ± std" of each column's score (the mean alone for one seed), "n/a" where there is none."""
-    return ["n/a" if not (v := entry.get(key)) else
-            fmt.format(v["mean"]) + (" ± " + fmt.format(v["std"]) if v.get("n", 1) > 1 else "") for key, _, fmt in cols]
+    return [mean_std(entry[key], fmt) if entry.get(key) else "n/a" for key, _, fmt in cols]
 
 
 def _row(*cells) -> str:
@@ -247,8 +229,7 @@ def study_table(report: dict) -> str:
             ("colourfulness", "Colourf.", "{:.1f}"),
             ("semantic_accuracy", "Semantic acc.", "{:.2%}"), ("feature_fd", "Feature FD", "{:.2f}"))
     val_cols = [c for c in cols if c[0] in ("psnr_dataset_db", "colourfulness", "feature_fd")]
-    truth, gray = report["ground_truth"]["test"], report["gray"]
-    methods = report["methods"]
+    truth, gray, methods = report["ground_truth"]["test"], report["gray"], report["methods"]
     some = next(iter(methods.values()), None)
     left_out = some["seeds"][0]["test"]["colorize"].get("gray_truths_left_out") if some else None
     lines = [f"Preset `{report['preset']}`, epochs per run: {sorted(set(report['epochs'].values()))}, "

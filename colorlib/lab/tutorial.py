@@ -1,6 +1,5 @@
-"""What the tutorial notebooks share: where the repository is, paths as a reader should see them,
-which run a results notebook shows, compact images, how a run differs from the paper's
-recipe, and the library's own source to show. A notebook copied elsewhere still finds the repository.
+"""What the tutorial notebooks share: where the repository is (a notebook copied elsewhere still finds
+it), which run a results notebook shows, compact figures and the library's own source to show.
 """
 from __future__ import annotations
 
@@ -9,12 +8,17 @@ import io
 from pathlib import Path
 from typing import Optional
 
+from PIL import Image
+
+from ..paper.config import PRESETS
+from ..runs.config import FIELD_NAMES, RUN_MECHANICS, make_config
+from ..runs.rundir import RunDirError, is_run_dir, read_run_info
+
 SHIPPED_RUN = "figures/paper/run"  # the full 100-epoch paper run that ships with the repository
 
 
 def find_repo(start: Optional[Path] = None) -> Path:
-    """The nearest folder at or above `start` (default: the working directory) holding pyproject.toml and
-    colorlib/; else the checkout colorlib was imported from; else `start` (its parent for notebooks/)."""
+    """The repository: the nearest folder at or above `start` (default: the cwd) with pyproject.toml and colorlib/."""
     here = Path(start or Path.cwd()).resolve()
     for folder in (here, *here.parents, Path(__file__).resolve().parents[2]):
         if (folder / "pyproject.toml").is_file() and (folder / "colorlib").is_dir():
@@ -35,8 +39,6 @@ def shown(path, repo: Optional[Path] = None) -> Path:
 def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None) -> tuple[Path, Optional[str]]:
     """The run a results notebook shows, and a note for the reader when it is not their own: `run_dir`
     (relative to the repository); else runs/<preset> where it holds a run; else the shipped run."""
-    from ..runs.rundir import RunDirError, is_run_dir, read_run_info
-
     repo = repo or REPO
     hint = f"train one with 04_training.ipynb (preset {preset!r}) or `make train PRESET={preset}`, then run this again"
     own, shipped = repo / "runs" / preset, repo / SHIPPED_RUN
@@ -55,8 +57,6 @@ def results_run(run_dir=None, preset: str = "quick", repo: Optional[Path] = None
 
 def palette_png(fig) -> bytes:
     """A figure as a PNG of at most 256 colours: plots look the same at a quarter of the size."""
-    from PIL import Image
-
     buf, out = io.BytesIO(), io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
     Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.FASTOCTREE).save(out, "PNG", optimize=True)
@@ -76,20 +76,16 @@ def compact_figures() -> None:
 
 def jpeg(fig):
     """A figure as an inline JPEG, for photo grids: chroma at full resolution (4:4:4), quality 70."""
-    from IPython.display import Image
+    from IPython import display
 
     buf = io.BytesIO()
     fig.savefig(buf, format="jpeg", dpi="figure", bbox_inches="tight", facecolor="white",
                 pil_kwargs={"quality": 70, "subsampling": 0, "optimize": True})
-    return Image(data=buf.getvalue(), format="jpeg")
+    return display.Image(data=buf.getvalue(), format="jpeg")
 
 
 def recipe_changes(config: dict, preset: Optional[str] = None) -> dict:
-    """The settings of a run (its config.json) that differ from `make_config(preset)`, the paper's
-    recipe at the same budget; run mechanics and fields this version does not know are left out."""
-    from ..paper.config import PRESETS
-    from ..runs.config import FIELD_NAMES, RUN_MECHANICS, make_config
-
+    """The fields of a run's config.json that differ from the paper's recipe at its preset, mechanics left out."""
     preset = preset or config.get("preset")
     recipe = make_config(preset if preset in PRESETS else "paper").to_dict()
     return {k: v for k, v in config.items() if k in FIELD_NAMES and k not in RUN_MECHANICS and v != recipe[k]}

@@ -1,10 +1,6 @@
-"""Scoring on the validation split during training: what `best.pt` and every choice rest on.
-
-The validation split is a fixed hold-out of the training images (`Config.val_size`, drawn with
-`data.VAL_SEED`), so choosing a checkpoint or a recipe by it never looks at the test split. After
-every epoch the trainer scores its generator (the EMA one when kept) on it: dataset PSNR,
-colourfulness and the classifier-feature FD (metrics.py). `best.pt` is the epoch with the lowest
-FD: the one score that punishes both washed-out and wrong colours, where PSNR alone rewards gray.
+"""Scoring on the validation split (a fixed hold-out of the training images) after every epoch, so that
+`best.pt` and every choice never look at the test split. `best.pt` is the epoch with the lowest
+classifier-feature FD: the one score that punishes both washed-out and wrong colours (PSNR rewards gray).
 """
 from __future__ import annotations
 
@@ -52,8 +48,7 @@ class Validator:
 
 
 def validator_for(trainer) -> Validator:
-    """The end-of-epoch hook a Trainer is given (`Trainer(..., validator=validator_for)`): the
-    validator of its run's validation split, built once per data cache (a sweep's runs share it)."""
+    """The end-of-epoch hook of `Trainer(..., validator=validator_for)`, shared by a sweep's runs."""
     key = ("validator", trainer.cfg.data, trainer.cfg.val_size, str(trainer.device))
     if key not in trainer.data_cache:
         trainer.data_cache[key] = Validator(trainer.split("val", None, 0).images, trainer.device)

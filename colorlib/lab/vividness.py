@@ -1,7 +1,5 @@
 """Calibrating the vividness dial (inference/vividness.py) on a validation split.
 
-    python -m colorlib vividness-calibrate colorlib/weights/generator.pt        # in place, weights untouched
-
 `calibrate` walks the knobs on validation images carved from the training split (never the test
 split): V = 0 is the setting with the best PSNR, V = 1 the best one at the truth's colourfulness,
 KNOTS knots between linear in colourfulness. Every score is of the colorize command's own output
@@ -107,10 +105,8 @@ def frontier_settings(points: list[dict], truth_colourfulness: float, knots: int
 def default_vividness(knots: Sequence[dial.Knot], gray_psnr_db: float, held_out: bool) -> tuple[float, str]:
     """The dial's default and the rule that chose it, from the knots' validation scores."""
     if not held_out:
-        return 0.0, ("V = 0, the validation-PSNR optimum: the generator trained on its validation images, "
-                     f"so their PSNR flatters every setting and cannot pick a more vivid one (the rule for "
-                     f"held-out validation images: the most colourful knot at least {MARGIN_DB} dB above "
-                     f"the gray copy)")
+        return 0.0, ("V = 0, the validation-PSNR optimum: the generator trained on its validation images, so "
+                     "their PSNR flatters every setting and cannot pick a more vivid one")
     good = [k.vividness for k in knots if k.psnr_db is not None and k.psnr_db >= gray_psnr_db + MARGIN_DB]
     rule = f"the most colourful knot whose validation PSNR is at least the gray copy's + {MARGIN_DB} dB; none: V = 0"
     return (max(good) if good else 0.0), rule
@@ -124,13 +120,12 @@ def calibrate(model, config: dict, data: Optional[str] = None, limit: Optional[i
     if held_out and val_size and val_size != held_out:
         raise ConfigError(f"this generator's run held out {held_out:,} images, which its calibration uses; "
                           f"leave --val-size out (it is for generators trained on every image)")
-    val_size = held_out or val_size or DEFAULT_VAL_SIZE
+    val_size, source = held_out or val_size or DEFAULT_VAL_SIZE, data or config.get("data")
     try:
-        val = load_split(data or config.get("data"), "val", limit, seed=0, data_root=config.get("data_root", "data"),
-                         val_size=val_size)
+        val = load_split(source, "val", limit, seed=0, data_root=config.get("data_root", "data"), val_size=val_size)
     except DataError as exc:
         raise DataError(f"{exc} (vividness-calibrate --val-size N)") from None
-    fmt = output_format_for(data or config.get("data"))
+    fmt = output_format_for(source)
     scorer = Scorer(model, val.images, fmt)
     temperatures = [None]
     if dial.has_temperature(model):
@@ -146,7 +141,7 @@ def calibrate(model, config: dict, data: Optional[str] = None, limit: Optional[i
     default, rule = default_vividness(knots, scorer.gray_psnr_db, held_out > 0)
     record = {"default_rule": rule, "torch": str(torch.__version__),
               "validation": {"split": "val", "val_size": val_size, "images": len(val), "held_out": held_out > 0,
-                             "source": Path(resolve_source(data or config.get("data"))).name, "format": fmt,
+                             "source": Path(resolve_source(source)).name, "format": fmt,
                              "render_size": colorize.DEFAULT_RENDER_SIZE, "gray_psnr_db": scorer.gray_psnr_db,
                              "truth_colourfulness": scorer.truth_colourfulness},
               "sweep": [[p["temperature"], p["chroma_gain"], p["psnr_db"], p["colourfulness"]] for p in points]}
@@ -157,9 +152,8 @@ def calibrate(model, config: dict, data: Optional[str] = None, limit: Optional[i
 
 def calibrate_file(checkpoint, out=None, data: Optional[str] = None, limit: Optional[int] = 1000,
                    device: str = "cpu", log=print, val_size: Optional[int] = None) -> Path:
-    """Calibrate a generator.pt (or a run's) and store the calibration in it (out=None) or in a new
-    file `out`; every other part of the file is kept as it is (weights bitwise, checked on the bytes
-    to be written), and it is written atomically."""
+    """Calibrate a generator.pt (or a run's) in place or into a new file `out`, written atomically; every
+    other part of the file is kept (weights bitwise, checked on the bytes to be written)."""
     path = Path(checkpoint)
     path = run_checkpoint(path, ("generator.pt",)) if path.is_dir() else path
     target = Path(out) if out is not None else path
