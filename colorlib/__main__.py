@@ -10,9 +10,7 @@ try:
             signal.signal(_signum, interrupts.raise_as_interrupt)
     from .cli import main
 except KeyboardInterrupt as exc:  # a stop signal in the first moments of start-up
-    _signum = getattr(exc, "signum", signal.SIGINT)
-    print("interrupted (Ctrl-C)" if _signum == signal.SIGINT else f"interrupted ({signal.Signals(_signum).name})",
-          file=sys.stderr)
-    sys.exit(128 + _signum)
+    print(str(exc) or "interrupted (Ctrl-C)", file=sys.stderr)  # a SignalInterrupt names its signal
+    sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
 sys.exit(main())

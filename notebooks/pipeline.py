@@ -193,7 +193,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="quick", help="smoke | quick | paper (default quick)")
     p.add_argument("--data", default=os.environ.get("COLORLIB_DATA"),
-                   help="data folder or pack (default: $COLORLIB_DATA, else the notebooks download CIFAR-10)")
+                   help="data folder (default: $COLORLIB_DATA, else the notebooks download CIFAR-10)")
     p.add_argument("--run-dir", help="run directory (default runs/<preset>)")
     p.add_argument("--figures-dir", help="where the figures go (default figures/<preset>)")
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")

@@ -9,7 +9,7 @@ import torch
 
 from colorlib.inference import vividness as dial
 from colorlib.inference.colorize import DEFAULT_CHECKPOINT, load_model
-from colorlib.lab import metrics, ship as shipping
+from colorlib.lab import ship as shipping
 from colorlib.lab.ship import MEASURES, PHOTO_MEASURES, candidate_file, decide, ship
 from colorlib.runs import rundir
 from colorlib.runs.rundir import RunDirError
@@ -40,8 +40,8 @@ def test_a_candidate_is_a_run_directory_or_a_checkpoint_file(smoke_run_copy, tmp
     assert candidate_file(smoke_run_copy).name == "best.pt"
     (smoke_run_copy / "checkpoints" / "best.pt").unlink()
     assert candidate_file(smoke_run_copy).name == "generator.pt"
-    with pytest.raises(RunDirError, match="does not exist"):
-        candidate_file(tmp_path / "missing.pt")
+    with pytest.raises(RunDirError, match="does not exist"):  # a missing file: refused before any work
+        ship(tmp_path / "missing.pt", out=tmp_path / "new.pt", log=lambda *a: None)
 
 
 def test_bad_inputs_are_refused_before_anything_is_scored(smoke_run, tmp_path):
@@ -55,7 +55,7 @@ def test_bad_inputs_are_refused_before_anything_is_scored(smoke_run, tmp_path):
 
 
 def test_the_replaced_default_is_never_overwritten_and_a_failed_ship_changes_nothing(monkeypatch, tmp_path):
-    monkeypatch.setattr(metrics, "evaluate_generator", lambda *a, **k: {"test": "scores"})
+    monkeypatch.setattr(shipping, "evaluate_generator", lambda *a, **k: {"test": "scores"})
     monkeypatch.setattr(shipping, "calibrate", lambda *a, **k: dial.UNCALIBRATED)
     out = tmp_path / "generator.pt"
     shutil.copyfile(DEFAULT_CHECKPOINT, out)

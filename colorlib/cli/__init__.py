@@ -1,23 +1,9 @@
-"""Command line: `python -m colorlib COMMAND ...`, for machines without Jupyter.
+"""Command line `python -m colorlib COMMAND ...`, for machines without Jupyter; `COMMAND --help` says more.
 
-    python -m colorlib train --preset quick --data PATH --run-dir runs/quick   (add --resume to continue)
-    python -m colorlib figures --run-dir runs/quick --out figures/quick
-    python -m colorlib pack --data PATH --out cifar10.pt
-    python -m colorlib evaluate --run-dir runs/quick
-    python -m colorlib train-classifier --out FILE.pt
-    python -m colorlib ship RUN_DIR --dry-run
-    python -m colorlib colorize PHOTOS... -o OUTDIR
-    python -m colorlib vividness-calibrate GENERATOR.pt
-    python -m colorlib sweep PLAN.json
-    python -m colorlib study --preset paper --seeds 3
-    python -m colorlib bench --preset paper
-    python -m colorlib --version
-
-Exit status: 0 success, 1 partial failure (some of the work failed or the machine stopped the
-command after some of it was saved: the message says what is kept), 2 bad input or a refusal by the
-machine (disk full, read-only, permission, a path too long), 130 interrupted with Ctrl-C, 143
-SIGTERM, 129 SIGHUP (128 + the signal's number, as a shell reports it; training is saved at the
-iteration boundary).
+Exit status: 0 success, 1 partial failure (some of the work failed or the machine stopped the command after
+some of it was saved: the message says what is kept), 2 bad input or a refusal by the machine (disk full,
+read-only, permission, a path too long), 130 interrupted with Ctrl-C, 143 SIGTERM, 129 SIGHUP (128 + the
+signal's number, as a shell reports it; training is saved at the iteration boundary).
 """
 from __future__ import annotations
 
@@ -34,7 +20,7 @@ from ..engine import interrupts
 from . import colorize, evaluate, experiments, train, vividness
 from ._environment import SHOWN, one_line_warning, os_error_line, say, silence_stdout
 
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PARTIAL, EXIT_BAD_INPUT = 1, 2
 
 # (module, exception, exit status); looked up in sys.modules, so PyTorch is not loaded to rule one out
 ERRORS = (
@@ -52,9 +38,8 @@ ERRORS = (
 def exit_status(exc: BaseException):
     """(exit status, line for stderr) for an exception that ended a command; None for a bug."""
     if isinstance(exc, KeyboardInterrupt):
-        signum = getattr(exc, "signum", signal.SIGINT)
-        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        return 128 + signum, str(exc) or f"interrupted ({name})"
+        signum = interrupts.signal_of(exc)
+        return 128 + signum, str(exc) or f"interrupted ({interrupts.STOP_SIGNALS[signum]})"
     if isinstance(exc, OSError):  # the machine refused: a closed pipe (`| head`) only cut the listing short
         return (EXIT_PARTIAL if isinstance(exc, BrokenPipeError) else EXIT_BAD_INPUT), f"error: {os_error_line(exc)}"
     if isinstance(exc, UnicodeEncodeError):

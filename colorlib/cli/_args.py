@@ -6,7 +6,7 @@ import argparse
 from ..paper.config import PRESETS
 from ..runs.config import FIELD_NAMES, parse_override
 
-DATA_HELP = "data folder or pack (default: $COLORLIB_DATA, else CIFAR-10)"
+DATA_HELP = "data folder (default: $COLORLIB_DATA, else CIFAR-10)"
 
 
 def positive_int(text: str) -> int:
@@ -21,7 +21,6 @@ def positive_int(text: str) -> int:
 
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
-    """--preset, --data, --epochs, --device, --seed and --set: a run's configuration (`config_overrides`)."""
     p.add_argument("--preset", help=f"run size: {', '.join(PRESETS)} (default quick; with --resume: the run's)")
     p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--epochs", type=int)
@@ -32,7 +31,6 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_accept_change_arg(p: argparse.ArgumentParser, help: str) -> None:
-    """--accept-change data|precision: what a resumed run may find changed."""
     p.add_argument("--accept-change", action="append", default=[], choices=("data", "precision"),
                    help=f"{help}; repeatable")
 
@@ -42,6 +40,9 @@ def add_set_arg(p: argparse.ArgumentParser, help: str = "override for every run"
 
 
 def add_many_runs_args(p: argparse.ArgumentParser) -> None:
+    """The options sweep and study share."""
+    p.add_argument("--data", help=DATA_HELP)
+    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     add_set_arg(p)
     p.add_argument("--no-progress", action="store_true")
 
@@ -53,7 +54,5 @@ def set_overrides(texts) -> dict:
 
 def config_overrides(args) -> dict:
     """The config fields `add_config_args`' options ask for: --set first, the named options over it."""
-    overrides = set_overrides(args.set)
-    overrides.update({name: getattr(args, name) for name in ("data", "epochs", "device", "seed")
-                      if getattr(args, name, None) is not None})
-    return overrides
+    named = {name: getattr(args, name) for name in ("data", "epochs", "device", "seed")}
+    return {**set_overrides(args.set), **{name: value for name, value in named.items() if value is not None}}

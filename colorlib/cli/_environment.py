@@ -2,6 +2,7 @@
 closed output pipe) as one line naming the path and what to do; no PyTorch here."""
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -16,8 +17,7 @@ ADVICE = {errno.ENOSPC: "the disk is full: free some space, or write to another 
           errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
           errno.EISDIR: "it is a folder where a file is needed: give a file name",
           errno.EFBIG: "the file is larger than this file system allows: write it to another file system",
-          errno.ENOENT: "it does not exist (was it moved or deleted while the command ran?): check the path and run "
-                        "the command again"}
+          errno.ENOENT: "it does not exist (moved or deleted while the command ran?): check the path and try again"}
 
 
 class PartialFailure(Exception):
@@ -51,17 +51,13 @@ SHOWWARNING, SHOWN = warnings.showwarning, set()
 
 def silence_stdout() -> None:
     """After a broken pipe, standard output goes to /dev/null so the interpreter's last flush cannot fail again."""
-    try:
+    with contextlib.suppress(AttributeError, ValueError, OSError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    except (AttributeError, ValueError, OSError):
-        pass
 
 
 def say(line: str) -> None:
     """One line on standard error; nothing where standard error itself is gone."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(line, file=sys.stderr, flush=True)
-    except (OSError, ValueError):
-        pass

@@ -30,7 +30,6 @@ def cmd_ship(args) -> int:
 
 
 def widths(text: str) -> tuple[int, ...]:
-    """argparse type of --widths: three positive integers, comma-separated."""
     values = text.split(",")
     if len(values) != 3 or not all(v.strip().isdigit() and int(v) > 0 for v in values):
         raise argparse.ArgumentTypeError(f"--widths needs three positive integers, comma-separated, got {text!r}")
@@ -43,9 +42,8 @@ def register(sub) -> None:
                                    "evaluation of another scope (--limit, other --data) is written beside "
                                    "RUN/metrics.json (metrics-limit5.json, metrics-data-NAME.json), never over it.")
     p.add_argument("--run-dir", required=True)
-    p.add_argument("--classifier", help="classifier checkpoint for semantic accuracy and feature FD "
-                                        "(default: the one shipped in colorlib/weights)")
-    p.add_argument("--data", help="data folder or pack (default: the run's, else $COLORLIB_DATA); its classes "
+    p.add_argument("--classifier", help="classifier for semantic accuracy and feature FD (default: the shipped one)")
+    p.add_argument("--data", help="data folder (default: the run's, else $COLORLIB_DATA); its classes "
                                   "are matched to the classifier's by name")
     p.add_argument("--limit", type=positive_int, metavar="N",
                    help="score a seeded random subset of N test images (default: all)")
@@ -55,13 +53,12 @@ def register(sub) -> None:
     p.add_argument("--generator", metavar="FILE",
                    help="score this generator file instead of the run's checkpoint (a run shipped without one)")
     p.add_argument("--name", help="the rows' name in metrics.json and tables (default: the run directory's)")
-    p.add_argument("--out", metavar="DIR", help="folder for the scores (default: the run directory; e.g. for a "
-                                                "read-only run)")
+    p.add_argument("--out", metavar="DIR", help="folder for the scores, e.g. of a read-only run (default: the run's)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train-classifier", help="train the fixed CIFAR-10 classifier behind semantic accuracy")
-    p.add_argument("--data", help="data folder or pack (default: $COLORLIB_DATA, else download CIFAR-10)")
+    p.add_argument("--data", help="data folder (default: $COLORLIB_DATA, else download CIFAR-10)")
     p.add_argument("--out", required=True, help="checkpoint file to write, e.g. classifier.pt (never replaced)")
     p.add_argument("--epochs", type=positive_int, default=20)
     p.add_argument("--batch-size", type=positive_int, default=512)
@@ -74,12 +71,11 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_train_classifier)
 
     p = sub.add_parser("ship", help="make a generator colorize's default, only if it beats the current one",
-                       description="Score a candidate and the default generator on the validation split and "
-                                   "the sample photos; write the candidate only when it is no worse on any measure "
-                                   "and better on one. The file it replaces is kept as generator.previous.pt "
-                                   "(later generator.previous-2.pt, ...).")
+                       description="Score a candidate and the default generator on the validation split and the "
+                                   "sample photos; write the candidate only when it is no worse on any measure and "
+                                   "better on one, keeping the file it replaces as generator.previous[-N].pt.")
     p.add_argument("candidate", help="a run directory (its best.pt, else generator.pt) or a checkpoint file")
-    p.add_argument("--data", help="data folder or pack with the training images (default: the candidate's data, "
+    p.add_argument("--data", help="data folder with the training images (default: the candidate's data, "
                                   "else $COLORLIB_DATA, else download CIFAR-10)")
     p.add_argument("--against", metavar="FILE", help="the generator to beat (default: colorize's default)")
     p.add_argument("--out", metavar="FILE", help="where a winner is written (default: colorize's default file)")

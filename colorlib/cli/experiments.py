@@ -5,8 +5,8 @@ import json
 from pathlib import Path
 
 from ..paper.config import PRESETS
-from ..runs.config import ConfigError, refuse_existing
-from ._args import DATA_HELP, add_accept_change_arg, add_many_runs_args, add_set_arg, positive_int, set_overrides
+from ..runs.config import ConfigError, make_config, refuse_existing
+from ._args import DATA_HELP, add_many_runs_args, add_set_arg, positive_int, set_overrides
 
 
 def cmd_sweep(args) -> int:
@@ -40,9 +40,8 @@ def cmd_study(args) -> int:
 
 
 def many_runs(out, work):
-    """`work()` that trains many runs into OUT/<method>/seed<k>: stopped by Ctrl-C, SIGTERM or
-    SIGHUP, the run in progress has been saved where it stopped; stopped by the machine (a full
-    disk, ...), the runs that saved a checkpoint keep it. Either way the same command continues."""
+    """`work()` that trains runs into OUT/<method>/seed<k>: stopped by a signal or by the machine (a full disk,
+    ...), the runs keep what they saved, and the same command continues them."""
     from ..engine.interrupts import TrainingInterrupted, signal_of
     try:
         return work()
@@ -61,7 +60,6 @@ def many_runs(out, work):
 def cmd_bench(args) -> int:
     from ..lab.bench import format_table, run_benchmark, run_profile
     from ..runs import rundir
-    from ..runs.config import make_config
     from ..runs.data import DataError, resolve_source
     if args.out:  # before minutes of timing: earlier results are never replaced
         refuse_existing(args.out)
@@ -93,9 +91,7 @@ def register(sub) -> None:
     p.add_argument("--preset", help=f"budget for every run: {', '.join(PRESETS)} (default: the plan's, else quick)")
     p.add_argument("--seeds", type=positive_int, help="seeds 0..N-1 for every method (default: the plan's, else 1)")
     p.add_argument("--out", help="folder of run directories, OUT/<method>/seed<k> (default: the plan's)")
-    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:N or mps")
-    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     add_many_runs_args(p)
     p.set_defaults(func=cmd_sweep)
 
@@ -107,10 +103,8 @@ def register(sub) -> None:
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
     p.add_argument("--out", default="runs/study", help="run directories, OUT/<method>/seed<k>")
     p.add_argument("--figures", default="figures/study", help="metrics.json, metrics.md, frontier.png, collapse.png")
-    p.add_argument("--data", help=DATA_HELP)
     p.add_argument("--device", default="auto")
     p.add_argument("--test-limit", type=int, help="score a seeded subset of the test split (rehearsals)")
-    add_accept_change_arg(p, "runs in OUT continue though their images or precision changed (see train)")
     add_many_runs_args(p)
     p.set_defaults(func=cmd_study)
 

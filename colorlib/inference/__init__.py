@@ -1,2 +1,1 @@
-"""Running a trained generator: load it (checkpoints.py), colorize photos (colorize.py), files and
-folders (batch.py), with the vividness dial (vividness.py). Imports neither the engine nor the lab."""
+"""Running a trained generator (docs/library.md maps the files); imports neither the engine nor the lab."""

@@ -1,8 +1,7 @@
-"""`python -m colorlib colorize`: files and folders of photos, each colorized (colorize.py) and
-written atomically. Nothing of the user's is overwritten: an output folder where an output would
-replace an input is refused, an existing output is skipped (unless overwrite), two inputs that
-would write one output are refused. A photo that cannot be colorized is named on stderr and the
-batch goes on; Ctrl-C leaves only whole files, and a rerun skips the photos done."""
+"""`python -m colorlib colorize`: files and folders of photos, each colorized and written atomically.
+Nothing of the user's is overwritten: an output that would replace an input, or the output of another
+input, is refused; an existing one is skipped (unless overwrite). A photo that cannot be colorized is
+named on stderr and the batch goes on; Ctrl-C leaves only whole files, and a rerun skips those done."""
 from __future__ import annotations
 
 import os
@@ -21,10 +20,6 @@ from ..runs.config import ConfigError
 from ..runs.data import IMAGE_EXTENSIONS
 
 PHOTO_EXTENSIONS = IMAGE_EXTENSIONS + (".tif", ".tiff")  # what a folder is searched for
-
-
-class OutputFolderError(ConfigError):
-    """The output folder cannot take the batch; nothing was colorized."""
 
 
 class ColorizeInterrupted(KeyboardInterrupt):
@@ -65,18 +60,13 @@ class ColorizeSummary:
 
 
 def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tuple[str, str]]]:
-    """The photos named by `inputs` (files, or folders searched recursively, symlinked folders not
-    followed), each once, and (input, problem) for what names nothing usable or cannot be read. An
-    output folder inside an input folder is left out, so a rerun does not colorize the outputs."""
+    """The photos named by `inputs` (files, or folders searched recursively), each once, and (input, problem)
+    for what names none; an output folder inside an input folder is left out (a rerun would colorize it)."""
     jobs, problems = {}, []  # jobs by resolved source: a photo named twice is done once
     out_resolved = out_dir.resolve()
     for name in inputs:
         path, before, pairs = Path(name), len(problems), []
-        try:
-            is_dir, is_file = path.is_dir(), path.is_file()
-        except PermissionError:
-            is_dir = is_file = False
-        if is_dir:
+        if os.path.isdir(path):  # False, as isfile, where permission is denied on the way
             found = []
             for root, _, files in os.walk(path, onerror=lambda exc: problems.append(
                     (exc.filename, "permission denied: this folder cannot be read; check its permissions (ls -ld)"))):
@@ -86,7 +76,7 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tupl
             if not found and len(problems) == before:
                 problems.append((name, f"no photos ({', '.join(PHOTO_EXTENSIONS)}) in this folder"))
             pairs = [(p, p.relative_to(path).with_suffix("")) for p in sorted(found) if p.is_file()]
-        elif is_file:
+        elif os.path.isfile(path):
             pairs = [(path, Path(path.stem))]
         else:
             problems.append((name, "no such file or folder, or permission denied on the way to it (ls -ld)"))
@@ -96,24 +86,23 @@ def collect_jobs(inputs: list[str], out_dir: Path) -> tuple[list[Job], list[tupl
 
 
 def _check_batch(jobs: list[Job], out_dir: Path, checkpoint, render_size: int, device: str):
-    """The generator, after everything that would spoil the whole batch is checked: an output over
-    an input, the checkpoint, render_size, the device, an output folder that cannot be written."""
+    """The generator, once everything that would spoil the whole batch is checked."""
     from ..runs.device import pick_device
     inputs = {j.source.resolve() for j in jobs}
     for job in jobs:
         for has_alpha in (False, True):
             target = job.target(out_dir, has_alpha)[0]
             if target.resolve() in inputs:
-                raise OutputFolderError(f"refusing to write into {out_dir}: the output {target} would overwrite an "
-                                        f"input photo; choose an output folder that holds none of the inputs")
+                raise ConfigError(f"refusing to write into {out_dir}: the output {target} would overwrite an "
+                                  f"input photo; choose an output folder that holds none of the inputs")
     model, _ = cz.load_model(checkpoint, pick_device(device))
     cz.render_shape(32, 32, render_size, cz.size_multiple(model))
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=out_dir).close()
     except OSError as exc:
-        raise OutputFolderError(f"cannot write to the output folder {out_dir} ({exc.strerror or exc}); choose "
-                                f"a folder you can write to with -o") from None
+        raise ConfigError(f"cannot write to the output folder {out_dir} ({exc.strerror or exc}); choose "
+                          f"a folder you can write to with -o") from None
     return model
 
 
@@ -133,9 +122,8 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
     if vividness is not None and dial.uncalibrated_note(model):
         print(f"note: {dial.uncalibrated_note(model)}", file=sys.stderr)
     result, claimed = ColorizeSummary(out_dir, len(jobs), failed=failed), {}
-    bar = tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr)
     try:
-        for job in bar:
+        for job in tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr):
             try:
                 _colorize_job(job, model, render_size, overwrite, max_pixels, vividness, claimed, result)
             except Exception as exc:  # one bad photo must not stop the batch (Ctrl-C still does)
@@ -145,21 +133,16 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
                 failed.append((str(job.source), problem))
                 tqdm.write(f"FAILED {job.source}: {problem}", file=sys.stderr)
     except KeyboardInterrupt as exc:  # outputs are written atomically: those done are whole
-        bar.close()
         signum = getattr(exc, "signum", signal.SIGINT)
         said = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         raise ColorizeInterrupted(f"interrupted: colorized {result.done} of {len(jobs)} photo(s) into {out_dir} "
-                                  f"before {said}; run the same command again to do the rest (photos already "
-                                  f"colorized are skipped)", signum) from None
-    bar.close()
+                                  f"before {said}; run the same command again to do the rest", signum) from None
     return result
 
 
 def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels, vividness, claimed: dict,
                   result: ColorizeSummary) -> None:
-    """One photo colorized and written atomically, or skipped when its output exists and not overwrite;
-    a note for a photo already in colour (once a batch; counted), with several frames, or worked at a
-    smaller size than asked, to bound memory (see `render_shape`)."""
+    """One photo colorized and written atomically, or skipped when its output exists and not overwrite."""
     target, _ = job.target(result.out_dir)
     if claimed.setdefault(target, job) is not job:
         raise cz.ImageReadError(f"its output {target} would be the output of {claimed[target].source} too; "
@@ -172,8 +155,7 @@ def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels
     target, fmt = job.target(result.out_dir, photo.alpha is not None)  # transparency needs PNG
     notes = []
     if photo.was_color and result.colour_inputs == 0:
-        notes.append("is already in colour: colour photos are converted to gray first and get new colours (this "
-                     "note is not repeated; the summary counts them)")
+        notes.append("is already in colour: it gets new colours from its gray (said once; the summary counts them)")
     result.colour_inputs += int(photo.was_color)
     if photo.frames > 1:
         notes.append(f"has {photo.frames} frames (an animation or a multi-page file); only the first is colorized")
@@ -181,8 +163,7 @@ def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels
                     for f in (cz.requested_shape, cz.render_shape))
     if shape != asked:
         notes.append(f"({photo.size[0]}x{photo.size[1]}) is worked at {shape[1]}x{shape[0]} pixels instead of "
-                     f"{asked[1]}x{asked[0]}, to keep memory bounded (at most {cz.MAX_RENDER_PIXELS / 1e6:.1f} "
-                     f"megapixels, sides up to {cz.MAX_RENDER_SIDE})")
+                     f"{asked[1]}x{asked[0]}, to bound memory (at most {cz.MAX_RENDER_PIXELS / 1e6:.1f} megapixels)")
     for note in notes:
         tqdm.write(f"note: {job.source} {note}", file=sys.stderr)
     data = cz.colorized_files([photo], model, render_size, [fmt], vividness=vividness)[0]  # the scorers' path too

@@ -1,10 +1,8 @@
-"""Trained generators from checkpoint files: what evaluation, colorize and the notebooks load.
+"""Trained generators from checkpoint files (read weights only, never unpickled code).
 
-The files are read by rundir.load_checkpoint (weights only, never unpickled code). A file is
-untrusted: its config is compared with its tensors' shapes on the meta device (no memory) before
-the generator is built for real, so a 100 KB file whose config asks for g_width=100000 is refused
-instead of allocating terabytes. A generator with NaN or infinite weights (a diverged run) would
-write black photos, so it is refused too.
+A file is untrusted: its config is checked against its tensors' shapes on the meta device before the
+generator is built, so a 100 KB file asking for g_width=100000 is refused instead of allocating terabytes.
+NaN or infinite weights (a diverged run) would write black photos, so they are refused too.
 """
 from __future__ import annotations
 
@@ -20,13 +18,11 @@ from ..variants import build_generator
 from ..variants.cifar_classifier import shape_mismatch
 from . import vividness
 
-# the trained generator that ships with the package (a colorlib-generator-v1 file)
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "generator.pt"
 
 
 def load_generator(path=None, device: str | torch.device = "cpu"):
-    """(generator in eval mode, Config) from a generator.pt, last.pt, best.pt or a run directory;
-    None: the generator that ships with colorlib. It carries the file's vividness calibration."""
+    """(generator in eval mode, Config) from a checkpoint file or a run directory; None: the shipped one."""
     path = Path(DEFAULT_CHECKPOINT if path is None else path)
     if path.is_dir():
         path = run_checkpoint(path, ("generator.pt", "last.pt"))
@@ -37,7 +33,6 @@ load_model = load_generator  # the name colorize and the notebooks use
 
 
 def run_checkpoint(run_dir: Path, names: tuple[str, ...]) -> Path:
-    """The first of `names` that RUN/checkpoints holds; RunDirError naming them all when none."""
     for name in names:
         if (run_dir / "checkpoints" / name).exists():
             return run_dir / "checkpoints" / name
@@ -71,5 +66,4 @@ def refuse_non_finite(weights: dict, path) -> None:
            and not bool((value.isfinite() | ((value == math.inf) & name.endswith("running_var"))).all())]
     if bad:
         raise rundir.RunDirError(f"checkpoint {str(path)!r} holds non-finite weights (NaN or infinity) in {len(bad)} "
-                                 f"of {len(weights)} tensors, first {bad[0]!r}: the run diverged; use another "
-                                 f"checkpoint or retrain")
+                                 f"tensors, first {bad[0]!r}: the run diverged; use another checkpoint or retrain")

@@ -1,11 +1,8 @@
 """Colorize real photos of any size: keep the photo's own luminance, predict only its colour.
 
 The generator was trained on 32x32 images; the detail of a large photo is in its luminance. As in
-Zhang et al. (2016) and DeOldify, the photo's BT.601 luma is shrunk to a working resolution
-(`render_size` on the short side, never above the photo's own), the generator colours that, and
-its chroma (YCbCr), enlarged (colour varies slowly), is put back on the untouched full-resolution
-luma. An out-of-gamut colour is pulled into [0, 1] by shrinking its chroma, never by changing the
-luma (clipping CIE Lab would change lightness). How colourful: the `vividness` dial (vividness.py).
+Zhang et al. (2016) and DeOldify, the generator colours the luma shrunk to `render_size`, and its
+chroma (YCbCr), enlarged (colour varies slowly), is put back on the untouched full-resolution luma.
 """
 from __future__ import annotations
 
@@ -43,7 +40,6 @@ class ImageReadError(ValueError):
     """One input file that cannot be colorized; the message says why and what to do."""
 
 
-# ---------------------------------------------------------------- colour space
 def combine(luma: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
     """Luma [..., H, W] and chroma [..., 2, H, W] -> RGB [..., 3, H, W] in [0, 1], the luma kept
     exactly: where luma + chroma leaves the RGB cube, the chroma is shrunk towards gray just enough."""
@@ -59,7 +55,6 @@ def luma_of_rgb(rgb: torch.Tensor) -> torch.Tensor:
     return luma(rgb.float()).div_(255.0 if rgb.dtype == torch.uint8 else 1.0)
 
 
-# ---------------------------------------------------------------- reading photos
 @dataclass
 class GrayPhoto:
     """What the colorizer takes from a photo."""
@@ -104,9 +99,8 @@ def gray_from_pil(img: Image.Image) -> GrayPhoto:
 
 
 def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
-    """A photo file (a path, or its bytes) read upright (EXIF orientation applied) as a GrayPhoto;
-    every way a file can be unusable is an ImageReadError saying what is wrong. Images of more than
-    `max_pixels` (None: Pillow's PIL.Image.MAX_IMAGE_PIXELS; 0: no limit) are refused before decoding."""
+    """A photo file (a path, or its bytes) read upright (EXIF orientation applied), else ImageReadError saying
+    why. Images of more than `max_pixels` (None: Pillow's MAX_IMAGE_PIXELS; 0: no limit) are refused undecoded."""
     limit = Image.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     opened = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source)
     pillow_limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the check is ours, below
@@ -135,7 +129,6 @@ def read_photo(source, max_pixels: Optional[int] = None) -> GrayPhoto:
         Image.MAX_IMAGE_PIXELS = pillow_limit
 
 
-# ---------------------------------------------------------------- the working resolution
 def size_multiple(model: torch.nn.Module) -> int:
     """The generator halves its input g_depth + 1 times, so sides must be multiples of this."""
     return 2 ** (len(model.down) + 1)
@@ -168,7 +161,6 @@ def render_shape(height: int, width: int, render_size: int, multiple: int) -> tu
     return (min(h, longest), w) if h >= w else (h, min(w, longest))
 
 
-# ---------------------------------------------------------------- colorizing
 @torch.inference_mode()
 def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = DEFAULT_RENDER_SIZE,
                 temperature: Optional[float] = None) -> torch.Tensor:
@@ -177,17 +169,16 @@ def predict_rgb(model: torch.nn.Module, luma: torch.Tensor, render_size: int = D
     batch = luma if luma.dim() == 3 else luma[None]
     shape = render_shape(*batch.shape[-2:], render_size, size_multiple(model))
     small = _resize(batch[:, None], shape, "bilinear")
-    head = model.output if temperature is not None else None
-    was_training, own = model.training, getattr(head, "temperature", None)
+    was_training, own = model.training, getattr(model.output, "temperature", None)
     model.eval()  # batch norm with its running statistics, whatever mode the caller left it in
     try:
-        if head is not None:
-            head.temperature = temperature
+        if temperature is not None:
+            model.output.temperature = temperature
         out = model(small.to(next(model.parameters()).device).mul(2).sub(1))  # [0, 1] -> the model's [-1, 1]
     finally:
         model.train(was_training)
-        if head is not None:
-            head.temperature = own
+        if temperature is not None:
+            model.output.temperature = own
     out = out.float().cpu().add(1).div(2).clamp(0, 1)
     return out if luma.dim() == 3 else out[0]
 
@@ -208,11 +199,8 @@ def colorize_luma(luma: torch.Tensor, model: torch.nn.Module, render_size: int =
                   method: str = "chroma", chroma_gain: Optional[float] = None, vividness: Optional[float] = None,
                   temperature: Optional[float] = None) -> torch.Tensor:
     """Full-resolution luma [H, W] in [0, 1] -> colour uint8 [3, H, W] ([B, H, W] -> [B, 3, H, W]).
-
-    method="chroma": the generator's chroma, enlarged, on the input's own luma; "naive": its RGB
-    output enlarged as it is (blurry; for comparison). vividness: the dial V in [0, 1] (None: the
-    generator's default); or the knobs it turns: chroma_gain (0: the gray copy, above 1 more
-    saturated) and the classes head's temperature (see vividness.knobs)."""
+    method="naive": the RGB output enlarged as it is (blurry; for comparison). vividness: the dial V in [0, 1]
+    (None: the generator's default), or the knobs it turns: chroma_gain and temperature (vividness.knobs)."""
     if method not in METHODS:
         raise ConfigError(f"method={method!r}; choose one of {', '.join(METHODS)}")
     if method == "naive" and (vividness is not None or chroma_gain not in (None, 1.0)):
@@ -243,19 +231,12 @@ def to_pil(rgb: torch.Tensor, alpha: Optional[torch.Tensor] = None) -> Image.Ima
     return img
 
 
-def encode(img: Image.Image, fmt: str) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    return buf.getvalue()
-
-
 def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_size: int = DEFAULT_RENDER_SIZE,
                     formats: Sequence[str] = (), method: str = "chroma", chroma_gain: Optional[float] = None,
                     vividness: Optional[float] = None, temperature: Optional[float] = None) -> list[bytes]:
-    """What the colorize command writes for each photo: its output file's bytes, in formats[i]
-    ("JPEG" or "PNG"; default PNG). The one path from a luma to an output: the command calls it
-    photo by photo, every "through colorize" score for a batch (photos of one size in one generator
-    call; on a CPU the same bytes as alone). Knobs: see `colorize_luma`."""
+    """Each photo's output file bytes in formats[i] ("JPEG" or "PNG"; default PNG): the one path from a luma
+    to an output, for the command and every "through colorize" score (photos of one size in one generator
+    call: on a CPU the same bytes as alone). Knobs: see `colorize_luma`."""
     formats = list(formats) or ["PNG"] * len(photos)
     files: list[bytes] = [b""] * len(photos)
     for shape in dict.fromkeys(photo.luma.shape for photo in photos):
@@ -263,16 +244,17 @@ def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_
         lumas = torch.stack([photos[i].luma for i in group])
         rgb = colorize_luma(lumas, model, render_size, method, chroma_gain, vividness, temperature)
         for j, i in enumerate(group):
-            files[i] = encode(to_pil(rgb[j], photos[i].alpha), formats[i])
+            buf = io.BytesIO()
+            to_pil(rgb[j], photos[i].alpha).save(buf, formats[i], **({"quality": 95} if formats[i] == "JPEG" else {}))
+            files[i] = buf.getvalue()
     return files
 
 
 def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str = "chroma",
              vividness: Optional[float] = None) -> Image.Image:
-    """Colorize one photo of any size; returns a Pillow image of the same size, with the input's
-    luminance (up to 8-bit rounding) and transparency. image: a Pillow image, a path, or a luma
-    tensor [H, W] / [1, H, W] (float in [0, 1] or uint8). model: a generator or a checkpoint path.
-    vividness: 0 (the safest colours) to 1 (as colourful as real photos); None: the generator's default."""
+    """One photo of any size -> a Pillow image of the same size, with its luminance (up to 8-bit rounding) and
+    transparency. image: a Pillow image, a path, or a luma tensor [H, W] / [1, H, W] (float in [0, 1] or uint8);
+    model: a generator or a checkpoint path; vividness: 0 (the safest colours) to 1 (as colourful as real photos)."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)[0]
     if vividness is not None and dial.uncalibrated_note(model) and not getattr(model, "_warned", False):

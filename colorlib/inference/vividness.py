@@ -1,13 +1,10 @@
 """The vividness dial: one number V in [0, 1] for how colourful colorize's output is.
 
-A generator trained on a per-pixel loss predicts the muted mean of the plausible colours; more
-colourful outputs cost PSNR (Blau & Michaeli 2018). The knobs along that trade-off: a gain on the
-predicted chroma and, for the chroma-classes head, the temperature of its annealed mean. V = 0 is
-the setting with the best validation PSNR, V = 1 the one as colourful as the validation images,
-colourfulness linear in V between. `colorlib.lab.vividness` measures that path as knots stored in
-the generator file (plain numbers); between knots the knobs are interpolated linearly. Without a
-calibration: UNCALIBRATED, gain 0.75 + 0.5 V, default V = 0.5 (gain 1, the generator's own output),
-a guess from the shipped generator on 1,000 test images.
+A generator trained on a per-pixel loss predicts the muted mean of the plausible colours; more colourful
+outputs cost PSNR (Blau & Michaeli 2018). V turns the knobs along that trade-off, a gain on the predicted
+chroma and the chroma-classes head's temperature: V = 0 is the best validation PSNR, V = 1 as colourful as
+the validation images, linear in colourfulness between (knots measured by `colorlib.lab.vividness`,
+interpolated). Uncalibrated: gain 0.75 + 0.5 V, default V = 0.5 (gain 1), a guess from the shipped generator.
 """
 from __future__ import annotations
 
@@ -63,7 +60,6 @@ UNCALIBRATED = Calibration((Knot(0.0, 0.75), Knot(1.0, 1.25)), default=0.5, cali
 
 
 def check_vividness(value) -> float:
-    """`value` as a float in [0, 1], else a ConfigError saying what the dial takes."""
     if isinstance(value, bool) or not _within(value, 0.0, 1.0):
         raise ConfigError(f"vividness={value!r} must be a number from 0 (the safest colours) to 1 (as "
                           f"colourful as real photos), e.g. --vividness 0.5")
@@ -71,7 +67,6 @@ def check_vividness(value) -> float:
 
 
 def check_knobs(chroma_gain: Optional[float], temperature: Optional[float]) -> None:
-    """ConfigError unless the gain is in [0, MAX_GAIN] and the temperature in [MIN_, MAX_TEMPERATURE]."""
     if chroma_gain is not None and not _within(chroma_gain, 0.0, MAX_GAIN):
         raise ConfigError(f"chroma_gain={chroma_gain!r} must be a number from 0 to {MAX_GAIN:g}")
     if temperature is not None and not _within(temperature, MIN_TEMPERATURE, MAX_TEMPERATURE):
@@ -110,20 +105,17 @@ def from_dict(stored, where: str = "the calibration") -> Calibration:
 
 
 def calibration_of(model) -> Calibration:
-    """The generator's dial: its calibration, or UNCALIBRATED."""
     return getattr(model, ATTRIBUTE, None) or UNCALIBRATED
 
 
 def has_temperature(model) -> bool:
-    """True for a generator whose head has an annealing temperature (output=classes)."""
     return isinstance(getattr(model, "output", None), ChromaClassesOutput)
 
 
 def knobs(model, vividness=None, chroma_gain: Optional[float] = None,
           temperature: Optional[float] = None) -> tuple[float, Optional[float]]:
-    """(chroma gain, temperature or None for the generator's own) that colorize uses: the knobs
-    themselves when given (gain 1 and the generator's own temperature where one is not), else the
-    dial at V = `vividness` (None: the generator's default). Both at once is a ConfigError."""
+    """(chroma gain, temperature or None: the generator's own) for colorize: the knobs when given (gain 1 where
+    not), else the dial at V = `vividness` (None: the generator's default); both at once is a ConfigError."""
     if chroma_gain is not None or temperature is not None:
         if vividness is not None:
             raise ConfigError("give vividness or the knobs it turns (chroma_gain, temperature), not both")
@@ -137,7 +129,6 @@ def knobs(model, vividness=None, chroma_gain: Optional[float] = None,
 
 
 def uncalibrated_note(model) -> Optional[str]:
-    """A one-line note when `model` has no calibration (its V follows the default mapping), else None."""
     if calibration_of(model).calibrated:
         return None
     return ("this generator has no vividness calibration: V follows the default mapping (chroma gain "

@@ -1,9 +1,6 @@
-"""Everything the paper leaves open or does not have, as objects the paper's classes are given.
-
-`build_generator(cfg)`, `build_discriminator(cfg)`, `build_objective(cfg, G)`, `discriminator_steps(cfg)`
-and `build_average(cfg, G)` turn a configuration's names (norm="fan", output="classes",
-r1_gamma=0.1, ...) into those objects; at the paper's values they return the paper's own
-(paper.Generator with batch norm and RGB output, paper.PaperObjective, no weight average).
+"""Everything the paper leaves open or does not have, as objects the paper's classes are given: the
+build_* functions turn a config's names (norm="fan", output="classes", r1_gamma=0.1, ...) into them, and
+at the paper's values return the paper's own (batch norm, RGB output, PaperObjective, no weight average).
 """
 from __future__ import annotations
 
@@ -46,10 +43,9 @@ def build_generator(cfg) -> Generator:
 
 
 def build_discriminator(cfg) -> Discriminator:
-    spectral = cfg.d_norm == "spectral"
     d = Discriminator(cfg.d_width, cfg.d_depth, norm=DISCRIMINATOR_NORMS[cfg.d_norm],
                       conv_bias=cfg.d_norm in ("none", "spectral"),
-                      wrap=nn.utils.parametrizations.spectral_norm if spectral else unchanged,
+                      wrap=nn.utils.parametrizations.spectral_norm if cfg.d_norm == "spectral" else unchanged,
                       final=global_logit if cfg.d_arch == "global" else patch_logits)
     init_weights(d)
     return d

@@ -1,17 +1,13 @@
-"""Chroma as classes: colorization as classification over quantized colours (Zhang et al. 2016).
-
-Regressing colour predicts the *mean* of the plausible colours (the mean of red, green and blue
-cars is brown-gray): why regression colorizers look washed out. Zhang, Isola and Efros predict
-per pixel a probability for each cell of a quantized colour plane, trained with a cross-entropy
-in which rare (saturated) colours weigh more than common (grayish) ones:
+"""Chroma as classes (Zhang et al. 2016). Regressing colour predicts the *mean* of the plausible colours (red,
+green and blue cars average to brown-gray): why regression colorizers look washed out. Instead, per pixel a
+probability for each cell of a quantized BT.601 Cb/Cr plane (not CIE ab, so the luma is kept exactly),
+trained with a cross-entropy in which rare (saturated) colours weigh more than common (grayish) ones:
 
     L = - sum_pixels w(y) * sum_q t_q log p_q,     w = ((1 - r) * prior + r / Q)^-1, E_prior[w] = 1
 
-t is the true colour spread over the 4 cells around it (bilinear weights), prior the smoothed
-distribution of the training colours, r = 0.5. The colour shown is the *annealed mean*, the mean
-of p^(1/T) renormalised: T = 1 the mean (muted, safe), T -> 0 the mode (vivid, sometimes wrong);
-Zhang et al. chose T = 0.38 by eye. We quantize the BT.601 chroma plane (Cb, Cr in [-1, 1]), not
-CIE ab, so the network's luma is kept exactly: a GRID x GRID lattice (256 cells).
+t is the true colour spread over the 4 cells around it, prior the smoothed training distribution. The colour
+shown is the *annealed mean* of p^(1/T): T = 1 the mean (muted, safe), T -> 0 the mode (vivid, sometimes
+wrong); Zhang et al. chose T = 0.38 by eye.
 """
 from __future__ import annotations
 
@@ -32,8 +28,7 @@ class ChromaBins(nn.Module):
         self.grid = grid
         self.count = grid * grid
         axis = torch.linspace(-1, 1, grid)
-        cb, cr = torch.meshgrid(axis, axis, indexing="ij")
-        self.register_buffer("centres", torch.stack([cb.flatten(), cr.flatten()], 1), persistent=False)
+        self.register_buffer("centres", torch.cartesian_prod(axis, axis), persistent=False)  # (Cb, Cr) of each cell
         # class weights: uniform until `fit_prior` has seen the training colours (saved with G)
         self.register_buffer("weights", torch.ones(self.count))
 

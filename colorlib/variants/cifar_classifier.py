@@ -1,13 +1,7 @@
-"""The judge's network: a small fixed CIFAR-10 classifier, and loading its trained weights.
-
-The lab trains it (lab/classifier.py) and scores semantic accuracy and the feature distance with
-it; feature-aware normalization (variants/norms.py) uses its first layers. Only the network and its
-file format live here, so that a generator built with FAN needs no evaluation code.
-
-A small VGG/ResNet-9-style CNN after the fast CIFAR-10 recipes (DAWNBench ResNet-9, airbench): a
-stem convolution, three groups of conv -> max-pool -> BN -> GELU -> conv -> BN -> GELU (32 -> 16
--> 8 -> 4), a global max-pool and a linear layer; about 2 M parameters with widths 64/256/256. It
-takes RGB [B, 3, H, W] as uint8 in [0, 255] or float in [0, 1] and normalises it itself.
+"""The judge's network, a small fixed CIFAR-10 classifier (a VGG/ResNet-9-style CNN after the fast recipes:
+DAWNBench ResNet-9, airbench), and loading its trained weights. The lab trains it and scores semantic accuracy
+and the feature distance with it; FAN (norms.py) uses its first layers, which is why it lives here: a
+generator built with FAN needs no evaluation code.
 """
 from __future__ import annotations
 
@@ -70,7 +64,6 @@ class CifarClassifier(nn.Module):
         return self.head(self.features(images)) * LOGIT_SCALE
 
 
-# ---------------------------------------------------------------- checkpoint
 def _half_state_dict(model: nn.Module) -> dict:
     """Float tensors stored as float16: halves the file, costs nothing measurable in accuracy."""
     return {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
@@ -90,9 +83,8 @@ def shape_mismatch(expected: dict, weights: dict) -> Optional[str]:
 
 
 def load_classifier(path, device=None) -> CifarClassifier:
-    """The trained classifier, in eval mode, in float32 (on `device`; None: where it is built).
-    Attributes from the checkpoint: `classes` (names in label order), `test_accuracy`. The file's
-    architecture is checked against its tensors' shapes before anything is allocated."""
+    """The trained classifier in eval mode, float32, with the file's `classes` (in label order) and
+    `test_accuracy`; its architecture is checked against its tensors' shapes before anything is allocated."""
     remedy = "Train one with `python -m colorlib train-classifier --data PATH --out FILE.pt`."
     ckpt = load_weights_file(path, (CLASSIFIER_FORMAT,), "classifier", remedy, ClassifierError)
     try:

@@ -1,9 +1,6 @@
-"""Colour maths, one implementation: BT.601 YCbCr as in JPEG, around the paper's luma (paper/data.py).
-
-The generator reads BT.601 luma (the weights behind Pillow's "L" mode and OpenCV's RGB2GRAY), the
-data pipeline computes it, colorize keeps a photo's own, and the chroma-only generators predict
-Cb and Cr around it. Everything here is linear, so it holds in [0, 1], [0, 255] or the model's
-[-1, 1] alike.
+"""Colour maths, one implementation: BT.601 YCbCr as in JPEG, around the paper's luma (paper/data.py),
+the gray of Pillow's "L" mode that the generator reads. Everything here is linear, so it holds in [0, 1],
+[0, 255] or the model's [-1, 1] alike.
 """
 from __future__ import annotations
 
