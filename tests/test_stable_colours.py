@@ -62,7 +62,7 @@ def test_the_table_reads_every_number_from_the_study(study):
 def test_a_study_is_read_with_its_source_and_a_folder_without_one_is_a_parameter_error(study, tmp_path):
     text = sc.study_source(study)
     assert study["device_name"] in text and f"preset {study['preset']}," in text
-    assert "seeds 0, 1, 2" in text and "6 epochs per run" in text
+    assert "3 seeds per method (0, 1, 2), each run 6 epochs" in text
     with pytest.raises(ConfigError, match="study_dir=.* holds no study"):
         sc.read_study(tmp_path, "study_dir")
 

@@ -1,5 +1,5 @@
 """The vividness dial (inference/vividness.py, lab/vividness.py): one number from the safest colours
-to as colourful as real photos, calibrated on a validation split and stored with the generator."""
+to as colourful as the training images, calibrated on a validation split and stored with the generator."""
 from __future__ import annotations
 
 import pytest

@@ -254,7 +254,7 @@ def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str =
              vividness: Optional[float] = None) -> Image.Image:
     """One photo of any size -> a Pillow image of the same size, with its luminance (up to 8-bit rounding) and
     transparency. image: a Pillow image, a path, or a luma tensor [H, W] / [1, H, W] (float in [0, 1] or uint8);
-    model: a generator or a checkpoint path; vividness: 0 (the safest colours) to 1 (as colourful as real photos)."""
+    model: a generator or checkpoint path; vividness: 0 (safest colours) to 1 (as colourful as its training data)."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)[0]
     if vividness is not None and dial.uncalibrated_note(model) and not getattr(model, "_warned", False):
