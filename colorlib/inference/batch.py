@@ -119,8 +119,9 @@ def colorize_files(inputs: list[str], out_dir, checkpoint=None, render_size: int
     for name, problem in failed:
         print(f"FAILED {name}: {problem}", file=sys.stderr)
     model = _check_batch(jobs, out_dir, checkpoint, render_size, device)
-    if vividness is not None and dial.uncalibrated_note(model):
-        print(f"note: {dial.uncalibrated_note(model)}", file=sys.stderr)
+    note = dial.uncalibrated_note(model) if vividness is not None else None
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     result, claimed = ColorizeSummary(out_dir, len(jobs), failed=failed), {}
     try:
         for job in tqdm(jobs, unit="photo", desc="colorize", disable=not progress or None, file=sys.stderr):
@@ -159,8 +160,9 @@ def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels
     result.colour_inputs += int(photo.was_color)
     if photo.frames > 1:
         notes.append(f"has {photo.frames} frames (an animation or a multi-page file); only the first is colorized")
-    asked, shape = (f(*photo.luma.shape, render_size, cz.size_multiple(model))
-                    for f in (cz.requested_shape, cz.render_shape))
+    multiple = cz.size_multiple(model)
+    asked = cz.requested_shape(*photo.luma.shape, render_size, multiple)
+    shape = cz.render_shape(*photo.luma.shape, render_size, multiple)
     if shape != asked:
         notes.append(f"({photo.size[0]}x{photo.size[1]}) is worked at {shape[1]}x{shape[0]} pixels instead of "
                      f"{asked[1]}x{asked[0]}, to bound memory (at most {cz.MAX_RENDER_PIXELS / 1e6:.1f} megapixels)")

@@ -239,8 +239,10 @@ def colorized_files(photos: Sequence[GrayPhoto], model: torch.nn.Module, render_
     call: on a CPU the same bytes as alone). Knobs: see `colorize_luma`."""
     formats = list(formats) or ["PNG"] * len(photos)
     files: list[bytes] = [b""] * len(photos)
-    for shape in dict.fromkeys(photo.luma.shape for photo in photos):
-        group = [i for i, photo in enumerate(photos) if photo.luma.shape == shape]
+    groups: dict[torch.Size, list[int]] = {}
+    for i, photo in enumerate(photos):
+        groups.setdefault(photo.luma.shape, []).append(i)
+    for group in groups.values():
         lumas = torch.stack([photos[i].luma for i in group])
         rgb = colorize_luma(lumas, model, render_size, method, chroma_gain, vividness, temperature)
         for j, i in enumerate(group):
@@ -257,9 +259,10 @@ def colorize(image, model, render_size: int = DEFAULT_RENDER_SIZE, method: str =
     model: a generator or checkpoint path; vividness: 0 (safest colours) to 1 (as colourful as its training data)."""
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)[0]
-    if vividness is not None and dial.uncalibrated_note(model) and not getattr(model, "_warned", False):
+    note = dial.uncalibrated_note(model) if vividness is not None else None
+    if note and not getattr(model, "_warned", False):
         model._warned = True
-        warnings.warn(dial.uncalibrated_note(model), UserWarning, stacklevel=2)
+        warnings.warn(note, UserWarning, stacklevel=2)
     if isinstance(image, (str, os.PathLike)):
         photo = read_photo(image)
     elif isinstance(image, Image.Image):

@@ -52,6 +52,8 @@ class CifarClassifier(nn.Module):
         self.register_buffer("std", torch.tensor(CIFAR_STD).view(1, 3, 1, 1), persistent=False)
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != 3:  # a gray batch would broadcast silently
+            raise ValueError(f"expected RGB images [B, 3, H, W], got shape {tuple(images.shape)}")
         x = images.float().div(255.0) if images.dtype == torch.uint8 else images.float()
         return (x - self.mean) / self.std
 
