@@ -44,6 +44,15 @@ def checkpoint_to_resume(run_dir: Path, cfg: Config) -> Optional[dict]:
     return ckpt
 
 
+def accepted(changes) -> frozenset:
+    """The changes a resume may accept ("data", "precision"), a name or several; any other is an error."""
+    changes = frozenset([changes] if isinstance(changes, str) else changes)
+    if changes - {"data", "precision"}:
+        raise ConfigError(f"unknown change(s) to accept: {', '.join(sorted(changes - {'data', 'precision'}))}; "
+                          f"choose from data, precision")
+    return changes
+
+
 def check_unchanged(t, ckpt: dict) -> None:
     """The same training images and precision as the checkpoint's, or a change `t.accept_changes` names."""
     then, now = ckpt.get("train_data") or {}, t.data_fingerprint
@@ -56,13 +65,14 @@ def check_unchanged(t, ckpt: dict) -> None:
             raise ConfigError(f"cannot resume {t.run_dir} on {now['images']} images: an epoch would have another "
                               f"number of iterations; {point}")
         t.accepted.append(f"epoch {t.epoch}: training images changed (accepted)")
-    was, now = (ckpt.get("precision") or {}).get("precision"), t.precision["precision"]
-    if was != now and "precision" not in t.accept_changes:
-        keep = "--set amp=false" if was == "float32" else "a device with bf16"
-        raise ConfigError(f"cannot resume {t.run_dir} exactly: it was trained in {was} and would continue in {now} "
-                          f"({t.precision['reason']}); resume with {keep}, or pass --accept-change precision")
-    if was != now:
-        t.accepted.append(f"epoch {t.epoch}: precision changed from {was} to {now} (accepted)")
+    was, used = (ckpt.get("precision") or {}).get("precision"), t.precision["precision"]
+    if was != used:
+        if "precision" not in t.accept_changes:
+            keep = "--set amp=false" if was == "float32" else "a device with bf16"
+            raise ConfigError(f"cannot resume {t.run_dir} exactly: it was trained in {was} and would continue "
+                              f"in {used} ({t.precision['reason']}); resume with {keep}, or pass --accept-change "
+                              f"precision")
+        t.accepted.append(f"epoch {t.epoch}: precision changed from {was} to {used} (accepted)")
 
 
 def restore(t, ckpt: dict, path: Path) -> None:

@@ -63,7 +63,7 @@ class Trainer(contextlib.AbstractContextManager):
                  epoch_lines: bool = False, validator: Optional[Callable] = None, accept_changes=(),
                  data_cache: Optional[dict] = None):
         self.run_dir, self.progress, self.epoch_lines = Path(run_dir), progress, epoch_lines
-        self.accept_changes = frozenset(accept_changes)  # of "data", "precision": see run_files.check_unchanged
+        self.accept_changes = run_files.accepted(accept_changes)  # see run_files.check_unchanged
         self.data_cache = {} if data_cache is None else data_cache  # decoded data, shared by trainers
         self.settings, self.lock = TorchSettings(), rundir.RunLock(self.run_dir)
         self.lock.acquire()

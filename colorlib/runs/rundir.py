@@ -304,10 +304,12 @@ def load_checkpoint(path, formats: tuple[str, ...] = (CHECKPOINT_FORMAT, GENERAT
     ckpt = load_weights_file(path, formats, "checkpoint", remedy)
     for name, kind in CHECKPOINT_PARTS[ckpt["format"]].items():
         part = ckpt.get(name)
-        if not isinstance(part, kind) or isinstance(part, bool) or (
-                name == "generator" and not all(isinstance(v, torch.Tensor) for v in part.values())):
+        if not isinstance(part, kind) or isinstance(part, bool):
             raise RunDirError(f"checkpoint {str(path)!r} is damaged: its {name!r} is missing or not a "
-                              f"{kind.__name__}{' of tensors' if name == 'generator' else ''}. {remedy}")
+                              f"{kind.__name__}. {remedy}")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["generator"].values()):
+        raise RunDirError(f"checkpoint {str(path)!r} is damaged: its 'generator' holds values that are not tensors. "
+                          f"{remedy}")
     try:
         config_from_dict(ckpt["config"])
     except ValueError as exc:  # ConfigError
