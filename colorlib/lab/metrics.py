@@ -190,11 +190,11 @@ def gray_baseline(gray: torch.Tensor) -> torch.Tensor:
     return gray.expand(-1, 3, -1, -1)
 
 
-def command_outputs(images: torch.Tensor, G: nn.Module, render_size: Optional[int] = None,
+def command_outputs(images: torch.Tensor, G: nn.Module, render_size: int = colorize.DEFAULT_RENDER_SIZE,
                     fmt: str = "JPEG") -> list[bytes]:
     """The files the `colorize` command writes for these colour images (uint8 [B, 3, H, W])."""
     photos = [colorize.gray_from_pil(colorize.to_pil(image)) for image in images.cpu()]
-    return colorize.colorized_files(photos, G, render_size or colorize.DEFAULT_RENDER_SIZE, [fmt] * len(photos))
+    return colorize.colorized_files(photos, G, render_size, [fmt] * len(photos))
 
 
 def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
@@ -203,7 +203,7 @@ def decode_outputs(files: Sequence[bytes]) -> torch.Tensor:
     return torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image in rgb])
 
 
-def colorize_method(G: nn.Module, render_size: Optional[int] = None, fmt: str = "JPEG") -> Method:
+def colorize_method(G: nn.Module, render_size: int = colorize.DEFAULT_RENDER_SIZE, fmt: str = "JPEG") -> Method:
     """What the `colorize` command delivers for these images: the files it writes in `fmt`, decoded."""
     G.eval()
 
@@ -289,7 +289,7 @@ def evaluate_generator(G: nn.Module, data: Optional[str] = None, classifier: Opt
     labels, classes_note = judge_labels(test.labels, test.classes, classifier)
     fmt = output_format_for(data)
     methods = {GRAY_METHOD: gray_baseline, name: G.to(device).eval(),  # the network's own output, as trained
-               f"{name} through colorize": colorize_method(G, colorize.DEFAULT_RENDER_SIZE, fmt)}
+               f"{name} through colorize": colorize_method(G, fmt=fmt)}
     result = evaluate_methods(methods, test.images, labels, classifier, batch_size, device, inception_weights, progress)
     result["data"] = {"source": Path(test.source).name, "split": "test", "images": len(test), "limit": limit}
     if classes_note:

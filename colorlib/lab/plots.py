@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..runs import rundir
-from .stable_colours import collapse_per_epoch
 
 
 def smooth(values: torch.Tensor, window: int) -> torch.Tensor:
@@ -48,6 +47,7 @@ def d_wins_by_epoch(run_dir) -> dict[int, float]:
     epochs = rundir.read_epochs(run_dir)
     if len(epochs.get("d_wins_share", ())):
         return {int(e): float(s) for e, s in zip(epochs["epoch"].tolist(), epochs["d_wins_share"].tolist())}
+    from .stable_colours import collapse_per_epoch  # it imports the engine (D_WINS_LOSS): only for old runs
     h = rundir.read_history(run_dir)
     done = rundir.read_run_info(run_dir).get("epochs_done") if (Path(run_dir) / "run.json").exists() else None
     shares = zip(h["epoch"].unique().tolist(), collapse_per_epoch(h).tolist())

@@ -48,7 +48,7 @@ def candidate_file(path) -> Path:
 def score(G: torch.nn.Module, val, classifier, device, photos, fmt: str) -> dict:
     """MEASURES for generator G, and the scores they come from."""
     labels, _ = judge_labels(val.labels, val.classes, classifier)
-    scores = evaluate_methods({"G": colorize_method(G, DEFAULT_RENDER_SIZE, fmt)}, val.images, labels, classifier,
+    scores = evaluate_methods({"G": colorize_method(G, fmt=fmt)}, val.images, labels, classifier,
                               device=device)
     m, truth = scores["methods"]["G"], scores["ground_truth"]
     agg = evaluate_photos(G.cpu(), [DEFAULT_RENDER_SIZE], photos=photos)["results"][DEFAULT_RENDER_SIZE]["aggregate"]
