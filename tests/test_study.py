@@ -96,3 +96,14 @@ def test_a_study_of_a_plan_scores_the_plans_own_methods(data_dir, tmp_path, caps
     assert list(report["methods"]) == ["lam-10"] and report["methods"]["lam-10"]["overrides"] == {"lam": 10.0}
     assert report["preset"] == "smoke" and report["seeds"] == 1
     assert rundir.read_config(tmp_path / "runs" / "lam-10" / "seed0").lam == 10.0
+
+
+def test_study_options_win_over_the_plan_as_for_sweep(tmp_path, capsys, monkeypatch):
+    asked = []
+    monkeypatch.setattr(study, "run_study", lambda preset, out, _, seeds, *a, **k: asked.append((preset, out, seeds)))
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"preset": "smoke", "seeds": [0], "out": "runs/x", "methods": {"lam-10": {}}}))
+    assert run_cli(capsys, "study", plan)[0] == 0
+    assert run_cli(capsys, "study", plan, "--preset", "quick", "--seeds", "2", "--out", "runs/y")[0] == 0
+    assert run_cli(capsys, "study", "--methods", "paper")[0] == 0
+    assert asked == [("smoke", "runs/x", [0]), ("quick", "runs/y", 2), ("paper", "runs/study", 3)]

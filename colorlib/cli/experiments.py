@@ -31,8 +31,10 @@ def cmd_study(args) -> int:
     if args.plan and args.methods:
         raise ConfigError("give a plan file or --methods, not both")
     plan = load_plan(args.plan) if args.plan else {"methods": args.methods, "set": {}}
-    preset, seeds = plan.get("preset", args.preset), plan.get("seeds", args.seeds)
-    out = plan.get("out", args.out)
+    # as sweep: an option given wins over the plan, the plan over the defaults (paper, 3 seeds, runs/study)
+    preset = args.preset or (plan["preset"] if args.plan else "paper")
+    seeds = args.seeds or (plan["seeds"] if args.plan else 3)
+    out = args.out or plan.get("out") or "runs/study"
     many_runs(out, lambda: run_study(preset, out, args.figures, seeds, plan["methods"], args.data, args.device,
                                      {**plan["set"], **set_overrides(args.set)}, progress=not args.no_progress,
                                      test_limit=args.test_limit, accept_changes=args.accept_change))
@@ -98,10 +100,10 @@ def register(sub) -> None:
     p = sub.add_parser("study", help="every method x seeds trained, scored and aggregated")
     p.add_argument("plan", nargs="?", help="a plan file (JSON, as for sweep): its methods, seeds, preset and out "
                                            "instead of the baselines table's")
-    p.add_argument("--preset", default="paper", help=f"budget for every run: {', '.join(PRESETS)}")
-    p.add_argument("--seeds", type=positive_int, default=3)
+    p.add_argument("--preset", help=f"budget for every run: {', '.join(PRESETS)} (default: the plan's, else paper)")
+    p.add_argument("--seeds", type=positive_int, help="seeds 0..N-1 (default: the plan's, else 3)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
-    p.add_argument("--out", default="runs/study", help="run directories, OUT/<method>/seed<k>")
+    p.add_argument("--out", help="run directories, OUT/<method>/seed<k> (default: the plan's, else runs/study)")
     p.add_argument("--figures", default="figures/study", help="metrics.json, metrics.md, frontier.png, collapse.png")
     p.add_argument("--device", default="auto")
     p.add_argument("--test-limit", type=int, help="score a seeded subset of the test split (rehearsals)")
