@@ -71,13 +71,16 @@ def assert_same_run(run: Path, reference: Path) -> None:
     assert not list(run.rglob(rundir.TEMP_PREFIX + "*")) and not (run / rundir.LOCK_NAME).exists()
 
 
-def assert_consistent(run: Path) -> None:
-    """After any stop: last.pt (if any) loads and run.json and history.csv describe exactly it."""
+def assert_consistent(run: Path, killed: bool) -> None:
+    """After any stop: last.pt (if any) loads and run.json describes exactly it; after a SIGKILL that
+    fell between last.pt and run.json, run.json may still describe the save before (the next start
+    rewrites it). history.csv holds at least the rows run.json counts."""
     if not (run / "checkpoints" / "last.pt").exists():
         return
     ckpt, info = load(run), rundir.read_run_info(run)
-    assert (info["epochs_done"], info["iteration_in_epoch"]) == (ckpt["epoch"], ckpt["iteration"])
-    assert rundir.history_tensor(run).shape[0] >= ckpt["history"].shape[0] - 2  # at most the partial epoch ahead
+    described, saved = (info["epochs_done"], info["iteration_in_epoch"]), (ckpt["epoch"], ckpt["iteration"])
+    assert described <= saved if killed else described == saved, (described, saved)
+    assert rundir.history_tensor(run).shape[0] >= info["history_rows"]
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +133,7 @@ def test_signals_at_random_moments_then_resume_end_bitwise(data_dir, tmp_path, r
                 named = {129: "interrupted (SIGHUP)", 143: "interrupted (SIGTERM)"}.get(rc, "interrupted")
                 assert last.startswith(named), stderr
                 assert not (run / rundir.LOCK_NAME).exists()  # released on the way out
-            assert_consistent(run)
+            assert_consistent(run, killed=rc == -signal.SIGKILL)
         if rc != 0:
             assert cli_main(command(data_dir, run, checkpoint_every)) == 0
         assert_same_run(run, reference)
@@ -159,7 +162,7 @@ def test_refused_writes_keep_the_last_checkpoint_and_resume_ends_bitwise(data_di
             faults += 1
             assert status in (1, 2) and os.strerror(code) in one_line(err), err
             assert not (run / "checkpoints" / "last.pt").exists() or load(run)["epoch"] >= before  # still whole
-            assert_consistent(run)
+            assert_consistent(run, killed=False)
             if not rundir.is_run_dir(run) and run.exists():  # refused at its very first file: nothing left
                 assert not any(p.is_file() for p in run.rglob("*"))
         if status != 0:
