@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 
 from colorlib.lab import study
 from colorlib.runs import rundir
-from conftest import one_line, run_cli
+from conftest import MINI_DATA, one_line, run_cli
 
 
 def test_sweep_trains_a_plan_continues_it_and_refuses_other_maths(data_dir, tmp_path, capsys):
@@ -107,3 +108,21 @@ def test_study_options_win_over_the_plan_as_for_sweep(tmp_path, capsys, monkeypa
     assert run_cli(capsys, "study", plan, "--preset", "quick", "--seeds", "2", "--out", "runs/y")[0] == 0
     assert run_cli(capsys, "study", "--methods", "paper")[0] == 0
     assert asked == [("smoke", "runs/x", [0]), ("quick", "runs/y", 2), ("paper", "runs/study", 3)]
+
+
+def test_a_study_on_a_folder_of_other_classes_scores_them_by_name(tmp_path, monkeypatch):
+    data = tmp_path / "data"  # two classes: the folder calls them 0 and 1, the judge 3 and 9
+    for split in ("train", "test"):
+        for name in ("cat", "truck"):
+            shutil.copytree(MINI_DATA / split / name, data / split / name)
+    judged = []
+
+    def scores(methods, images, labels, *args, **kwargs):
+        judged.append(labels.unique().tolist())
+        raise KeyboardInterrupt  # stop at the first scoring
+    monkeypatch.setattr(study, "train_runs", lambda *args: {})
+    monkeypatch.setattr(study, "evaluate_methods", scores)
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study("smoke", tmp_path / "runs", tmp_path / "figures", seeds=1, methods=["paper"], data=str(data),
+                        device="cpu", overrides={"val_size": 10}, log=lambda *_: None)
+    assert judged == [[3, 9]]  # before: semantic accuracy judged them as airplanes and cars

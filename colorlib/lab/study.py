@@ -23,7 +23,7 @@ from ..runs.data import load_split
 from ..runs.device import device_name, pick_device
 from ..variants.cifar_classifier import SHIPPED_CLASSIFIER, load_classifier
 from .baselines import METHODS
-from .metrics import colorize_method, evaluate_methods, gray_baseline
+from .metrics import colorize_method, evaluate_methods, gray_baseline, judge_labels
 from .plots import frontier_figure, save_png
 from .stable_colours import STUDY_FORMAT, collapse_figure, mean_std
 from .validation import validator_for
@@ -188,9 +188,11 @@ def run_study(preset: str, out, figures, seeds: int | Sequence[int] = 3, methods
 
     log("== scoring")
     cfg = make_config(preset, **common)
+    classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
     splits = {"val": load_split(data, "val", None, 0, cfg.data_root, val_size=cfg.val_size),
               "test": load_split(data, "test", test_limit, 0, cfg.data_root)}
-    classifier = load_classifier(SHIPPED_CLASSIFIER, dev).eval()
+    for images in splits.values():  # the judge's class indices, matched by name (a folder's classes are its own)
+        images.labels = judge_labels(images.labels, images.classes, classifier)[0]
     scored = {split: evaluate_methods({"gray": gray_baseline}, images.images, images.labels, classifier, device=dev)
               for split, images in splits.items()}
     gray = {split: aggregate([r["methods"]["gray"]]) for split, r in scored.items()}  # shaped like a method's
