@@ -109,28 +109,3 @@ def best_render_size(report: dict) -> int:
     aggregate = {size: result["aggregate"] for size, result in report["results"].items()}
     return max(aggregate, key=lambda s: (aggregate[s]["beats_gray_share"], aggregate[s]["colourfulness_kept_mean"]))
 
-
-def photo_table(report: dict) -> str:
-    """`evaluate_photos`' report as Markdown: a row per render size, then a row per photo."""
-    photos, sizes = report["photos"], report["render_sizes"]
-    took = f" {report['seconds']:.1f} s in all." if "seconds" in report else ""
-    lines = [f"{len(photos)} photos (at most {report['max_side']} px on the long side): "
-             f"{', '.join(p['name'] for p in photos)}. Chroma gain {report['chroma_gain']:g}; scored against the "
-             f"original like the CIFAR-10 test. Best render size by share beating gray, then colourfulness kept: "
-             f"{best_render_size(report)}.{took}", "",
-             "| Render size | Beats gray | Colourfulness kept (mean) | PSNR mean (dB) | Gray PSNR mean (dB) "
-             "| PSNR - gray (dB) | Seconds |", "|---:|---:|---:|---:|---:|---:|---:|"]
-    for size in sizes:
-        a = report["results"][size]["aggregate"]
-        lines.append(f"| {size} | {a['beats_gray_share']:.0%} | {a['colourfulness_kept_mean']:.0%} | "
-                     f"{a['psnr_mean_db']:.2f} | {a['gray_psnr_mean_db']:.2f} | {a['psnr_gain_mean_db']:+.2f} | "
-                     f"{a['seconds']:.1f} |")
-    lines += ["", "Per photo: PSNR over the gray copy (dB) / colourfulness kept, at each render size.", "",
-              "| Photo | Size | Colourfulness | Gray PSNR (dB) | " + " | ".join(str(s) for s in sizes) + " |",
-              "|---|---|---:|---:|" + "---:|" * len(sizes)]
-    for i, p in enumerate(photos):
-        cells = [f"{r['psnr_gain_db']:+.2f} / {r['colourfulness_kept']:.0%}"
-                 for r in (report["results"][s]["per_photo"][i] for s in sizes)]
-        lines.append(f"| {p['name']} | {p['width']}x{p['height']} | {p['colourfulness']:.1f} | "
-                     f"{p['gray_psnr_db']:.2f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
