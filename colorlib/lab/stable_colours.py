@@ -83,8 +83,7 @@ def study_source(report: dict) -> str:
     """Where a study's numbers come from, as its metrics.json records it."""
     seeds = sorted({s["seed"] for r in report["methods"].values() for s in r["seeds"]})
     epochs = "/".join(str(e) for e in sorted(set(report["epochs"].values())))
-    data = "CIFAR-10 (read as cifar10.pt by the earlier colorlib that ran it)" if report["data"] == "cifar10.pt" \
-        else report["data"]
+    data = "CIFAR-10" if report["data"] == "cifar10.pt" else report["data"]
     return (f"preset {report['preset']}, {data}: {report['test_images']:,} test images, {report['val_images']:,} "
             f"validation images held out of the training split; {len(seeds)} seeds per method "
             f"({', '.join(map(str, seeds))}), each run {epochs} epochs, on {report['device_name']}")
