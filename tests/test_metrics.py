@@ -197,7 +197,7 @@ def test_shown_evaluation_reuses_a_file_of_the_run_as_it_is(tmp_path):
     assert shown_evaluation(tmp_path, None, None) == (report, "scored before, on 10,000 test images, on this run as "
                                                               "it is now: metrics.json (delete it to score again)")
     got, note = shown_evaluation(tmp_path, None, 500)  # shipped with its scores, no generator: those
-    assert got == report and note.startswith("the run ships its scores (on 10,000 test images) but not its generator")
+    assert got == report and note.startswith("scores shipped in the run's metrics.json, on 10,000 test images")
 
 
 def test_shown_evaluation_scores_a_run_once(smoke_run_copy, small_folder, capsys):

@@ -112,7 +112,7 @@ def shown_evaluation(run_dir, data: Optional[str] = None, limit: Optional[int] =
                      log=print) -> tuple[dict, str]:
     """The evaluation a notebook shows, and a line saying where it comes from: the run's own file of
     this scope when it scored the run as it is now (the same epochs done); for a run shipped with its
-    scores but not its generator, those; else a fresh `evaluate_run` with a progress bar."""
+    scores but no checkpoint, those; else a fresh `evaluate_run` with a progress bar."""
     run_dir = Path(run_dir)
     scope = evaluation_scope(limit, data, rundir.read_config(run_dir).data)
     done = rundir.read_run_info(run_dir).get("epochs_done") if (run_dir / "run.json").exists() else None
@@ -123,8 +123,8 @@ def shown_evaluation(run_dir, data: Optional[str] = None, limit: Optional[int] =
                           f"to score again)")
     shipped = _metrics_or_none(run_dir / "metrics.json")
     if shipped and not any((run_dir / "checkpoints" / f).exists() for f in ("generator.pt", "last.pt")):
-        return shipped, (f"the run ships its scores (on {_images(shipped)}) but not its generator: shown as "
-                         f"they are, limit={limit} does not apply")
+        return shipped, (f"scores shipped in the run's metrics.json, on {_images(shipped)}: shown as they are (the "
+                         f"run's folder holds no checkpoint to score it again)")
     report = evaluate_run(run_dir, data=data, limit=limit, device=device, batch_size=100, log=log)
     return report, f"scored now, on {_images(report)}: written to {Path(report['written']).name}"
 
@@ -162,9 +162,8 @@ def _why_versus_gray(delta: float, ours: dict, report: dict, paper_epochs: int) 
         return (f"Its colours are nearly gray ({colour}): with the input's exact luma and almost no chroma it "
                 f"scores about what the gray copy does{young}.")
     if delta > 0:
-        return (f"Being above it is not yet good colour ({colour}): PSNR averages squared errors, so a cautious guess "
-                f"near each pixel's mean colour already beats no colour by a little (the mean-colour effect), "
-                f"while a bold colour that is wrong costs more than it gains where it is right.")
+        return (f"Its colours are still muted ({colour}). A cautious colour is rarely far from the truth, so it "
+                f"already beats no colour on PSNR; a bold colour that is wrong would cost more than it gains.")
     if short:
         return (f"A run of {epochs} epochs has not learned which colour goes where yet ({colour}): a wrong "
                 f"colour costs more PSNR than no colour at all (a hue on the wrong side of gray doubles the error), "
