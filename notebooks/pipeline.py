@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import asyncio
 import json
 import os
 import signal
@@ -121,7 +122,12 @@ def check_parameters(given: dict, notebooks: list[Path]) -> None:
 
 
 async def interrupt(km: AsyncKernelManager, timeout: float = 600) -> None:
-    """Ctrl-C in the kernel, and wait until the cell it runs has ended (a training saves its run)."""
+    """Ctrl-C in the kernel, and wait until the cell it runs has ended (a training saves its run). The
+    execution the stop left in this event loop is ended first: it would report the shutdown as a dead kernel."""
+    left = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in left:
+        task.cancel()
+    await asyncio.gather(*left, return_exceptions=True)  # their errors taken here, not printed at exit
     await km.interrupt_kernel()
     kc = km.client()
     kc.start_channels()
