@@ -53,7 +53,8 @@ figures: setup
 notebooks: setup
 	$(PY) notebooks/pipeline.py --preset quick $(DATA_ARG) --run-dir runs/quick --figures-dir figures/quick --refresh-notebooks
 
-# 05-08 committed with the outputs of what ships: the paper run, the generator, the studies (no training)
+# 05-08 committed with the outputs of what ships: the paper run, the generator, the studies (no training);
+# run after `make notebooks`: 05 shows the runs/quick it trained beside the paper run, as 04's outputs show it
 notebooks-shipped: setup
 	$(if $(DATA),COLORLIB_DATA="$$DATA") $(PY) notebooks/pipeline.py --refresh-shipped
 
