@@ -143,11 +143,13 @@ def loss_curves(run_dir) -> Figure:
         ax.legend(fontsize=9, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: not on the curves
     if shares:
         epochs, values = sorted(shares), [shares[e] for e in sorted(shares)]
-        axes[2].bar(epochs, values, width=0.9, color=["tab:red" if v >= 1.0 - 1e-9 else "lightcoral" for v in values])
+        every = [v >= 1.0 - 1e-9 for v in values]
+        axes[2].bar(epochs, values, width=0.9, color=["tab:red" if e else "lightcoral" for e in every])
         axes[2].set(xlabel="epoch", ylabel="share of iterations", ylim=(0, 1.3), yticks=[0, 0.25, 0.5, 0.75, 1],
                     title="Discriminator wins outright (D loss < 0.01)")
-        axes[2].legend(handles=[Patch(color="tab:red", label="in every iteration"),
-                                Patch(color="lightcoral", label="in some")], fontsize=9, loc="upper center", ncol=2)
+        kinds = (("tab:red", "in every iteration", any(every)), ("lightcoral", "in some", not all(every)))
+        axes[2].legend(handles=[Patch(color=c, label=label) for c, label, seen in kinds if seen], fontsize=9,
+                       loc="upper center", ncol=2)  # only the kinds of epoch this run has
     return fig
 
 
