@@ -92,7 +92,8 @@ def test_missing_data_names_the_remedies(tmp_path, monkeypatch):
         load_split(str(tmp_path / "no-such-folder"), "train")
     assert all(s in str(err.value) for s in ("no-such-folder", "--data", DATA_ENV, "train/<class>", "CIFAR-10"))
     (tmp_path / "cifar10.pt").write_bytes(b"not a folder")
-    with pytest.raises(DataError, match=r"cifar10.pt' is not a folder. Point --data .* at a folder laid out as"):
+    with pytest.raises(DataError, match=r"cifar10.pt' is not a folder \(.pt data packs are no longer read.*\)\. "
+                                        r"Point --data .* at a folder laid out as"):
         load_split(str(tmp_path / "cifar10.pt"), "train")
     (tmp_path / "train").mkdir()
     with pytest.raises(DataError, match="no images"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..paper.config import PRESETS
-from ..runs.config import FIELD_NAMES, parse_override
+from ..runs.config import ACCEPTABLE_CHANGES, FIELD_NAMES, parse_override
 
 DATA_HELP = "data folder (default: $COLORLIB_DATA, else CIFAR-10)"
 
@@ -31,7 +31,7 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_accept_change_arg(p: argparse.ArgumentParser, help: str) -> None:
-    p.add_argument("--accept-change", action="append", default=[], choices=("data", "precision"),
+    p.add_argument("--accept-change", action="append", default=[], choices=ACCEPTABLE_CHANGES,
                    help=f"{help}; repeatable")
 
 

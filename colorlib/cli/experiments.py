@@ -30,10 +30,8 @@ def cmd_study(args) -> int:
     from ..lab.study import load_plan, run_study
     if args.plan and args.methods:
         raise ConfigError("give a plan file or --methods, not both")
-    plan = load_plan(args.plan) if args.plan else {"methods": args.methods, "set": {}}
-    # as sweep: an option given wins over the plan, the plan over the defaults (paper, 3 seeds, runs/study)
-    preset = args.preset or (plan["preset"] if args.plan else "paper")
-    seeds = args.seeds or (plan["seeds"] if args.plan else 3)
+    plan = load_plan(args.plan) if args.plan else {"methods": args.methods, "set": {}, "preset": "paper", "seeds": 3}
+    preset, seeds = args.preset or plan["preset"], args.seeds or plan["seeds"]  # as sweep: an option wins
     out = args.out or plan.get("out") or "runs/study"
     many_runs(out, lambda: run_study(preset, out, args.figures, seeds, plan["methods"], args.data, args.device,
                                      {**plan["set"], **set_overrides(args.set)}, progress=not args.no_progress,
@@ -100,8 +98,10 @@ def register(sub) -> None:
     p = sub.add_parser("study", help="every method x seeds trained, scored and aggregated")
     p.add_argument("plan", nargs="?", help="a plan file (JSON, as for sweep): its methods, seeds, preset and out "
                                            "instead of the baselines table's")
-    p.add_argument("--preset", help=f"budget for every run: {', '.join(PRESETS)} (default: the plan's, else paper)")
-    p.add_argument("--seeds", type=positive_int, help="seeds 0..N-1 (default: the plan's, else 3)")
+    p.add_argument("--preset", help=f"budget for every run: {', '.join(PRESETS)} (default: the plan's, quick "
+                                    "if it names none; without a plan, paper)")
+    p.add_argument("--seeds", type=positive_int, help="seeds 0..N-1 (default: the plan's, seed 0 if it names "
+                                                           "none; without a plan, 3)")
     p.add_argument("--methods", nargs="+", choices=list(METHODS), help="a subset (default: all)")
     p.add_argument("--out", help="run directories, OUT/<method>/seed<k> (default: the plan's, else runs/study)")
     p.add_argument("--figures", default="figures/study", help="metrics.json, metrics.md, frontier.png, collapse.png")

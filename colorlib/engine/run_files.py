@@ -18,7 +18,7 @@ import torch
 from .. import variants
 from ..paper.data import to_uint8
 from ..runs import rundir
-from ..runs.config import Config, ConfigError
+from ..runs.config import ACCEPTABLE_CHANGES, Config, ConfigError
 from ..runs.device import device_name
 from ..runs.rundir import EPOCH_COLUMNS
 from ..variants.cifar_classifier import shape_mismatch
@@ -47,9 +47,9 @@ def checkpoint_to_resume(run_dir: Path, cfg: Config) -> Optional[dict]:
 def accepted(changes) -> frozenset:
     """The changes a resume may accept ("data", "precision"), a name or several; any other is an error."""
     changes = frozenset([changes] if isinstance(changes, str) else changes)
-    if changes - {"data", "precision"}:
-        raise ConfigError(f"unknown change(s) to accept: {', '.join(sorted(changes - {'data', 'precision'}))}; "
-                          f"choose from data, precision")
+    if unknown := changes - set(ACCEPTABLE_CHANGES):
+        raise ConfigError(f"unknown change(s) to accept: {', '.join(sorted(unknown))}; "
+                          f"choose from {', '.join(ACCEPTABLE_CHANGES)}")
     return changes
 
 

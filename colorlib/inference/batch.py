@@ -165,7 +165,8 @@ def _colorize_job(job: Job, model, render_size: int, overwrite: bool, max_pixels
     shape = cz.render_shape(*photo.luma.shape, render_size, multiple)
     if shape != asked:
         notes.append(f"({photo.size[0]}x{photo.size[1]}) is worked at {shape[1]}x{shape[0]} pixels instead of "
-                     f"{asked[1]}x{asked[0]}, to bound memory (at most {cz.MAX_RENDER_PIXELS / 1e6:.1f} megapixels)")
+                     f"{asked[1]}x{asked[0]}, to bound memory (at most "
+                     f"{cz.MAX_RENDER_PIXELS / 1e6:.1f} megapixels, sides up to {cz.MAX_RENDER_SIDE})")
     for note in notes:
         tqdm.write(f"note: {job.source} {note}", file=sys.stderr)
     data = cz.colorized_files([photo], model, render_size, [fmt], vividness=vividness)[0]  # the scorers' path too

@@ -44,14 +44,15 @@ def random_crop_flip(images: torch.Tensor, pad: int = 4, generator: Optional[tor
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy on uint8 / [0, 1] float images, batched (bf16 autocast on CUDA)."""
-    device, right = next(model.parameters()).device, 0
-    model.eval()  # (training puts it back in training mode each epoch)
+    was_training, device, right = model.training, next(model.parameters()).device, 0
+    model.eval()
     cuda = device.type == "cuda"
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, memory_format=torch.channels_last if cuda else
                                                   torch.preserve_format)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
             right += (model(x).argmax(1).cpu() == labels[start:start + batch_size].cpu()).sum().item()
+    model.train(was_training)  # a helper leaves the model as it found it
     return right / len(images)
 
 

@@ -14,6 +14,8 @@ from typing import Any, Optional
 
 from ..paper.config import PRESETS, PaperConfig
 
+ACCEPTABLE_CHANGES = ("data", "precision")  # what a resume may accept (--accept-change)
+
 DATA_ENV = "COLORLIB_DATA"  # where users point at their own copy of the data
 
 

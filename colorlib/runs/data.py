@@ -6,7 +6,6 @@ folder of train/<class>/*.jpg and test/<class>/*.jpg, or of photos (resized and 
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,7 +57,9 @@ def load_split(data: Optional[str], split: str, size: Optional[int] = None, seed
     else:
         path = Path(source).expanduser()
         if not path.is_dir():
-            raise DataError(f"data source {str(path)!r} {'is not a folder' if path.exists() else 'does not exist'}. "
+            pack = " (.pt data packs are no longer read: use the image folder it was made from)"
+            raise DataError(f"data source {str(path)!r} {'is not a folder' if path.exists() else 'does not exist'}"
+                            f"{pack if path.suffix == '.pt' else ''}. "
                             f"Point --data (or ${DATA_ENV}) at a folder laid out as {LAYOUT}, or leave it unset to "
                             f"download CIFAR-10.")
         files, labels, classes = _folder_files(path, file_split)
@@ -117,7 +118,7 @@ def _decode(path: Path, size: int = 32) -> torch.Tensor:
     """The image as uint8 RGB [3, size, size], decoded by Pillow (libjpeg-turbo, as torchvision.io was);
     another size has its shorter side resized to `size`, then is centre-cropped."""
     try:
-        with Image.open(io.BytesIO(path.read_bytes())) as img:
+        with Image.open(path) as img:
             rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)
     except FileNotFoundError:
         raise DataError(f"{str(path)!r} disappeared while the data were being read: is something changing the "
